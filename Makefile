@@ -1,0 +1,47 @@
+# Two commands on a fresh machine:  make repro   and   make test
+#
+# TORCH_SPEC is the one knob for GPU users: the pip requirement (plus options) that installs
+# torch before everything else, e.g.
+#   make repro TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# The default is the CPU build pinned for these machines.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup repro test test-fast ui clean-runs help
+
+help:
+	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
+	@echo "make test    set up .venv and run the test suite (slow end-to-end tests included)"
+	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+repro: setup
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "error: make repro needs a git repository (DVC tracks experiments in git)"; exit 2; }
+	dvc repro
+	@echo
+	@$(BIN)/python -m cvcl.evaluation.report metrics/metrics.json
+	@echo
+	@echo "Runs are in MLflow: 'make ui', then open http://127.0.0.1:5000"
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000

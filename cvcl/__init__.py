@@ -1,0 +1,16 @@
+"""CVCL: semi-supervised 3D segmentation with prototype-guided voxel contrast.
+
+The package is organised by lifecycle (after nnU-Net v2):
+
+- ``cvcl.sources``        fetch or generate a dataset in its native (raw) form
+- ``cvcl.preprocessing``  convert raw data into the processed case convention
+- ``cvcl.data``           splits, patch sampling, augmentation, batch samplers
+- ``cvcl.models``         V-Net with feature taps and the projection head
+- ``cvcl.losses``         supervised, consistency, prototype (PCL) and contrast (VCL) terms
+- ``cvcl.training``       the mean-teacher trainer and the method registry
+- ``cvcl.inference``      sliding-window prediction and NIfTI export
+- ``cvcl.evaluation``     medpy-equivalent metrics and summaries
+- ``cvcl.tracking``       MLflow logging shared by the train, infer and evaluate stages
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Splits, patch datasets, augmentation and batch samplers."""

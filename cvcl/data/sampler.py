@@ -1,0 +1,52 @@
+"""Batch samplers mixing labeled and unlabeled cases."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+
+def _cycle(indices: Sequence[int], rng: np.random.Generator) -> Iterator[int]:
+    """Yield ``indices`` forever, reshuffled on every pass (each appears once per pass)."""
+    indices = list(indices)
+    while True:
+        for i in rng.permutation(len(indices)):
+            yield indices[i]
+
+
+class TwoStreamBatchSampler(Sampler):
+    """Batches of ``labeled_bs`` labeled plus ``batch_size - labeled_bs`` unlabeled samples.
+
+    Both streams are shuffled passes over their indices; the labeled stream visits every
+    labeled case once per pass, the unlabeled stream cycles independently. Each element is
+    ``(index, seed)``: the seed drives that sample's augmentation, so batches are identical
+    whatever the number of loader workers. ``num_batches`` bounds the iteration (the trainer
+    counts iterations, not epochs).
+    """
+
+    def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], batch_size: int,
+                 labeled_bs: int, num_batches: int, seed: int = 0) -> None:
+        if not 0 < labeled_bs <= batch_size:
+            raise ValueError(f"labeled_bs must be in [1, batch_size], got {labeled_bs} of {batch_size}")
+        if labeled_bs < batch_size and not unlabeled:
+            raise ValueError("unlabeled samples are needed when labeled_bs < batch_size")
+        if not labeled:
+            raise ValueError("at least one labeled sample is needed")
+        self.labeled, self.unlabeled = list(labeled), list(unlabeled)
+        self.batch_size, self.labeled_bs = batch_size, labeled_bs
+        self.num_batches, self.seed = num_batches, seed
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        rng = np.random.default_rng(self.seed)
+        lab = _cycle(self.labeled, np.random.default_rng(rng.integers(2**63)))
+        unl = _cycle(self.unlabeled, np.random.default_rng(rng.integers(2**63))) if self.unlabeled else iter(())
+        seeds = np.random.default_rng(rng.integers(2**63))
+        for _ in range(self.num_batches):
+            idx = [next(lab) for _ in range(self.labeled_bs)]
+            idx += [next(unl) for _ in range(self.batch_size - self.labeled_bs)]
+            yield [(i, int(s)) for i, s in zip(idx, seeds.integers(0, 2**63, len(idx)))]

@@ -1,0 +1,69 @@
+"""Labeled / unlabeled / validation / test splits.
+
+Two strategies:
+
+- ``protocol`` (the papers' tables): the dataset's fixed lists. The first ``labeled`` cases of
+  ``train.list`` are labeled and the rest unlabeled; ``test.list`` is the test set; ``val.list``,
+  when the dataset ships one, is the validation set, otherwise the last ``val`` training cases.
+- ``random``: every case shuffled with ``split.seed``; ``test_fraction`` of them tested, then
+  ``val`` validation cases, then ``labeled`` labeled, the rest unlabeled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cvcl.errors import DataError, ParamError
+from cvcl.preprocessing import read_list, read_manifest
+
+STRATEGIES = ("protocol", "random")
+
+
+def make_split(processed_dir: str | Path, *, labeled: int, strategy: str = "protocol",
+               val: int = 0, test_fraction: float = 0.2, seed: int = 0) -> dict:
+    """Build the split of the cases in ``processed_dir`` as a JSON-ready dict."""
+    processed_dir = Path(processed_dir)
+    cases = [row["case_id"] for row in read_manifest(processed_dir)]
+    if not cases:
+        raise DataError(processed_dir / "manifest.csv", "lists no cases")
+    if strategy == "protocol":
+        train_list, test_list = processed_dir / "train.list", processed_dir / "test.list"
+        if not (train_list.exists() and test_list.exists()):
+            raise ParamError("split.strategy", strategy,
+                             "'random' for a dataset without train.list and test.list")
+        train, test = read_list(train_list), read_list(test_list)
+        val_list = processed_dir / "val.list"
+        if val_list.exists():
+            val_cases = read_list(val_list)
+        else:
+            if val >= len(train):
+                raise ParamError("split.val", val, f"an integer in [0, {len(train) - 1}] (training cases: {len(train)})")
+            val_cases = train[len(train) - val:] if val else []
+        train = [c for c in train if c not in set(val_cases)]
+    elif strategy == "random":
+        order = [cases[i] for i in np.random.default_rng(seed).permutation(len(cases))]
+        n_test = int(round(test_fraction * len(order)))
+        if not 0 < n_test < len(order):
+            raise ParamError("split.test_fraction", test_fraction,
+                             f"a fraction leaving at least one test and one training case of {len(order)}")
+        if val >= len(order) - n_test:
+            raise ParamError("split.val", val, f"fewer than the {len(order) - n_test} non-test cases")
+        test, val_cases, train = order[:n_test], order[n_test:n_test + val], order[n_test + val:]
+    else:
+        raise ParamError("split.strategy", strategy, "one of " + ", ".join(STRATEGIES))
+
+    unknown = sorted(set(train + test + val_cases) - set(cases))
+    if unknown:
+        raise DataError(processed_dir, f"the case lists name cases that were not preprocessed, e.g. {unknown[0]}")
+    if not 1 <= labeled <= len(train):
+        raise ParamError("labeled", labeled, f"an integer in [1, {len(train)}] (the training cases)")
+    return {
+        "protocol": "fixed-lists" if strategy == "protocol" else "random",
+        "seed": seed if strategy == "random" else None,
+        "labeled": train[:labeled],
+        "unlabeled": train[labeled:],
+        "val": val_cases,
+        "test": test,
+    }

@@ -1,0 +1,1 @@
+"""Segmentation metrics with medpy's definitions, and their summaries."""

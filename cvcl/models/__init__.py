@@ -1,0 +1,5 @@
+"""Networks."""
+
+from cvcl.models.vnet import VNet, VNetOutput
+
+__all__ = ["VNet", "VNetOutput"]

@@ -1,0 +1,40 @@
+"""The network's shape, read from ``model`` in params.yaml and stored in checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cvcl.models.vnet import NORMALIZATIONS, VNet
+from cvcl.params import Params
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network shape (``model`` in params.yaml); saved in the checkpoint to rebuild the net."""
+
+    in_channels: int = 1
+    n_classes: int = 2
+    base_filters: int = 16
+    dropout: float = 0.5
+    norm: str = "batch"
+    embed_dim: int = 64
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_config(params: Params, in_channels: int) -> ModelConfig:
+    return ModelConfig(
+        in_channels=in_channels,
+        n_classes=2,
+        base_filters=params.int("model.base_filters", min=1),
+        dropout=params.float("model.dropout", min=0.0, max=0.95),
+        norm=params.choice("model.norm", NORMALIZATIONS),
+        embed_dim=params.int("model.embed_dim", min=1),
+    )
+
+
+def build_model(cfg: ModelConfig, with_projection: bool = True) -> VNet:
+    """A V-Net of this shape; without the projection head when no loss needs it."""
+    return VNet(cfg.in_channels, cfg.n_classes, cfg.base_filters, cfg.dropout, cfg.norm,
+                cfg.embed_dim if with_projection else 0)

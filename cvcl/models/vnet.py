@@ -1,0 +1,125 @@
+"""V-Net (UA-MT variant) with the feature taps the CVCL losses use and a projection head.
+
+Shapes for an input ``(B, C_in, X, Y, Z)`` with every spatial size divisible by 16 and
+``f = base_filters``:
+
+- ``logits``: ``(B, n_classes, X, Y, Z)``
+- ``d9``: the last decoder feature, ``(B, f, X, Y, Z)``
+- ``center``: the 2f-channel decoder stage at half resolution, ``(B, 2f, X/2, Y/2, Z/2)``
+- :meth:`VNet.project` maps ``d9`` to L2-normalised embeddings ``(B, embed_dim, X, Y, Z)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NORMALIZATIONS = ("batch", "instance", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    return nn.Identity()
+
+
+class ConvStage(nn.Sequential):
+    """``n`` times (3x3x3 conv, padding 1 -> norm -> ReLU)."""
+
+    def __init__(self, n: int, in_ch: int, out_ch: int, norm: str) -> None:
+        layers: list[nn.Module] = []
+        for i in range(n):
+            layers += [nn.Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1),
+                       _norm(norm, out_ch), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+class Down(nn.Sequential):
+    """Halve the resolution with a 2x2x2, stride-2 convolution (-> norm -> ReLU)."""
+
+    def __init__(self, in_ch: int, out_ch: int, norm: str) -> None:
+        super().__init__(nn.Conv3d(in_ch, out_ch, 2, stride=2), _norm(norm, out_ch), nn.ReLU(inplace=True))
+
+
+class Up(nn.Sequential):
+    """Double the resolution with a 2x2x2, stride-2 transposed convolution (-> norm -> ReLU)."""
+
+    def __init__(self, in_ch: int, out_ch: int, norm: str) -> None:
+        super().__init__(nn.ConvTranspose3d(in_ch, out_ch, 2, stride=2), _norm(norm, out_ch), nn.ReLU(inplace=True))
+
+
+class ProjectionHead(nn.Module):
+    """1x1x1 conv -> ReLU -> 1x1x1 conv, then L2 normalisation over channels."""
+
+    def __init__(self, in_ch: int, embed_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv3d(in_ch, in_ch, 1), nn.ReLU(inplace=True), nn.Conv3d(in_ch, embed_dim, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(features), dim=1)
+
+
+@dataclass
+class VNetOutput:
+    logits: torch.Tensor
+    d9: torch.Tensor
+    center: torch.Tensor
+
+
+class VNet(nn.Module):
+    """V-Net: 5 encoder stages of 1, 2, 3, 3, 3 convolutions, decoder stages of 3, 3, 2, 1,
+    additive skip connections, Dropout3d on the bottleneck and the last decoder feature.
+
+    Args:
+        in_channels: image channels (modalities).
+        n_classes: output classes (2 for binary segmentation).
+        base_filters: ``f``, channels of the first stage (16 in the paper).
+        dropout: Dropout3d probability in training (0 disables it).
+        norm: ``"batch"`` (the paper), ``"instance"`` or ``"none"``.
+        embed_dim: channels of the projection head's embedding (0: no head).
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 2, base_filters: int = 16,
+                 dropout: float = 0.5, norm: str = "batch", embed_dim: int = 64) -> None:
+        super().__init__()
+        if norm not in NORMALIZATIONS:
+            raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
+        f = base_filters
+        self.base_filters = f
+        self.enc = nn.ModuleList([ConvStage(1, in_channels, f, norm), ConvStage(2, 2 * f, 2 * f, norm),
+                                  ConvStage(3, 4 * f, 4 * f, norm), ConvStage(3, 8 * f, 8 * f, norm),
+                                  ConvStage(3, 16 * f, 16 * f, norm)])
+        self.down = nn.ModuleList([Down(c, 2 * c, norm) for c in (f, 2 * f, 4 * f, 8 * f)])
+        self.up = nn.ModuleList([Up(2 * c, c, norm) for c in (8 * f, 4 * f, 2 * f, f)])
+        self.dec = nn.ModuleList([ConvStage(3, 8 * f, 8 * f, norm), ConvStage(3, 4 * f, 4 * f, norm),
+                                  ConvStage(2, 2 * f, 2 * f, norm), ConvStage(1, f, f, norm)])
+        self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Conv3d(f, n_classes, 1)
+        self.projection = ProjectionHead(f, embed_dim) if embed_dim > 0 else None
+
+    def forward(self, x: torch.Tensor) -> VNetOutput:
+        skips = []
+        for stage, down in zip(self.enc[:4], self.down):
+            x = stage(x)
+            skips.append(x)
+            x = down(x)
+        x = self.dropout(self.enc[4](x))
+        center = x
+        for i, (up, stage) in enumerate(zip(self.up, self.dec)):
+            x = stage(up(x) + skips[3 - i])
+            if i == 2:
+                center = x
+        d9 = x
+        logits = self.head(self.dropout(d9))
+        return VNetOutput(logits=logits, d9=d9, center=center)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Embed voxel features ``(B, f, ...)`` -> unit vectors ``(B, embed_dim, ...)``."""
+        if self.projection is None:
+            raise RuntimeError("this VNet was built with embed_dim=0 (no projection head)")
+        return self.projection(features)

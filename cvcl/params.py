@@ -1,0 +1,184 @@
+"""Reading and validating ``params.yaml``.
+
+Every stage reads its values through :class:`Params`, whose typed getters raise a
+:class:`~cvcl.errors.ParamError` naming the parameter, the value and what is allowed, so a
+bad value stops the stage with one line before it writes anything.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from cvcl.errors import DataError, ParamError
+
+_MISSING = object()
+
+
+def load_params(path: str | Path = "params.yaml") -> "Params":
+    """Load ``params.yaml`` (or another YAML file) into a :class:`Params`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "not found; run the stage from the repository root")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DataError(path, f"is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise DataError(path, "expected a mapping of parameter names to values")
+    return Params(data, source=str(path))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted names: ``{"train": {"lr": 0.01}} -> {"train.lr": 0.01}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class Params:
+    """Read-only view of the parameter tree with typed, validating getters.
+
+    Names are dotted paths (``"train.lr"``). Each getter returns the value converted to the
+    requested type or raises :class:`ParamError`.
+    """
+
+    def __init__(self, data: Mapping[str, Any], source: str = "params.yaml") -> None:
+        self._data = data
+        self.source = source
+
+    # -- raw access ----------------------------------------------------------------------
+    def raw(self, name: str, default: Any = _MISSING) -> Any:
+        node: Any = self._data
+        for part in name.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is not _MISSING:
+                    return default
+                raise ParamError(name, None, "a value (the key is missing)")
+            node = node[part]
+        return node
+
+    def has(self, name: str) -> bool:
+        return self.raw(name, default=_MISSING_SENTINEL) is not _MISSING_SENTINEL
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw(name, default={})
+        if not isinstance(value, Mapping):
+            raise ParamError(name, value, "a mapping")
+        return dict(value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def flat(self, sections: Iterable[str] | None = None) -> dict[str, Any]:
+        """Dotted names and values, for all of the tree or the named top-level keys."""
+        if sections is None:
+            return flatten(self._data)
+        out: dict[str, Any] = {}
+        for key in sections:
+            if key not in self._data:
+                continue
+            value = self._data[key]
+            out.update(flatten(value, f"{key}.") if isinstance(value, Mapping) else {key: value})
+        return out
+
+    # -- typed getters -------------------------------------------------------------------
+    def int(self, name: str, *, min: int | None = None, max: int | None = None,
+            default: Any = _MISSING) -> int:
+        value = self.raw(name, default)
+        return _as_int(name, value, min, max)
+
+    def float(self, name: str, *, min: float | None = None, max: float | None = None,
+              min_exclusive: bool = False, default: Any = _MISSING) -> float:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ParamError(name, value, f"a number{_range_text(min, max, min_exclusive)}")
+        value = float(value)
+        if min is not None and (value < min or (min_exclusive and value == min)):
+            raise ParamError(name, value, f"a number{_range_text(min, max, min_exclusive)}")
+        if max is not None and value > max:
+            raise ParamError(name, value, f"a number{_range_text(min, max, min_exclusive)}")
+        return value
+
+    def bool(self, name: str, *, default: Any = _MISSING) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise ParamError(name, value, "true or false")
+        return value
+
+    def str(self, name: str, *, optional: bool = False, default: Any = _MISSING) -> str | None:
+        value = self.raw(name, default)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ParamError(name, value, "a non-empty string" + (" or null" if optional else ""))
+        return value
+
+    def choice(self, name: str, choices: Sequence[str], *, default: Any = _MISSING) -> str:
+        value = self.raw(name, default)
+        if value not in choices:
+            raise ParamError(name, value, "one of " + ", ".join(choices))
+        return value
+
+    def int_list(self, name: str, *, length: int | None = None, min: int | None = None,
+                 default: Any = _MISSING) -> list[int]:
+        value = self.raw(name, default)
+        what = f"a list of {length or 'N'} integers" + (f" >= {min}" if min is not None else "")
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            raise ParamError(name, value, what)
+        try:
+            return [_as_int(name, v, min, None) for v in value]
+        except ParamError:
+            raise ParamError(name, value, what) from None
+
+    def float_list(self, name: str, *, length: int | None = None, min: float | None = None,
+                   min_exclusive: bool = False, default: Any = _MISSING) -> list[float]:
+        value = self.raw(name, default)
+        bound = f" {'>' if min_exclusive else '>='} {min}" if min is not None else ""
+        what = f"a list of {length or 'N'} numbers{bound}"
+        if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+            raise ParamError(name, value, what)
+        out = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ParamError(name, value, what)
+            if min is not None and (v < min or (min_exclusive and v == min)):
+                raise ParamError(name, value, what)
+            out.append(float(v))
+        return out
+
+
+_MISSING_SENTINEL = object()
+
+
+def _range_text(min: float | None, max: float | None, min_exclusive: bool = False) -> str:
+    if min is not None and max is not None:
+        return f" in {'(' if min_exclusive else '['}{min}, {max}]"
+    if min is not None:
+        return f" {'>' if min_exclusive else '>='} {min}"
+    if max is not None:
+        return f" <= {max}"
+    return ""
+
+
+def _as_int(name: str, value: Any, min: int | None, max: int | None) -> int:
+    expected = f"an integer{_range_text(min, max)}"
+    if isinstance(value, bool):
+        raise ParamError(name, value, expected)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ParamError(name, value, expected)
+    if (min is not None and value < min) or (max is not None and value > max):
+        raise ParamError(name, value, expected)
+    return value

@@ -1,0 +1,86 @@
+"""Convert a dataset in nnU-Net's raw convention into processed cases.
+
+Layout read (``<case>`` is any id; channels are numbered ``_0000``, ``_0001``, ...)::
+
+    imagesTr/<case>_0000.nii.gz   [imagesTr/<case>_0001.nii.gz ...]
+    labelsTr/<case>.nii.gz
+    train.list, test.list          optional: the fixed split, one case id a line
+
+Images are z-scored over the whole volume; labels must already be binary {0, 1}.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from cvcl.errors import DataError
+from cvcl.io.volume import Case, read_nifti
+from cvcl.preprocessing.checks import check_image, check_label, check_same_shape
+from cvcl.preprocessing.normalize import zscore
+
+_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
+
+
+def find_cases(raw_dir: Path) -> dict[str, list[Path]]:
+    """Map each case id to its channel files (sorted by channel number)."""
+    images = raw_dir / "imagesTr"
+    if not images.is_dir():
+        raise DataError(images, "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)")
+    cases: dict[str, list[tuple[int, Path]]] = {}
+    for path in sorted(images.iterdir()):
+        match = _CHANNEL.match(path.name)
+        if match:
+            cases.setdefault(match["case"], []).append((int(match["channel"]), path))
+    if not cases:
+        raise DataError(images, "holds no <case>_0000.nii.gz files; the dataset folder is empty")
+    out = {}
+    for case_id, channels in cases.items():
+        channels.sort()
+        numbers = [c for c, _ in channels]
+        if numbers != list(range(len(numbers))):
+            raise DataError(images / f"{case_id}_0000.nii.gz",
+                            f"channels {numbers} are not numbered 0000, 0001, ... without gaps")
+        out[case_id] = [p for _, p in channels]
+    counts = {len(v) for v in out.values()}
+    if len(counts) > 1:
+        raise DataError(images, f"cases have different numbers of channels: {sorted(counts)}")
+    return out
+
+
+def _label_path(raw_dir: Path, case_id: str) -> Path:
+    for suffix in (".nii.gz", ".nii"):
+        path = raw_dir / "labelsTr" / f"{case_id}{suffix}"
+        if path.exists():
+            return path
+    raise DataError(raw_dir / "labelsTr" / f"{case_id}.nii.gz", "not found (every image needs a label)")
+
+
+def convert_case(raw_dir: Path, case_id: str, channel_paths: list[Path], source: str) -> Case:
+    """Read, check and normalise one case."""
+    channels = []
+    geometry = None
+    for path in channel_paths:
+        data, geo = read_nifti(path)
+        if data.ndim != 3:
+            raise DataError(path, f"expected a 3D volume per channel file, got shape {data.shape}")
+        check_image(path, data)
+        if geometry is not None and data.shape != channels[0].shape:
+            raise DataError(path, f"shape {data.shape} differs from channel 0 {channels[0].shape}")
+        geometry = geometry or geo
+        channels.append(data)
+    label_path = _label_path(raw_dir, case_id)
+    label, _ = read_nifti(label_path)
+    check_same_shape(label_path, channels[0].shape, label.shape)
+    check_label(label_path, label)
+    image = zscore(np.stack(channels))
+    return Case(case_id, image, label.astype(np.uint8), geometry, source)
+
+
+def iter_cases(raw_dir: Path, source: str) -> Iterator[tuple[Case, str]]:
+    """Yield ``(case, raw image path relative to raw_dir)`` for every case."""
+    for case_id, paths in find_cases(raw_dir).items():
+        yield convert_case(raw_dir, case_id, paths, source), str(paths[0].relative_to(raw_dir))

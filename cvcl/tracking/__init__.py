@@ -1,0 +1,1 @@
+"""Experiment tracking (MLflow) shared by the train, infer and evaluate stages."""

@@ -1,0 +1,225 @@
+"""One MLflow run per pipeline execution, carried from train to infer to evaluate.
+
+``train`` starts the run and records its id in ``models/mlflow_run.json``; ``infer`` and
+``evaluate`` reopen it through that file (infer writes its own ``models/mlflow_run_infer.json``
+for evaluate). A stage that reopens a run whose params disagree with its own (the same
+trained model, re-inferred or re-evaluated with other settings: a post-processing ablation,
+say) *forks* it: a new run with the same params, tags, curves and artifacts and the new
+settings, so no run's record is ever overwritten and every configuration is one row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from cvcl.io.atomic import write_json
+from cvcl.tracking.store import (prepare_sqlite, project_root, quiet_mlflow_logs, store_lock,
+                                 tracking_uri, with_retries)
+
+BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def _client():
+    quiet_mlflow_logs()
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    with store_lock(uri):
+        prepare_sqlite(uri)
+        client = MlflowClient(tracking_uri=uri)
+        with_retries(lambda: client.search_experiments(max_results=1))  # creates the schema once
+    return client
+
+
+def _experiment_id(client, dataset: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    name = f"cvcl-{dataset}"
+    found = with_retries(lambda: client.get_experiment_by_name(name))
+    if found is not None:
+        return found.experiment_id
+    uri = tracking_uri()
+    # With a local store, artifacts go next to it (not into a queued experiment's temporary
+    # workspace, which DVC deletes afterwards).
+    location = (project_root() / "mlruns" / name).as_uri() if uri.startswith("sqlite:") else None
+    try:
+        return with_retries(lambda: client.create_experiment(name, artifact_location=location))
+    except MlflowException:  # another worker created it first
+        return with_retries(lambda: client.get_experiment_by_name(name)).experiment_id
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:6000]
+
+
+def context_tags() -> dict[str, str]:
+    """Tags linking a run to the code and to its DVC experiment."""
+    tags = {}
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        tags["git_commit"] = head.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        tags["git_commit"] = os.environ.get("DVC_EXP_BASELINE_REV", "none")  # no commit yet
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+class ParamConflict(Exception):
+    """A stage's params differ from those already logged on the run."""
+
+
+class Run:
+    """A handle on one MLflow run with buffered, retried logging."""
+
+    def __init__(self, client, run_id: str, experiment: str = "", name: str = "") -> None:
+        self.client, self.run_id, self.experiment, self.name = client, run_id, experiment, name
+        self._pending: list = []
+
+    # -- params and tags ---------------------------------------------------------------
+    def logged_params(self) -> dict[str, str]:
+        return dict(with_retries(lambda: self.client.get_run(self.run_id)).data.params)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log params; raises :class:`ParamConflict` if one was logged with another value."""
+        from mlflow.entities import Param
+
+        logged = self.logged_params()
+        values = {k: _param_value(v) for k, v in params.items()}
+        conflicts = {k for k, v in values.items() if k in logged and logged[k] != v}
+        if conflicts:
+            raise ParamConflict(", ".join(sorted(conflicts)))
+        new = [Param(k, v) for k, v in values.items() if k not in logged]
+        for i in range(0, len(new), 100):
+            with_retries(lambda: self.client.log_batch(self.run_id, params=new[i:i + 100]))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            with_retries(lambda: self.client.log_batch(self.run_id, tags=items))
+
+    # -- metrics -----------------------------------------------------------------------
+    def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
+        """Queue metrics; they are written in batches (see :meth:`flush`)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), now, step) for k, v in values.items()]
+        if len(self._pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            chunk, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            with_retries(lambda: self.client.log_batch(self.run_id, metrics=chunk))
+
+    # -- artifacts and status ----------------------------------------------------------
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        with_retries(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def set_status(self, status: str) -> None:
+        if status == "RUNNING":
+            with_retries(lambda: self.client.update_run(self.run_id, status="RUNNING"))
+        else:
+            with_retries(lambda: self.client.set_terminated(self.run_id, status))
+
+    def to_file(self, path: str | Path) -> None:
+        """Record the run for the next stage (its id, and what recreates it elsewhere)."""
+        write_json(path, {"run_id": self.run_id, "experiment": self.experiment, "run_name": self.name,
+                          "tracking_uri": tracking_uri()})
+
+
+def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Run:
+    """Create a run in experiment ``cvcl-<dataset>`` with params and tags, status RUNNING."""
+    client = _client()
+    exp = _experiment_id(client, dataset)
+    all_tags = {**context_tags(), **tags}
+    created = with_retries(lambda: client.create_run(exp, tags=all_tags, run_name=run_name))
+    run = Run(client, created.info.run_id, f"cvcl-{dataset}", run_name)
+    run.log_params(params)
+    return run
+
+
+def _fork(source: Run, reason: str, params: dict[str, Any]) -> Run:
+    """A copy of ``source`` (params, tags, metric histories, artifacts) with ``params`` replacing
+    the values logged there."""
+    from mlflow.entities import Metric
+
+    client = source.client
+    old = with_retries(lambda: client.get_run(source.run_id))
+    tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.")}
+    tags.update(context_tags())
+    tags.update({"cvcl.forked_from": source.run_id, "cvcl.fork_reason": reason})
+    name = f"{old.info.run_name}-{time.strftime('%H%M%S')}"
+    created = with_retries(lambda: client.create_run(old.info.experiment_id, tags=tags, run_name=name))
+    run = Run(client, created.info.run_id, source.experiment, name)
+    run.log_params({**{k: v for k, v in old.data.params.items() if k not in params}, **params})
+    for key in old.data.metrics:
+        history = with_retries(lambda: client.get_metric_history(source.run_id, key))
+        run._pending += [Metric(m.key, m.value, m.timestamp, m.step) for m in history]
+        run.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        if with_retries(lambda: client.list_artifacts(source.run_id)):
+            local = client.download_artifacts(source.run_id, "", tmp)
+            with_retries(lambda: client.log_artifacts(run.run_id, local))
+    return run
+
+
+def open_run(run_file: str | Path, stage_params: dict[str, Any]) -> Run:
+    """Reopen the run named in ``run_file`` and log this stage's params to it.
+
+    If the run already holds some of these params with other values, the run is forked and
+    the fork gets the new values.
+    """
+    record = json.loads(Path(run_file).read_text())
+    client = _client()
+    run = Run(client, record["run_id"], record.get("experiment", ""), record.get("run_name", ""))
+    if not _exists(run):
+        # The store does not know the run (a fresh clone restoring DVC outputs, a deleted
+        # mlflow.db): start a new one rather than fail; the tag says what happened.
+        return start_run(record.get("experiment", "cvcl-unknown").removeprefix("cvcl-"),
+                         record.get("run_name") or "recovered", stage_params,
+                         {"cvcl.recovered_from": record["run_id"]})
+    try:
+        run.log_params(stage_params)
+    except ParamConflict as conflict:
+        return _fork(run, f"changed params: {conflict}", stage_params)
+    run.set_tags({k: v for k, v in context_tags().items() if k.startswith("dvc_")})
+    return run
+
+
+def _exists(run: Run) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with_retries(lambda: run.client.get_run(run.run_id))
+        return True
+    except MlflowException:
+        return False
+
+
+@contextlib.contextmanager
+def stage_status(run: Run) -> Iterator[Run]:
+    """Mark the run RUNNING for the stage, FINISHED after it, FAILED if it raises."""
+    run.set_status("RUNNING")
+    try:
+        yield run
+    except BaseException:
+        with contextlib.suppress(Exception):
+            run.flush()
+            run.set_status("FAILED")
+        raise
+    run.flush()
+    run.set_status("FINISHED")

@@ -1,0 +1,97 @@
+"""Where runs are logged: the tracking URI, the experiment, and safe access to SQLite.
+
+The default store is ``sqlite:///<root>/mlflow.db`` where ``<root>`` is the repository root.
+DVC runs queued experiments in ``<root>/.dvc/tmp/exps/...`` workspaces and sets ``DVC_ROOT``
+to that workspace, so the root is taken from the part before ``.dvc/tmp/exps``: every run,
+queued or not, lands in the same store. ``MLFLOW_TRACKING_URI`` overrides all of this (a
+team's tracking server, say).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+_QUEUE_MARK = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
+
+
+def project_root() -> Path:
+    """The repository root whose ``mlflow.db`` collects every run."""
+    root = os.environ.get("DVC_ROOT")
+    if root:
+        root = os.path.abspath(root)
+        if _QUEUE_MARK in root + os.sep:
+            root = root[: (root + os.sep).index(_QUEUE_MARK)]
+        return Path(root)
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+        return Path(top.stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return Path.cwd()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise store creation between processes (parallel queue workers start together)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def prepare_sqlite(uri: str) -> None:
+    """Switch a SQLite store to write-ahead logging, so readers never block the writers.
+
+    The journal mode is stored in the database file, so this holds for every later connection.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def with_retries(call: Callable[[], T], attempts: int = 8, base_delay: float = 0.2) -> T:
+    """Run ``call``, retrying with jittered backoff while SQLite reports a locked database."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:  # MLflow wraps the sqlite error in its own exception types
+            text = str(exc).lower()
+            if attempt + 1 == attempts or not ("locked" in text or "busy" in text):
+                raise
+            time.sleep(base_delay * (2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def quiet_mlflow_logs() -> None:
+    """Hide the store's migration chatter; warnings and errors still show."""
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
+        logging.getLogger(name).setLevel(logging.WARNING)

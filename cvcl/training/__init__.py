@@ -1,0 +1,1 @@
+"""Mean-teacher training: objectives per method, EMA, schedules and the training loop."""

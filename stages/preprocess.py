@@ -1,0 +1,18 @@
+"""Stage `preprocess`: data/raw/ -> data/processed/<case_id>.h5 + manifest.csv."""
+
+from cvcl.cli import run_stage
+from cvcl.params import load_params
+from cvcl.preprocessing import CONVERTERS, preprocess
+
+RAW, PROCESSED = "data/raw", "data/processed"
+
+
+def main() -> None:
+    params = load_params()
+    dataset = params.choice("dataset", sorted(CONVERTERS))
+    n = preprocess(dataset, RAW, PROCESSED)
+    print(f"preprocess: {n} cases -> {PROCESSED}/")
+
+
+if __name__ == "__main__":
+    run_stage(main)

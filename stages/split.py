@@ -1,0 +1,27 @@
+"""Stage `split`: data/processed/ -> data/splits/split.json (labeled, unlabeled, val, test)."""
+
+from cvcl.cli import run_stage
+from cvcl.data.split import STRATEGIES, make_split
+from cvcl.io.atomic import write_json
+from cvcl.params import load_params
+
+PROCESSED, SPLIT = "data/processed", "data/splits/split.json"
+
+
+def main() -> None:
+    params = load_params()
+    split = make_split(
+        PROCESSED,
+        labeled=params.int("labeled", min=1),
+        strategy=params.choice("split.strategy", STRATEGIES),
+        val=params.int("split.val", min=0),
+        test_fraction=params.float("split.test_fraction", min=0.0, max=1.0, min_exclusive=True),
+        seed=params.int("split.seed", min=0),
+    )
+    write_json(SPLIT, split)
+    print(f"split ({split['protocol']}): {len(split['labeled'])} labeled, {len(split['unlabeled'])} unlabeled, "
+          f"{len(split['val'])} val, {len(split['test'])} test")
+
+
+if __name__ == "__main__":
+    run_stage(main)

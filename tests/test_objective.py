@@ -1,0 +1,101 @@
+"""The composed objective of each method on a tiny network."""
+
+import math
+
+import pytest
+import torch
+
+from cvcl.models.vnet import VNet
+from cvcl.training.ema import make_teacher
+from cvcl.training.objective import LossConfig, Objective
+
+SHAPE = (32, 16, 16)
+
+
+def nets(embed=8):
+    torch.manual_seed(0)
+    student = VNet(base_filters=4, embed_dim=embed)
+    teacher = make_teacher(student, lambda: VNet(base_filters=4, embed_dim=embed))
+    return student, teacher
+
+
+def batch(n_labeled, n_unlabeled, empty_foreground=False):
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(n_labeled + n_unlabeled, 1, *SHAPE, generator=g)
+    labels = torch.zeros(n_labeled + n_unlabeled, *SHAPE, dtype=torch.long)
+    if not empty_foreground:
+        labels[:n_labeled, 8:20, 4:10, 4:10] = 1
+    return images, labels
+
+
+CFG = LossConfig(iters_per_epoch=1, rampup_epochs=1, n_anchor=16)
+
+
+@pytest.mark.parametrize("method,terms", [
+    ("supervised", {"loss_sup"}),
+    ("mean_teacher", {"loss_sup", "loss_mt", "consistency_weight"}),
+    ("ua_mt", {"loss_sup", "loss_uamt", "consistency_weight"}),
+    ("cvcl", {"loss_sup", "loss_mt", "loss_pcl_l2u", "loss_pcl_u2l", "loss_vcl_l", "loss_vcl_u",
+              "consistency_weight"}),
+])
+def test_each_method_computes_its_terms(method, terms):
+    student, teacher = nets()
+    images, labels = batch(2, 2) if method != "supervised" else batch(2, 0)
+    total, out = Objective(method, CFG, 100)(student, teacher, images, labels, 2, step=5)
+    assert set(out) == terms
+    assert math.isfinite(total.item())
+
+
+def test_zero_weights_remove_terms_so_cvcl_reduces_to_mean_teacher():
+    student, teacher = nets()
+    images, labels = batch(2, 2)
+    off = LossConfig(iters_per_epoch=1, rampup_epochs=1, pcl_weight=0, vcl_weight=0)
+    torch.manual_seed(3)
+    cvcl_total, cvcl_terms = Objective("cvcl", off, 100)(student, teacher, images, labels, 2, 5)
+    torch.manual_seed(3)
+    mt_total, mt_terms = Objective("mean_teacher", off, 100)(student, teacher, images, labels, 2, 5)
+    assert set(cvcl_terms) == set(mt_terms)
+    student.eval(), teacher.eval()  # no dropout: both objectives see identical forward passes
+    torch.manual_seed(3)
+    a, _ = Objective("cvcl", off, 100)(student, teacher, images, labels, 2, 5)
+    torch.manual_seed(3)
+    b, _ = Objective("mean_teacher", off, 100)(student, teacher, images, labels, 2, 5)
+    assert a.item() == pytest.approx(b.item())
+
+
+def test_gradients_reach_student_and_projection_head_never_the_teacher():
+    student, teacher = nets()
+    images, labels = batch(2, 2)
+    total, _ = Objective("cvcl", CFG, 100)(student, teacher, images, labels, 2, step=50)
+    total.backward()
+    head = [p.grad for n, p in student.named_parameters() if n.startswith("projection.")]
+    assert head and all(g is not None and g.abs().sum() > 0 for g in head)
+    assert student.enc[0][0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("n_labeled,n_unlabeled", [(1, 3), (3, 1), (2, 5)])
+def test_any_batch_composition_gives_a_finite_loss(n_labeled, n_unlabeled):
+    student, teacher = nets()
+    images, labels = batch(n_labeled, n_unlabeled)
+    total, terms = Objective("cvcl", CFG, 100)(student, teacher, images, labels, n_labeled, step=7)
+    assert math.isfinite(total.item())
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+def test_labeled_images_without_foreground_give_no_nan():
+    student, teacher = nets()
+    images, labels = batch(2, 2, empty_foreground=True)
+    total, terms = Objective("cvcl", CFG, 100)(student, teacher, images, labels, 2, step=7)
+    assert all(math.isfinite(v.item()) for v in terms.values())
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+def test_vcl_alone_still_uses_prototype_references():
+    student, teacher = nets()
+    images, labels = batch(2, 2)
+    vcl_only = LossConfig(iters_per_epoch=1, rampup_epochs=1, pcl_weight=0, vcl_weight=1, n_anchor=16)
+    _, terms = Objective("cvcl", vcl_only, 100)(student, teacher, images, labels, 2, step=3)
+    assert "loss_vcl_u" in terms and "loss_pcl_l2u" not in terms

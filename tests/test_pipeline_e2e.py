@@ -1,0 +1,121 @@
+"""The whole pipeline through DVC, as a user runs it, on tiny params (slow: about 2-3 minutes)."""
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import yaml
+from mlflow import MlflowClient
+
+from tests.helpers import TINY, copy_repository, run, set_params
+
+pytestmark = pytest.mark.slow
+STAGES = ["download", "preprocess", "split", "train", "infer", "evaluate"]
+
+
+def ran(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    copy_repository(repo)
+    set_params(repo, TINY)
+    run(["git", "commit", "-q", "-am", "tiny params"], repo)
+    first = run(["dvc", "repro"], repo, timeout=900)
+    (repo.parent / "first_repro.log").write_text(first.stdout + first.stderr)
+    return repo
+
+
+def first_output(repo) -> str:
+    return (repo.parent / "first_repro.log").read_text()
+
+
+def test_every_stage_runs_and_writes_its_outputs(repo):
+    assert ran(first_output(repo)) == STAGES
+    raw = repo / "data" / "raw"
+    assert (raw / "train.list").read_text().split() == [f"synla_{i:03d}" for i in range(5)]
+    processed = repo / "data" / "processed"
+    with open(processed / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 7 and set(rows[0]) >= {"case_id", "shape", "spacing", "source"}
+    assert rows[0]["shape"] == "40x36x24"
+    split = json.loads((repo / "data" / "splits" / "split.json").read_text())
+    assert split["labeled"] == ["synla_000", "synla_001"] and len(split["unlabeled"]) == 3
+    assert split["test"] == ["synla_005", "synla_006"] and split["val"] == []
+    ckpt = torch.load(repo / "models" / "model.pt", weights_only=True)
+    assert ckpt["meta"]["method"] == "cvcl" and ckpt["teacher"] is not None
+    with open(repo / "models" / "train_log.csv") as f:
+        log = list(csv.DictReader(f))
+    assert len(log) == 4 and {"loss", "loss_sup", "loss_vcl_l", "lr"} <= set(log[0])
+    metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
+    for key in ("dice", "jaccard", "hd95", "asd"):
+        assert key in metrics and f"{key}_std" in metrics
+    with open(repo / "metrics" / "per_case.csv") as f:
+        assert [r["case_id"] for r in csv.DictReader(f)] == split["test"]
+
+
+def test_predictions_are_nifti_in_the_case_geometry(repo):
+    for case_id in ("synla_005", "synla_006"):
+        pred = nib.load(repo / "predictions" / f"{case_id}.nii.gz")
+        image = nib.load(repo / "data" / "raw" / "imagesTr" / f"{case_id}_0000.nii.gz")
+        assert pred.shape == image.shape
+        np.testing.assert_allclose(pred.affine, image.affine)
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1}
+        itk_pred = sitk.ReadImage(str(repo / "predictions" / f"{case_id}.nii.gz"))
+        itk_img = sitk.ReadImage(str(repo / "data" / "raw" / "imagesTr" / f"{case_id}_0000.nii.gz"))
+        np.testing.assert_allclose(itk_pred.GetOrigin(), itk_img.GetOrigin(), atol=1e-5)
+        np.testing.assert_allclose(itk_pred.GetDirection(), itk_img.GetDirection(), atol=1e-6)
+        np.testing.assert_allclose(itk_pred.GetSpacing(), itk_img.GetSpacing(), atol=1e-6)
+
+
+def test_second_repro_runs_nothing(repo):
+    out = run(["dvc", "repro"], repo)
+    assert ran(out.stdout + out.stderr) == []
+    assert "up to date" in (out.stdout + out.stderr).lower()
+
+
+def test_mlflow_run_has_params_curves_metrics_tags_and_artifacts(repo):
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("cvcl-synthetic-la")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED" and r.info.run_name == "cvcl-l2-pcl1-vcl1-s1"
+    p = r.data.params
+    assert p["labeled"] == "2" and p["method"] == "cvcl" and p["seed"] == "1" and p["train.lr"] == "0.01"
+    assert p["infer.stride"] == "[16, 16, 16]" and p["evaluate.distance_unit"] == "voxel"
+    metrics = json.loads((repo / "metrics" / "metrics.json").read_text())
+    assert r.data.metrics["dice"] == pytest.approx(metrics["dice"])
+    assert r.data.metrics["hd95_std"] == pytest.approx(metrics["hd95_std"])
+    assert [m.step for m in client.get_metric_history(r.info.run_id, "loss")] == [0, 1, 2, 3]
+    assert len(client.get_metric_history(r.info.run_id, "lr")) == 4
+    head = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert r.data.tags["dataset"] == "synthetic-la" and r.data.tags["method"] == "cvcl"
+    assert r.data.tags["git_commit"] == head
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"metrics.json", "per_case.csv", "train_log.csv", "model.pt"} <= artifacts
+
+
+def test_exp_run_with_labeled_reruns_only_downstream_stages(repo):
+    out = run(["dvc", "exp", "run", "-S", "labeled=3"], repo, timeout=900)
+    assert ran(out.stdout + out.stderr) == ["split", "train", "infer", "evaluate"]
+    shown = run(["dvc", "exp", "show", "--json"], repo).stdout
+    assert '"labeled": 3' in shown.replace(" ", "").replace('"labeled":3', '"labeled": 3')
+    table = run(["dvc", "exp", "show", "--csv"], repo).stdout
+    header = table.splitlines()[0].split(",")
+    for column in ("dice", "jaccard", "hd95", "asd", "labeled", "method"):
+        assert column in header, header
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("cvcl-synthetic-la")
+    runs = {r.data.params["labeled"]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"2", "3"}
+    new = runs["3"]
+    assert new.info.status == "FINISHED" and new.info.run_name == "cvcl-l3-pcl1-vcl1-s1"
+    assert new.data.tags.get("dvc_exp_name")  # the experiment DVC named
+    assert "dice" in new.data.metrics

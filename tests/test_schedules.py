@@ -1,0 +1,48 @@
+import math
+
+import pytest
+import torch
+
+from cvcl.losses.consistency import consistency_weight, sigmoid_rampup
+from cvcl.models.vnet import VNet
+from cvcl.training.ema import ema_alpha, make_teacher, update_ema
+from cvcl.training.schedule import poly_lr
+
+
+def test_consistency_ramp_matches_the_formula_at_chosen_iterations():
+    # w(t) = 0.1 * exp(-5 (1 - min(e/40, 1))^2), e = t // 150
+    assert consistency_weight(0, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5))
+    assert consistency_weight(149, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5))
+    assert consistency_weight(150, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5 * (1 - 1 / 40) ** 2))
+    assert consistency_weight(3000, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5 * 0.25))
+    assert consistency_weight(6000, 0.1, 40, 150) == pytest.approx(0.1)
+    assert consistency_weight(9000, 0.1, 40, 150) == pytest.approx(0.1)
+    assert sigmoid_rampup(5, 0) == 1.0
+
+
+def test_poly_lr():
+    assert poly_lr(0.01, 0, 100) == 0.01
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 100, 100) == 0.0
+
+
+def test_ema_alpha_is_a_true_average_then_the_decay():
+    assert ema_alpha(0, 0.99) == 0.0
+    assert ema_alpha(1, 0.99) == 0.5
+    assert ema_alpha(9, 0.99) == pytest.approx(0.9)
+    assert ema_alpha(5000, 0.99) == 0.99
+
+
+def test_ema_update_is_the_weighted_average_and_copies_buffers():
+    student = VNet(base_filters=2, embed_dim=4)
+    teacher = make_teacher(student, lambda: VNet(base_filters=2, embed_dim=4))
+    assert all(not p.requires_grad for p in teacher.parameters())
+    before = [p.clone() for p in teacher.parameters()]
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+        student.enc[0][1].running_mean.fill_(3.0)
+    update_ema(teacher, student, decay=0.99, step=1)  # alpha = 0.5
+    for t, s, b in zip(teacher.parameters(), student.parameters(), before):
+        torch.testing.assert_close(t, 0.5 * b + 0.5 * s)
+    assert torch.all(teacher.enc[0][1].running_mean == 3.0)

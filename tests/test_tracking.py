@@ -1,0 +1,86 @@
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from cvcl.tracking.naming import data_version, run_name
+from cvcl.tracking.run import open_run, stage_status, start_run
+from cvcl.tracking.store import project_root
+
+
+def test_root_of_a_queued_experiment_is_the_main_repository(monkeypatch, tmp_path):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpabc123"))
+    assert project_root() == tmp_path / "repo"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    assert project_root() == tmp_path / "repo"
+
+
+def test_run_names_are_readable():
+    assert run_name("cvcl", 16, 2, 1.0, 1.0) == "cvcl-l16-pcl1-vcl1-s2"
+    assert run_name("cvcl", 8, 1, 0.0, 0.5) == "cvcl-l8-pcl0-vcl0.5-s1"
+    assert run_name("supervised", 8, 3, 1.0, 1.0) == "supervised-l8-s3"
+
+
+def test_data_version_is_read_from_dvc_lock(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  preprocess:\n    cmd: x\n    outs:\n"
+                    "    - path: data/processed\n      md5: abc.dir\n      size: 1\n")
+    assert data_version(lock) == "abc.dir"
+    assert data_version(tmp_path / "missing.lock") is None
+
+
+def test_a_run_spans_stages_and_ends_finished(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "happy-exp")
+    run = start_run("toy", "cvcl-l2-pcl1-vcl1-s1", {"labeled": 2, "train.patch": [32, 32, 16]},
+                    {"dataset": "toy", "method": "cvcl"})
+    with stage_status(run):
+        for step in range(5):
+            run.log_metrics({"loss": 1.0 / (step + 1)}, step)
+    run.to_file(tmp_path / "run.json")
+    again = open_run(tmp_path / "run.json", {"infer.stride": [8, 8, 8]})
+    assert again.run_id == run.run_id
+    with stage_status(again):
+        again.log_metrics({"dice": 0.9})
+    client = MlflowClient(mlflow_store)
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "cvcl-l2-pcl1-vcl1-s1"
+    assert got.data.params["labeled"] == "2" and got.data.params["train.patch"] == "[32, 32, 16]"
+    assert got.data.params["infer.stride"] == "[8, 8, 8]"
+    assert got.data.tags["dataset"] == "toy" and got.data.tags["dvc_exp_name"] == "happy-exp"
+    assert "git_commit" in got.data.tags
+    assert len(client.get_metric_history(run.run_id, "loss")) == 5
+    assert client.get_experiment(got.info.experiment_id).name == "cvcl-toy"
+
+
+def test_changed_downstream_params_fork_the_run(mlflow_store, tmp_path):
+    run = start_run("toy", "r", {"labeled": 2}, {})
+    with stage_status(run):
+        run.log_metrics({"loss": 0.5}, 0)
+        run.log_metrics({"loss": 0.4}, 1)
+    run.to_file(tmp_path / "run.json")
+    first = open_run(tmp_path / "run.json", {"infer.largest_component": False})
+    assert first.run_id == run.run_id
+    fork = open_run(tmp_path / "run.json", {"infer.largest_component": True})
+    assert fork.run_id != run.run_id
+    client = MlflowClient(mlflow_store)
+    f = client.get_run(fork.run_id)
+    assert f.data.params == {"labeled": "2", "infer.largest_component": "True"}
+    assert f.data.tags["cvcl.forked_from"] == run.run_id
+    assert [m.value for m in client.get_metric_history(fork.run_id, "loss")] == [0.5, 0.4]
+    # the original keeps its own record
+    assert client.get_run(run.run_id).data.params["infer.largest_component"] == "False"
+
+
+def test_a_failing_stage_marks_the_run_failed(mlflow_store):
+    run = start_run("toy", "r", {}, {})
+    with pytest.raises(RuntimeError):
+        with stage_status(run):
+            raise RuntimeError("boom")
+    assert MlflowClient(mlflow_store).get_run(run.run_id).info.status == "FAILED"
+
+
+def test_a_run_unknown_to_the_store_is_recreated(mlflow_store, tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "0" * 32, "experiment": "cvcl-toy", "run_name": "x"}))
+    run = open_run(tmp_path / "run.json", {"evaluate.distance_unit": "voxel"})
+    got = MlflowClient(mlflow_store).get_run(run.run_id)
+    assert got.data.tags["cvcl.recovered_from"] == "0" * 32

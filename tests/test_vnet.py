@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from cvcl.models.checkpoint import load_model, save_checkpoint
+from cvcl.models.config import ModelConfig, build_model
+from cvcl.models.vnet import VNet
+
+
+def test_outputs_and_feature_taps_have_documented_shapes():
+    net = VNet(in_channels=2, n_classes=2, base_filters=4, embed_dim=8).eval()
+    out = net(torch.randn(3, 2, 32, 32, 16))
+    assert out.logits.shape == (3, 2, 32, 32, 16)
+    assert out.d9.shape == (3, 4, 32, 32, 16)
+    assert out.center.shape == (3, 8, 16, 16, 8)
+    emb = net.project(out.d9)
+    assert emb.shape == (3, 8, 32, 32, 16)
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(3, 32, 32, 16))
+
+
+def test_stage_depths_follow_the_paper():
+    net = VNet(base_filters=2)
+    convs = lambda stage: sum(isinstance(m, torch.nn.Conv3d) for m in stage.modules())
+    assert [convs(s) for s in net.enc] == [1, 2, 3, 3, 3]
+    assert [convs(s) for s in net.dec] == [3, 3, 2, 1]
+
+
+def test_projection_head_is_a_registered_trained_module():
+    net = VNet(base_filters=2, embed_dim=4)
+    names = {n for n, _ in net.named_parameters()}
+    assert any(n.startswith("projection.") for n in names)  # in state_dict, optimiser and EMA
+    without = VNet(base_filters=2, embed_dim=0)
+    with pytest.raises(RuntimeError):
+        without.project(torch.zeros(1, 2, 2, 2, 2))
+
+
+def test_checkpoint_round_trip_gives_the_same_predictions(tmp_path):
+    cfg = ModelConfig(base_filters=4, embed_dim=8)
+    student = build_model(cfg).eval()
+    teacher = build_model(cfg).eval()
+    save_checkpoint(tmp_path / "m.pt", student, teacher, cfg, {"method": "cvcl"})
+    x = torch.randn(1, 1, 32, 32, 16)
+    loaded, meta = load_model(tmp_path / "m.pt", "student")
+    torch.testing.assert_close(loaded(x).logits, student(x).logits)
+    loaded_t, _ = load_model(tmp_path / "m.pt", "teacher")
+    torch.testing.assert_close(loaded_t(x).logits, teacher(x).logits)
+    assert meta["method"] == "cvcl" and loaded.projection is None
