@@ -14,12 +14,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui clean-runs help
+.PHONY: setup repro test test-fast ui exp help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
 	@echo "make test    set up .venv and run the test suite (slow end-to-end tests included)"
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
+	@echo "make exp PRESET=paper-la [ARGS=...]   one experiment with a preset's params"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +46,7 @@ test-fast: setup
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
+
+exp: setup
+	@test -n "$(PRESET)" || { echo "usage: make exp PRESET=<name in presets/> [ARGS='-S labeled=16']"; exit 2; }
+	dvc exp run $$($(BIN)/python -m cvcl.presets $(PRESET)) $(ARGS)

@@ -1,0 +1,56 @@
+"""Named parameter sets (``presets/<name>.yaml``) turned into ``dvc exp run -S`` arguments.
+
+A preset is a flat mapping of dotted parameter names to values. ``python -m cvcl.presets NAME``
+prints ``-S name=value`` pairs, so ``dvc exp run $(python -m cvcl.presets paper-la)`` runs the
+paper's configuration as one experiment, with params.yaml itself unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from cvcl.errors import DataError
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
+
+
+def load_preset(name: str, folder: Path = PRESETS) -> dict:
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
+        raise DataError(path, f"no such preset (known: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise DataError(path, "expected a mapping of dotted parameter names to values")
+    return data
+
+
+def set_arguments(preset: dict) -> list[str]:
+    """``["-S", "name=value", ...]`` with values as YAML flow scalars/lists without spaces,
+    so the output survives the shell's word splitting in ``$(...)``."""
+    args = []
+    for name, value in preset.items():
+        text = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else (
+            "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+        args += ["-S", f"{name}={text}"]
+    return args
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m cvcl.presets NAME", file=sys.stderr)
+        return 2
+    try:
+        print(" ".join(set_arguments(load_preset(argv[0]))))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
