@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.prototype import class_prototypes, prototype_logits
+from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_logits
 
 
 @dataclass
@@ -45,6 +45,6 @@ def pcl_losses(feat_l: torch.Tensor, label_l: torch.Tensor, prob_l: torch.Tensor
     l2u_probs = torch.softmax(prototype_logits(feat_u, proto_l, scale).float(), dim=1)
     l2u = torch.mean((l2u_probs - teacher_prob_u.detach().float()) ** 2)
 
-    proto_u, _ = class_prototypes(teacher_feat_u, teacher_prob_u.argmax(1), teacher_prob_u)
+    proto_u, _ = class_prototypes(teacher_feat_u, class_argmax(teacher_prob_u), teacher_prob_u)
     u2l = F.cross_entropy(prototype_logits(feat_l, proto_u, scale).float(), label_l)
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=l2u_probs)

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from cvcl.losses.consistency import consistency_weight, softmax_mse
 from cvcl.losses.pcl import pcl_losses
-from cvcl.losses.prototype import class_prototypes, prototype_logits, upsample_to
+from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_logits, upsample_to
 from cvcl.losses.supervised import supervised_loss
 from cvcl.losses.uncertainty import masked_consistency, teacher_uncertainty, uncertainty_threshold
 from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
@@ -127,13 +127,13 @@ class Objective:
                              t_probs, self._prototype_features(t_out, size), cfg.proto_scale)
             total = total + cfg.pcl_weight * w * (pcl.l2u + pcl.u2l)
             terms["loss_pcl_l2u"], terms["loss_pcl_u2l"] = pcl.l2u.detach(), pcl.u2l.detach()
-            reference_u = pcl.l2u_probs.detach().argmax(1)
+            reference_u = class_argmax(pcl.l2u_probs.detach())
         if self.use_vcl:
             if not self.use_pcl:  # VCL still needs the prototype prediction of the unlabeled voxels
                 with torch.no_grad():
                     proto_l, _ = class_prototypes(feats[:n_labeled], label_l, probs[:n_labeled])
-                    reference_u = prototype_logits(feats[n_labeled:], proto_l, cfg.proto_scale).argmax(1)
-            prediction = logits.detach().argmax(1)
+                    reference_u = class_argmax(prototype_logits(feats[n_labeled:], proto_l, cfg.proto_scale))
+            prediction = class_argmax(logits.detach())
             vcl_l = self._contrast(student, out.d9[:n_labeled], label_l, prediction[:n_labeled])
             vcl_u = self._contrast(student, out.d9[n_labeled:], reference_u, prediction[n_labeled:])
             total = total + cfg.vcl_weight * (vcl_l + w * vcl_u)

@@ -1,0 +1,95 @@
+"""Time of one training iteration per method, on the same inputs, in one run.
+
+    python benchmarks/train_step.py [--patch 48 48 32] [--filters 8] [--repeats 12]
+
+Each method runs the full iteration (forward, losses, backward, SGD step, EMA update) on
+the same batch; methods are interleaved round by round so that drift in the machine's speed
+hits all of them alike, and the median over rounds is reported. The last line is one JSON
+object with the seconds per method and ``ratio_cvcl_vs_mean_teacher`` (target: at most 1.3 on
+CPU, i.e. the CVCL terms add at most 30% to a mean-teacher step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from cvcl.device import select_device
+from cvcl.models.config import ModelConfig, build_model
+from cvcl.training.ema import make_teacher, update_ema
+from cvcl.training.objective import LossConfig, Objective
+
+METHODS = ("supervised", "mean_teacher", "cvcl")
+
+
+def make_step(method: str, cfg: ModelConfig, device: torch.device, images, labels, labeled_bs: int):
+    objective = Objective(method, LossConfig(iters_per_epoch=1, rampup_epochs=1), total_iterations=1000)
+    torch.manual_seed(0)
+    student = build_model(cfg, objective.needs_projection).to(device).train()
+    teacher = None
+    if objective.needs_teacher:
+        teacher = make_teacher(student, lambda: build_model(cfg, objective.needs_projection)).to(device).train()
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    # supervised trains on the labeled volumes only, as in the pipeline
+    x, y = (images[:labeled_bs], labels[:labeled_bs]) if method == "supervised" else (images, labels)
+
+    def step(t: int) -> None:
+        total, _ = objective(student, teacher, x, y, labeled_bs, t)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if teacher is not None:
+            update_ema(teacher, student, 0.99, t)
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patch", type=int, nargs=3, default=[48, 48, 32])
+    ap.add_argument("--filters", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--labeled-bs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=12)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = select_device(args.device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch, 1, *args.patch, generator=g).to(device)
+    labels = torch.zeros(args.batch, *args.patch, dtype=torch.long)
+    c = [p // 2 for p in args.patch]
+    labels[:, c[0] - 8:c[0] + 8, c[1] - 8:c[1] + 8, c[2] - 6:c[2] + 6] = 1
+    labels = labels.to(device)
+    cfg = ModelConfig(base_filters=args.filters, embed_dim=64)
+    steps = {m: make_step(m, cfg, device, images, labels, args.labeled_bs) for m in METHODS}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for m in METHODS:  # warm-up (allocator, cuDNN autotuning)
+        for t in range(2):
+            steps[m](t)
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for r in range(args.repeats):
+        for m in METHODS:
+            sync()
+            start = time.perf_counter()
+            steps[m](100 + r)
+            sync()
+            times[m].append(time.perf_counter() - start)
+    seconds = {m: statistics.median(v) for m, v in times.items()}
+    for m in METHODS:
+        print(f"{m:<14} {seconds[m]:.3f} s/iteration (median of {args.repeats})")
+    print(json.dumps({
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "patch": args.patch, "base_filters": args.filters, "batch": args.batch,
+        "seconds_per_iteration": {m: round(s, 4) for m, s in seconds.items()},
+        "ratio_cvcl_vs_mean_teacher": round(seconds["cvcl"] / seconds["mean_teacher"], 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
