@@ -1,6 +1,9 @@
-"""Stage `evaluate`: predictions + labels -> metrics/metrics.json, metrics/per_case.csv (+ MLflow)."""
+"""Stage `evaluate`: predictions + labels -> metrics/metrics.json, metrics/per_case.csv (+ MLflow).
 
-import csv
+Distances are in voxels (as the published LA tables) unless ``evaluate.distance_unit: mm``;
+the unit is written in both files and in the printed table.
+"""
+
 import json
 import math
 from pathlib import Path
@@ -10,17 +13,15 @@ from tqdm import tqdm
 
 from cvcl.cli import run_stage
 from cvcl.errors import DataError
-from cvcl.evaluation.metrics import case_metrics
-from cvcl.evaluation.report import format_table
-from cvcl.evaluation.summary import summarize
-from cvcl.io.atomic import atomic_path, write_json
+from cvcl.evaluation.report import format_table, write_per_case
+from cvcl.evaluation.summary import DISTANCE_UNITS, case_row, summarize
+from cvcl.io.atomic import write_json
 from cvcl.io.volume import read_case, read_nifti
 from cvcl.params import load_params
 from cvcl.tracking.run import open_run, stage_status
 
 PROCESSED, SPLIT, PREDICTIONS = Path("data/processed"), Path("data/splits/split.json"), Path("predictions")
 RUN_FILE, METRICS, PER_CASE = Path("models/mlflow_run_infer.json"), Path("metrics/metrics.json"), Path("metrics/per_case.csv")
-FIELDS = ["case_id", "dice", "jaccard", "hd95", "asd", "assd", "pred_ml", "true_ml", "empty"]
 
 
 def _prediction_on_case_grid(path: Path, case) -> np.ndarray:
@@ -37,7 +38,7 @@ def _prediction_on_case_grid(path: Path, case) -> np.ndarray:
 
 def main() -> None:
     params = load_params()
-    unit = params.choice("evaluate.distance_unit", ("voxel", "mm"))
+    unit = params.choice("evaluate.distance_unit", DISTANCE_UNITS)
     if not SPLIT.is_file():
         raise DataError(SPLIT, "not found; run the split stage first")
     test = json.loads(SPLIT.read_text())["test"]
@@ -49,16 +50,9 @@ def main() -> None:
             if case.label is None:
                 raise DataError(PROCESSED / f"{case_id}.h5", "has no label to evaluate against")
             pred = _prediction_on_case_grid(PREDICTIONS / f"{case_id}.nii.gz", case)
-            truth = case.label > 0
-            spacing = case.geometry.spacing if unit == "mm" else None
-            voxel_ml = float(np.prod(case.geometry.spacing)) / 1000.0
-            rows.append({"case_id": case_id, **case_metrics(pred, truth, spacing),
-                         "pred_ml": pred.sum() * voxel_ml, "true_ml": truth.sum() * voxel_ml})
+            rows.append(case_row(case_id, pred, case.label > 0, case.geometry.spacing, unit))
         summary = summarize(rows, unit)
-        with atomic_path(PER_CASE) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_per_case(PER_CASE, rows)
         write_json(METRICS, summary)
         run.log_metrics({k: v for k, v in summary.items()
                          if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))})

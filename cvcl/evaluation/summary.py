@@ -1,20 +1,44 @@
-"""Per-case rows -> mean and standard deviation over cases."""
+"""Per-case rows of the evaluation and their summary over cases (means, stds, counts)."""
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from cvcl.evaluation.metrics import METRICS
+from cvcl.evaluation.metrics import METRICS, case_metrics
+
+DISTANCE_UNITS = ("voxel", "mm")
+
+
+def case_row(case_id: str, pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float],
+             distance_unit: str) -> dict:
+    """One row of ``per_case.csv``: the metrics of a case and its predicted and true volumes.
+
+    Args:
+        pred, truth: binary masks ``(X, Y, Z)`` on the case's grid.
+        spacing_mm: the case's voxel size in mm (volumes always use it).
+        distance_unit: ``"voxel"`` or ``"mm"``: the unit of hd95, asd and assd.
+    Returns ``case_id``, the metrics of :func:`case_metrics` (Dice and Jaccard as fractions),
+    ``distance_unit``, ``pred_ml`` and ``true_ml`` (millilitres) and ``empty``.
+    """
+    if distance_unit not in DISTANCE_UNITS:
+        raise ValueError(f"distance_unit must be voxel or mm, got {distance_unit!r}")
+    m = case_metrics(pred, truth, spacing_mm if distance_unit == "mm" else None)
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0  # mm^3 -> ml
+    return {"case_id": case_id, **{k: m[k] for k in METRICS}, "distance_unit": distance_unit,
+            "pred_ml": int(np.count_nonzero(pred)) * voxel_ml, "true_ml": int(np.count_nonzero(truth)) * voxel_ml,
+            "empty": m["empty"]}
 
 
 def summarize(rows: Iterable[dict], distance_unit: str) -> dict:
-    """Mean and population std (ddof=0) of each metric over cases.
+    """Mean and population std (ddof=0) of each metric over cases, and the empty-mask counts.
 
-    Distances that are undefined for a case (exactly one mask empty) are left out of their
-    mean; ``n_empty_prediction`` and ``n_empty_reference`` say how many cases that was.
+    Dice and Jaccard average over every case (an empty prediction scores 0). Distances that
+    are undefined for a case (exactly one mask empty, NaN) are left out of their mean and std;
+    ``n_distance_cases`` says over how many cases the distances average, and
+    ``n_empty_prediction``, ``n_empty_reference`` and ``n_empty_both`` count the empty cases.
     """
     rows = list(rows)
     out: dict = {}
@@ -24,7 +48,9 @@ def summarize(rows: Iterable[dict], distance_unit: str) -> dict:
         out[name] = float(values.mean()) if len(values) else math.nan
         out[f"{name}_std"] = float(values.std()) if len(values) else math.nan
     out["n_cases"] = len(rows)
+    out["n_distance_cases"] = sum(not math.isnan(r["hd95"]) for r in rows)
     out["n_empty_prediction"] = sum(r.get("empty") == "prediction" for r in rows)
     out["n_empty_reference"] = sum(r.get("empty") == "reference" for r in rows)
+    out["n_empty_both"] = sum(r.get("empty") == "both" for r in rows)
     out["distance_unit"] = distance_unit
     return out

@@ -15,7 +15,14 @@ from cvcl.params import Params
 
 @dataclass(frozen=True)
 class InferConfig:
-    """``infer`` in params.yaml (the patch is the training patch)."""
+    """``infer`` in params.yaml (the patch is the training patch).
+
+    ``patch`` and ``stride`` are in voxels per axis (paper: 112x112x80 with 18/18/4);
+    ``batch_size`` windows per forward pass; ``gaussian`` Gaussian instead of uniform
+    averaging; ``tta_flip`` averages over :data:`TTA_FLIPS`; ``largest_component`` keeps the
+    largest 26-connected component; ``weights`` the checkpoint's student or teacher;
+    ``device`` auto, cpu or cuda[:N]; ``amp`` float16 autocast (CUDA only).
+    """
 
     patch: tuple[int, int, int] = (112, 112, 80)
     stride: tuple[int, int, int] = (18, 18, 4)
@@ -29,6 +36,7 @@ class InferConfig:
 
 
 def infer_config(params: Params) -> InferConfig:
+    """Read and check ``train.patch`` and the ``infer`` section (ParamError on a bad value)."""
     patch = tuple(params.int_list("train.patch", length=3, min=16))
     stride = tuple(params.int_list("infer.stride", length=3, min=1))
     too_big = [s for s, p in zip(stride, patch) if s > p]
@@ -57,21 +65,24 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(sizes.argmax())
 
 
-@torch.no_grad()
+# the in-plane flips (X, Y and both): the augmentations the network was trained with
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
+
+
 def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, device: torch.device,
                    amp: torch.dtype | None = None, memory_format=torch.contiguous_format,
                    progress: bool = False) -> np.ndarray:
-    """Label map ``(X, Y, Z)`` uint8 of an image ``(C, X, Y, Z)``."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
-    kwargs = dict(batch_size=cfg.batch_size, gaussian=cfg.gaussian, amp=amp,
-                  memory_format=memory_format, progress=progress)
-    probs = sliding_window_probs(model, x, cfg.patch, cfg.stride, **kwargs)
-    if cfg.tta_flip:
-        for axes in ((1,), (2,), (1, 2)):  # flips of X, Y and both (the in-plane augmentations)
-            flipped = sliding_window_probs(model, x.flip(axes), cfg.patch, cfg.stride, **kwargs)
-            probs += flipped.flip(axes)
-        probs /= 4
+    """Label map ``(X, Y, Z)`` uint8 (argmax of the averaged probabilities) of an image ``(C, X, Y, Z)``.
+
+    ``cfg.tta_flip`` averages the probabilities of every window over :data:`TTA_FLIPS`;
+    ``cfg.largest_component`` then keeps the largest 26-connected foreground component.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
+    probs = sliding_window_probs(model, x, cfg.patch, cfg.stride, batch_size=cfg.batch_size,
+                                 gaussian=cfg.gaussian, flips=TTA_FLIPS if cfg.tta_flip else ((),),
+                                 amp=amp, memory_format=memory_format, progress=progress)
     label = probs.argmax(0).to(torch.uint8).cpu().numpy()
+    del probs  # the (K, X, Y, Z) accumulator is not needed for the post-processing
     if cfg.largest_component and label.any():
         label = largest_component(label > 0).astype(np.uint8)
     return label
