@@ -130,6 +130,22 @@ class Params:
             raise ParamError(name, value, "one of " + ", ".join(choices))
         return value
 
+    def choice_list(self, name: str, choices: Sequence[str], *, default: Any = _MISSING) -> list[str]:
+        """A non-empty list of distinct values, each one of ``choices`` (order kept)."""
+        value = self.raw(name, default)
+        what = "a non-empty list of distinct values from " + ", ".join(choices)
+        if (not isinstance(value, (list, tuple)) or not value or len(set(map(repr, value))) != len(value)
+                or any(v not in choices for v in value)):
+            raise ParamError(name, value, what)
+        return list(value)
+
+    def path(self, name: str, *, optional: bool = False, default: Any = _MISSING) -> str | None:
+        """A file-system path or URL as a string; ``~`` expanded. Relative paths are left relative."""
+        value = self.str(name, optional=optional, default=default)
+        if value is None or "://" in value:
+            return value
+        return str(Path(value).expanduser())
+
     def int_list(self, name: str, *, length: int | None = None, min: int | None = None,
                  default: Any = _MISSING) -> list[int]:
         value = self.raw(name, default)

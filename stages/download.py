@@ -1,15 +1,18 @@
-"""Stage `download`: the dataset in its raw form -> data/raw/."""
+"""Stage `download`: the dataset in its raw form -> data/raw/ (generated, downloaded or copied)."""
 
 from cvcl.cli import run_stage
 from cvcl.params import load_params
-from cvcl.sources import fetch
+from cvcl.sources import DATASETS, fetch
 
 RAW = "data/raw"
 
 
 def main() -> None:
     params = load_params()
-    fetch(params.str("dataset"), params, RAW)
+    dataset = params.choice("dataset", DATASETS)
+    record = fetch(dataset, params, RAW)
+    lists = record.get("lists") or f"none ({record.get('reason')})"
+    print(f"download: {dataset} -> {RAW}/ (split lists: {lists})")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ def main() -> None:
         seed=params.int("split.seed", min=0),
     )
     write_json(SPLIT, split)
-    print(f"split ({split['protocol']}): {len(split['labeled'])} labeled, {len(split['unlabeled'])} unlabeled, "
+    made = split["protocol"] + (f", lists: {split['lists']}" if split.get("lists") else "")
+    print(f"split ({made}): {len(split['labeled'])} labeled, {len(split['unlabeled'])} unlabeled, "
           f"{len(split['val'])} val, {len(split['test'])} test")
+    if split.get("fallback"):
+        print(f"split: {split['fallback']}")
 
 
 if __name__ == "__main__":

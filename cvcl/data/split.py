@@ -7,6 +7,11 @@ Two strategies:
   when the dataset ships one, is the validation set, otherwise the last ``val`` training cases.
 - ``random``: every case shuffled with ``split.seed``; ``test_fraction`` of them tested, then
   ``val`` validation cases, then ``labeled`` labeled, the rest unlabeled.
+
+The split records how it was made: ``protocol`` (``fixed-lists`` or ``random``), ``lists`` (which
+published lists, from the dataset's ``protocol.json``: ``ua-mt``, ``ssl4mis``, ``user``,
+``generator``), and, where the dataset's published lists could not be used because cases are
+missing, ``fallback`` with the reason: then ``protocol`` falls back to a seeded ``random`` split.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cvcl.errors import DataError, ParamError
-from cvcl.preprocessing import read_list, read_manifest
+from cvcl.preprocessing import read_list, read_manifest, read_protocol
 
 STRATEGIES = ("protocol", "random")
 
@@ -28,6 +33,11 @@ def make_split(processed_dir: str | Path, *, labeled: int, strategy: str = "prot
     cases = [row["case_id"] for row in read_manifest(processed_dir)]
     if not cases:
         raise DataError(processed_dir / "manifest.csv", "lists no cases")
+    record = read_protocol(processed_dir)
+    fallback = None
+    has_lists = (processed_dir / "train.list").exists() and (processed_dir / "test.list").exists()
+    if strategy == "protocol" and not has_lists and record.get("fallback") == "random":
+        strategy, fallback = "random", record.get("reason") or "the dataset has no fixed lists"
     if strategy == "protocol":
         train_list, test_list = processed_dir / "train.list", processed_dir / "test.list"
         if not (train_list.exists() and test_list.exists()):
@@ -59,11 +69,15 @@ def make_split(processed_dir: str | Path, *, labeled: int, strategy: str = "prot
         raise DataError(processed_dir, f"the case lists name cases that were not preprocessed, e.g. {unknown[0]}")
     if not 1 <= labeled <= len(train):
         raise ParamError("labeled", labeled, f"an integer in [1, {len(train)}] (the training cases)")
-    return {
+    split = {
         "protocol": "fixed-lists" if strategy == "protocol" else "random",
+        "lists": record.get("lists") if strategy == "protocol" else None,
         "seed": seed if strategy == "random" else None,
         "labeled": train[:labeled],
         "unlabeled": train[labeled:],
         "val": val_cases,
         "test": test,
     }
+    if fallback:
+        split["fallback"] = fallback
+    return split

@@ -1,8 +1,16 @@
-"""Raw dataset -> processed cases (see :mod:`cvcl.io.volume` for the processed convention)."""
+"""Raw dataset -> processed cases (see :mod:`cvcl.io.volume` for the processed convention).
+
+Each converter module has ``iter_cases(raw_dir, source, config)`` yielding ``(Case, raw path)``;
+:func:`preprocess` writes the cases, ``manifest.csv``, and copies the split lists and
+``protocol.json`` (which lists they are) from the raw folder, so the fixed split travels with
+the data it names.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 from tqdm import tqdm
@@ -10,11 +18,17 @@ from tqdm import tqdm
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path
 from cvcl.io.volume import write_case
-from cvcl.preprocessing import nifti
+from cvcl.preprocessing import brats, la_h5, la_nrrd, nifti
+from cvcl.preprocessing.config import PreprocessConfig
+from cvcl.sources.layouts import LIST_NAMES, PROTOCOL_FILE
 
-# dataset name -> module with ``iter_cases(raw_dir, source)``
+# dataset name -> module with ``iter_cases(raw_dir, source, config)``
 CONVERTERS = {
     "synthetic-la": nifti,
+    "synthetic-brats": brats,
+    "la": la_h5,
+    "la-nrrd": la_nrrd,
+    "brats2019": brats,
     "nifti": nifti,
 }
 
@@ -26,11 +40,15 @@ def read_list(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True) -> int:
+def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
+               config: PreprocessConfig | None = None, progress: bool = True) -> int:
     """Convert ``raw_dir`` into ``out_dir`` (replaced atomically); returns the number of cases."""
     if dataset not in CONVERTERS:
         raise DataError(raw_dir, f"no converter for dataset {dataset!r}")
     raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise DataError(raw_dir, "not found; run the download stage first")
+    config = config or PreprocessConfig()
     subsets: dict[str, str] = {}
     for subset in ("train", "val", "test"):
         listing = raw_dir / f"{subset}.list"
@@ -38,7 +56,7 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *, progre
             subsets.update({case_id: subset for case_id in read_list(listing)})
     rows = []
     with atomic_path(out_dir, directory=True) as tmp:
-        cases = CONVERTERS[dataset].iter_cases(raw_dir, dataset)
+        cases = CONVERTERS[dataset].iter_cases(raw_dir, dataset, config)
         for case, source in tqdm(cases, desc=f"preprocess {dataset}", unit="case", disable=not progress):
             write_case(tmp / f"{case.case_id}.h5", case)
             rows.append({
@@ -52,10 +70,9 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *, progre
         missing = sorted(set(subsets) - {r["case_id"] for r in rows})
         if missing:
             raise DataError(raw_dir, f"the case lists name {len(missing)} cases with no image, e.g. {missing[0]}")
-        for subset in ("train", "val", "test"):
-            listing = raw_dir / f"{subset}.list"
-            if listing.exists():  # the fixed split travels with the data it names
-                (tmp / listing.name).write_text(listing.read_text())
+        for name in (*LIST_NAMES, PROTOCOL_FILE):
+            if (raw_dir / name).is_file():  # the fixed split travels with the data it names
+                shutil.copyfile(raw_dir / name, tmp / name)
         with open(tmp / "manifest.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
             writer.writeheader()
@@ -70,3 +87,17 @@ def read_manifest(processed_dir: str | Path) -> list[dict[str, str]]:
         raise DataError(path, "not found; run the preprocess stage first")
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def read_protocol(folder: str | Path) -> dict:
+    """The ``protocol.json`` record of a raw or processed folder ({} when there is none)."""
+    path = Path(folder) / PROTOCOL_FILE
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise DataError(path, "is not valid JSON") from None
+    if not isinstance(record, dict):
+        raise DataError(path, "expected a JSON object")
+    return record

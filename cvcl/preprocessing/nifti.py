@@ -11,7 +11,6 @@ Images are z-scored over the whole volume; labels must already be binary {0, 1}.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterator
 
@@ -20,9 +19,9 @@ import numpy as np
 from cvcl.errors import DataError
 from cvcl.io.volume import Case, read_nifti
 from cvcl.preprocessing.checks import check_image, check_label, check_same_shape
+from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.preprocessing.normalize import zscore
-
-_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
+from cvcl.sources.layouts import NIFTI_CHANNEL
 
 
 def find_cases(raw_dir: Path) -> dict[str, list[Path]]:
@@ -32,7 +31,7 @@ def find_cases(raw_dir: Path) -> dict[str, list[Path]]:
         raise DataError(images, "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)")
     cases: dict[str, list[tuple[int, Path]]] = {}
     for path in sorted(images.iterdir()):
-        match = _CHANNEL.match(path.name)
+        match = NIFTI_CHANNEL.match(path.name)
         if match:
             cases.setdefault(match["case"], []).append((int(match["channel"]), path))
     if not cases:
@@ -80,7 +79,8 @@ def convert_case(raw_dir: Path, case_id: str, channel_paths: list[Path], source:
     return Case(case_id, image, label.astype(np.uint8), geometry, source)
 
 
-def iter_cases(raw_dir: Path, source: str) -> Iterator[tuple[Case, str]]:
-    """Yield ``(case, raw image path relative to raw_dir)`` for every case."""
+def iter_cases(raw_dir: Path, source: str, config: PreprocessConfig | None = None) -> Iterator[tuple[Case, str]]:
+    """Yield ``(case, raw image path relative to raw_dir)`` for every case (``config`` is unused:
+    the nnU-Net convention has nothing to choose)."""
     for case_id, paths in find_cases(raw_dir).items():
         yield convert_case(raw_dir, case_id, paths, source), str(paths[0].relative_to(raw_dir))

@@ -1,0 +1,61 @@
+"""The ``preprocess`` section of params.yaml as typed settings for the converters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cvcl.errors import ParamError
+from cvcl.params import Params
+from cvcl.sources.layouts import BRATS_MODALITIES
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """UA-MT's crop around the atrium (``la-nrrd``), in voxels.
+
+    Each side of the atrium's bounding box gets its own margin drawn from ``[lo, hi)``:
+    ``margin_inplane`` along X and Y, ``margin_through`` along Z (None: keep every slice, as the
+    released h5 files do). The box then grows evenly to at least ``min_size`` where the volume
+    allows, so the paper's patch fits. Draws are seeded by ``seed`` and the case id, so a case's
+    crop does not depend on which other cases are present.
+    """
+
+    margin_inplane: tuple[int, int] = (10, 20)
+    margin_through: tuple[int, int] | None = (5, 10)
+    min_size: tuple[int, int, int] = (112, 112, 80)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of every converter; each reads only its own."""
+
+    modalities: tuple[str, ...] = ("flair",)  # brats2019 / synthetic-brats: channels, in this order
+    crop: CropConfig = field(default_factory=CropConfig)
+
+
+def _margin(params: Params, name: str, default: tuple[int, int] | None, *,
+            optional: bool = False) -> tuple[int, int] | None:
+    value = params.raw(name, default=default)
+    expected = "[min, max) with 0 <= min < max (voxels)" + (" or null" if optional else "")
+    if value is None and optional:
+        return None
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or not 0 <= value[0] < value[1]):
+        raise ParamError(name, value, expected)
+    return int(value[0]), int(value[1])
+
+
+def preprocess_config(params: Params) -> PreprocessConfig:
+    """Read and check ``preprocess.*`` (defaults where the section or a key is absent)."""
+    p = "preprocess"
+    d = PreprocessConfig()
+    modalities = params.choice_list(f"{p}.modalities", BRATS_MODALITIES, default=list(d.modalities))
+    crop = CropConfig(
+        margin_inplane=_margin(params, f"{p}.crop.margin_inplane", d.crop.margin_inplane),
+        margin_through=_margin(params, f"{p}.crop.margin_through", d.crop.margin_through, optional=True),
+        min_size=tuple(params.int_list(f"{p}.crop.min_size", length=3, min=1, default=list(d.crop.min_size))),
+        seed=params.int(f"{p}.crop.seed", min=0, default=d.crop.seed),
+    )
+    return PreprocessConfig(tuple(modalities), crop)
