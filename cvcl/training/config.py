@@ -17,6 +17,7 @@ class TrainConfig:
     batch_size: int = 4
     labeled_bs: int = 2
     patch: tuple[int, int, int] = (112, 112, 80)
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -38,6 +39,7 @@ def train_config(params: Params) -> TrainConfig:
         batch_size=params.int(f"{p}.batch_size", min=1),
         labeled_bs=params.int(f"{p}.labeled_bs", min=1),
         patch=tuple(params.int_list(f"{p}.patch", length=3, min=16)),
+        optimizer=params.choice(f"{p}.optimizer", ("sgd", "adam")),
         lr=params.float(f"{p}.lr", min=0.0, min_exclusive=True),
         momentum=params.float(f"{p}.momentum", min=0.0, max=1.0),
         weight_decay=params.float(f"{p}.weight_decay", min=0.0),

@@ -40,6 +40,14 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, n_labeled_cases: int, semi:
                       pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0)
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper), or Adam (``momentum`` is then beta1)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
+                                weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 class TrainResult:
     def __init__(self, student: VNet, teacher: VNet | None, best_step: int | None, best_val: float | None):
         self.student, self.teacher, self.best_step, self.best_val = student, teacher, best_step, best_val
@@ -69,8 +77,7 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
         teacher = teacher.to(device, memory_format=fmt)
         teacher.train()  # batch statistics and dropout, as in UA-MT
     student.train()
-    optimizer = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(student, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     loader = _loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed)
     n_labeled = cfg.labeled_bs
