@@ -8,19 +8,21 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+JOBS       ?= 2
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui exp help
+.PHONY: setup repro test test-fast ui exp sweep help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
 	@echo "make test    set up .venv and run the test suite (slow end-to-end tests included)"
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
 	@echo "make exp PRESET=paper-la [ARGS=...]   one experiment with a preset's params"
+	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +52,6 @@ ui: setup
 exp: setup
 	@test -n "$(PRESET)" || { echo "usage: make exp PRESET=<name in presets/> [ARGS='-S labeled=16']"; exit 2; }
 	dvc exp run $$($(BIN)/python -m cvcl.presets $(PRESET)) $(ARGS)
+
+sweep: setup
+	$(BIN)/python -m cvcl.sweep --start $(JOBS)

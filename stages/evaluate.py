@@ -15,13 +15,15 @@ from cvcl.cli import run_stage
 from cvcl.errors import DataError
 from cvcl.evaluation.report import format_table, write_per_case
 from cvcl.evaluation.summary import DISTANCE_UNITS, case_row, summarize
-from cvcl.io.atomic import write_json
+from cvcl.evaluation.overlays import pick_cases, save_overlay
+from cvcl.io.atomic import atomic_path, write_json
 from cvcl.io.volume import read_case, read_nifti
 from cvcl.params import load_params
 from cvcl.tracking.run import open_run, stage_status
 
 PROCESSED, SPLIT, PREDICTIONS = Path("data/processed"), Path("data/splits/split.json"), Path("predictions")
 RUN_FILE, METRICS, PER_CASE = Path("models/mlflow_run_infer.json"), Path("metrics/metrics.json"), Path("metrics/per_case.csv")
+OVERLAYS = Path("metrics/overlays")  # axial slices of the best, median and worst test case
 
 
 def _prediction_on_case_grid(path: Path, case) -> np.ndarray:
@@ -54,6 +56,14 @@ def main() -> None:
         summary = summarize(rows, unit)
         write_per_case(PER_CASE, rows)
         write_json(METRICS, summary)
+        with atomic_path(OVERLAYS, directory=True) as folder:
+            for rank, row in pick_cases(rows).items():
+                case = read_case(PROCESSED / f"{row['case_id']}.h5")
+                pred = _prediction_on_case_grid(PREDICTIONS / f"{row['case_id']}.nii.gz", case)
+                save_overlay(folder / f"{rank}-{row['case_id']}.png", case.image, case.label > 0, pred,
+                             f"{rank}: {row['case_id']}, Dice {100 * row['dice']:.1f}%")
+        for picture in sorted(OVERLAYS.glob("*.png")):
+            run.log_artifact(picture, "overlays")
         run.log_metrics({k: v for k, v in summary.items()
                          if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))})
         run.set_tags({"distance_unit": unit})

@@ -13,6 +13,7 @@ import yaml
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
+PIPELINE_OUTPUTS = ("metrics/", "dvc_plots/")
 
 TINY = {
     "labeled": 2,
@@ -71,9 +72,13 @@ def stage_workspace(tmp: Path) -> Path:
 
 def copy_repository(dest: Path) -> Path:
     """The project's files (tracked and not ignored) in a fresh git repository at ``dest``."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, listed):
+    def ls(*flags: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", *flags, "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return [p for p in out.stdout.split("\0") if p]
+
+    # tracked files, plus new files not yet committed, but never the pipeline's own outputs
+    listed = ls() + [p for p in ls("-o", "--exclude-standard") if not p.startswith(PIPELINE_OUTPUTS)]
+    for rel in listed:
         src = ROOT / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)

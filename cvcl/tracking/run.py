@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from cvcl.errors import DataError
 from cvcl.io.atomic import write_json
 from cvcl.tracking.store import (prepare_sqlite, project_root, quiet_mlflow_logs, store_lock,
                                  tracking_uri, with_retries)
@@ -183,6 +184,8 @@ def open_run(run_file: str | Path, stage_params: dict[str, Any]) -> Run:
     If the run already holds some of these params with other values, the run is forked and
     the fork gets the new values.
     """
+    if not Path(run_file).is_file():
+        raise DataError(run_file, "not found; run the stages before this one first (dvc repro)")
     record = json.loads(Path(run_file).read_text())
     client = _client()
     run = Run(client, record["run_id"], record.get("experiment", ""), record.get("run_name", ""))

@@ -1,0 +1,152 @@
+"""Comparing runs: MLflow runs -> pandas tables and plots (used by notebooks/ablations.ipynb).
+
+Every function takes the runs as the DataFrame that :func:`load_runs` returns, one row per
+finished run with the columns ``run_id``, ``run_name``, ``config`` (a readable name of the
+method and its CVCL switches), ``method``, ``labeled``, ``seed``, ``pcl_weight``,
+``vcl_weight`` and the metrics ``dice``, ``jaccard``, ``hd95``, ``asd``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("dice", "jaccard", "hd95", "asd")
+
+
+def config_name(method: str, pcl: float, vcl: float) -> str:
+    """``cvcl (pcl 1, vcl 0)`` for CVCL ablations, the method name otherwise."""
+    if method != "cvcl":
+        return method
+    if pcl == 0 and vcl == 0:
+        return "cvcl (pcl 0, vcl 0) = mean teacher"
+    return f"cvcl (pcl {pcl:g}, vcl {vcl:g})"
+
+
+def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Finished runs of an MLflow experiment as a tidy DataFrame (see the module docstring)."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    raw = mlflow.search_runs(experiment_names=[experiment], filter_string="attributes.status = 'FINISHED'",
+                             output_format="pandas")
+    return tidy_runs(raw)
+
+
+def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """Reshape ``mlflow.search_runs`` output; runs without final metrics are dropped."""
+    if raw.empty or "metrics.dice" not in raw:
+        return pd.DataFrame(columns=["run_id", "run_name", "config", "method", "labeled", "seed",
+                                     "pcl_weight", "vcl_weight", *METRICS])
+    raw = raw[raw["metrics.dice"].notna()]
+    df = pd.DataFrame({
+        "run_id": raw["run_id"],
+        "run_name": raw.get("tags.mlflow.runName"),
+        "method": raw["params.method"],
+        "labeled": raw["params.labeled"].astype(int),
+        "seed": raw["params.seed"].astype(int),
+        "pcl_weight": raw["params.loss.pcl_weight"].astype(float),
+        "vcl_weight": raw["params.loss.vcl_weight"].astype(float),
+        **{m: raw[f"metrics.{m}"].astype(float) for m in METRICS},
+    })
+    # the CVCL switches only mean something for cvcl
+    other = df["method"] != "cvcl"
+    df.loc[other, ["pcl_weight", "vcl_weight"]] = np.nan
+    df.insert(2, "config", [config_name(m, p, v) for m, p, v in zip(df["method"], df["pcl_weight"], df["vcl_weight"])])
+    return df.reset_index(drop=True)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (config, labeled), with the number of seeds.
+
+    Columns: ``config``, ``labeled``, ``n``, and ``<metric>_mean`` / ``<metric>_std`` for each
+    metric (Dice and Jaccard in %, as the papers' tables).
+    """
+    scaled = df.copy()
+    for m in ("dice", "jaccard"):
+        scaled[m] = scaled[m] * 100
+    grouped = scaled.groupby(["config", "labeled"], sort=True)
+    out = grouped[list(METRICS)].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out.insert(0, "n", grouped.size())
+    return out.reset_index()
+
+
+def formatted_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``mean +- std`` strings, one column per metric, as a paper table."""
+    out = summary[["config", "labeled", "n"]].copy()
+    for m in METRICS:
+        out[m] = [f"{a:.2f} ± {b:.2f}" if not math.isnan(b) else f"{a:.2f}"
+                  for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    return out
+
+
+def paired_comparison(df: pd.DataFrame, reference: str = "cvcl (pcl 1, vcl 1)", metric: str = "dice") -> pd.DataFrame:
+    """``reference`` against every other config, paired by (labeled, seed).
+
+    Columns: ``baseline``, ``labeled``, ``pairs``, ``mean_diff`` (reference minus baseline, in
+    Dice points), ``std_diff``, ``wins`` (seeds where the reference is better), ``p_value``
+    (paired t-test; NaN with fewer than 2 pairs).
+    """
+    from scipy import stats
+
+    ref = df[df["config"] == reference].set_index(["labeled", "seed"])[metric]
+    rows = []
+    for (config, labeled), group in df[df["config"] != reference].groupby(["config", "labeled"]):
+        base = group.set_index(["labeled", "seed"])[metric]
+        common = ref.index.intersection(base.index)
+        if len(common) == 0:
+            continue
+        a, b = ref.loc[common].to_numpy() * 100, base.loc[common].to_numpy() * 100
+        diff = a - b
+        p = float(stats.ttest_rel(a, b).pvalue) if len(diff) >= 2 and np.std(diff) > 0 else math.nan
+        rows.append({"baseline": config, "labeled": labeled, "pairs": len(diff), "mean_diff": diff.mean(),
+                     "std_diff": diff.std(ddof=1) if len(diff) > 1 else math.nan,
+                     "wins": int((diff > 0).sum()), "p_value": p})
+    return pd.DataFrame(rows, columns=["baseline", "labeled", "pairs", "mean_diff", "std_diff", "wins", "p_value"])
+
+
+def plot_dice_vs_labeled(df: pd.DataFrame, ax=None):
+    """Mean Dice (error bars: std over seeds) against the number of labeled volumes, per config."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    summary = summary_table(df)
+    for config, group in summary.groupby("config"):
+        ax.errorbar(group["labeled"], group["dice_mean"], yerr=group["dice_std"].fillna(0), marker="o",
+                    capsize=3, label=config)
+    ax.set_xlabel("labeled volumes")
+    ax.set_ylabel("Dice (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def dice_grid(df: pd.DataFrame, labeled: int) -> pd.DataFrame:
+    """Mean Dice (%) of cvcl over (pcl_weight rows, vcl_weight columns) at one labeled count."""
+    cvcl = df[(df["method"] == "cvcl") & (df["labeled"] == labeled)]
+    return cvcl.pivot_table(index="pcl_weight", columns="vcl_weight", values="dice", aggfunc="mean") * 100
+
+
+def plot_weight_heatmap(df: pd.DataFrame, labeled: int, ax=None):
+    """Heatmap of :func:`dice_grid` with the values written in the cells."""
+    import matplotlib.pyplot as plt
+
+    grid = dice_grid(df, labeled)
+    ax = ax or plt.subplots(figsize=(4, 3.5))[1]
+    image = ax.imshow(grid.to_numpy(), cmap="viridis", origin="lower")
+    ax.set_xticks(range(len(grid.columns)), [f"{v:g}" for v in grid.columns])
+    ax.set_yticks(range(len(grid.index)), [f"{v:g}" for v in grid.index])
+    ax.set_xlabel("vcl_weight")
+    ax.set_ylabel("pcl_weight")
+    ax.set_title(f"cvcl Dice (%), {labeled} labeled")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            value = grid.to_numpy()[i, j]
+            if not math.isnan(value):
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white")
+    ax.figure.colorbar(image, ax=ax)
+    return ax

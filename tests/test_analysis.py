@@ -1,0 +1,52 @@
+import math
+
+import pandas as pd
+import pytest
+
+from cvcl import analysis
+
+
+def fake_runs():
+    rows = []
+    for seed in (1, 2, 3):
+        for labeled in (4, 8):
+            for method, pcl, vcl, dice in [("cvcl", 1.0, 1.0, 0.85), ("cvcl", 0.0, 0.0, 0.80),
+                                           ("cvcl", 1.0, 0.0, 0.82), ("supervised", 1.0, 1.0, 0.75)]:
+                rows.append({"run_id": f"{method}{pcl}{vcl}{labeled}{seed}", "tags.mlflow.runName": "x",
+                             "params.method": method, "params.labeled": str(labeled), "params.seed": str(seed),
+                             "params.loss.pcl_weight": str(pcl), "params.loss.vcl_weight": str(vcl),
+                             "metrics.dice": dice + 0.01 * seed + 0.02 * (labeled == 8),
+                             "metrics.jaccard": dice - 0.1, "metrics.hd95": 10.0 - seed, "metrics.asd": 2.0})
+    return analysis.tidy_runs(pd.DataFrame(rows))
+
+
+def test_tidy_runs_names_configs_and_blanks_irrelevant_switches():
+    df = fake_runs()
+    assert set(df["config"]) == {"cvcl (pcl 1, vcl 1)", "cvcl (pcl 0, vcl 0) = mean teacher",
+                                 "cvcl (pcl 1, vcl 0)", "supervised"}
+    assert df.loc[df["method"] == "supervised", "pcl_weight"].isna().all()
+
+
+def test_summary_table_means_and_stds_over_seeds():
+    s = analysis.summary_table(fake_runs())
+    row = s[(s["config"] == "cvcl (pcl 1, vcl 1)") & (s["labeled"] == 4)].iloc[0]
+    assert row["n"] == 3
+    assert row["dice_mean"] == pytest.approx(87.0)
+    assert row["dice_std"] == pytest.approx(1.0)
+    assert row["hd95_mean"] == pytest.approx(8.0)
+    table = analysis.formatted_table(s)
+    assert table.loc[0, "dice"].count("±") == 1
+
+
+def test_paired_comparison_by_seed():
+    p = analysis.paired_comparison(fake_runs())
+    sup = p[(p["baseline"] == "supervised") & (p["labeled"] == 4)].iloc[0]
+    assert sup["pairs"] == 3 and sup["wins"] == 3
+    assert sup["mean_diff"] == pytest.approx(10.0)
+    assert math.isnan(sup["p_value"])  # identical differences: no variance, no t-test
+
+
+def test_dice_grid_over_the_switches():
+    grid = analysis.dice_grid(fake_runs(), 8)
+    assert grid.loc[1.0, 1.0] == pytest.approx(89.0)
+    assert grid.loc[0.0, 0.0] == pytest.approx(84.0)
