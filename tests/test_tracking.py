@@ -84,3 +84,30 @@ def test_a_run_unknown_to_the_store_is_recreated(mlflow_store, tmp_path):
     run = open_run(tmp_path / "run.json", {"evaluate.distance_unit": "voxel"})
     got = MlflowClient(mlflow_store).get_run(run.run_id)
     assert got.data.tags["cvcl.recovered_from"] == "0" * 32
+
+
+def test_a_terminated_stage_marks_its_run_failed(tmp_path):
+    """SIGTERM (``dvc queue kill``) must not leave the run RUNNING."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import time\n"
+        "from cvcl.cli import run_stage\n"
+        "from cvcl.tracking.run import start_run, stage_status\n"
+        "def main():\n"
+        "    run = start_run('toy', 'r', {}, {})\n"
+        "    with stage_status(run):\n"
+        "        print(run.run_id, flush=True)\n"
+        "        time.sleep(120)\n"
+        "run_stage(main)\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    run_id = proc.stdout.readline().strip()  # printed from inside the stage
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
