@@ -74,6 +74,20 @@ def test_predictions_are_nifti_in_the_case_geometry(repo):
         np.testing.assert_allclose(itk_pred.GetSpacing(), itk_img.GetSpacing(), atol=1e-6)
 
 
+def test_plots_render_curves_per_case_dice_and_overlays(repo):
+    out = repo.parent / "plots"
+    run(["dvc", "plots", "show", "--json", "-o", str(out)], repo)
+    html = run(["dvc", "plots", "show", "-o", str(out)], repo)
+    assert (out / "index.html").is_file(), html.stdout
+    shown = json.loads(run(["dvc", "plots", "show", "--json", "-o", str(out)], repo).stdout)
+    names = set(shown.get("data", shown))
+    for name in ("training_loss", "contrast_terms", "schedules", "metrics/per_case.csv"):
+        assert name in names, names
+    assert any(n.startswith("metrics/overlays/") and n.endswith(".png") for n in names), names
+    overlays = sorted(p.name for p in (repo / "metrics" / "overlays").iterdir())
+    assert len(overlays) == 2 and overlays[0].startswith(("best-", "median-", "worst-"))
+
+
 def test_second_repro_runs_nothing(repo):
     out = run(["dvc", "repro"], repo)
     assert ran(out.stdout + out.stderr) == []
