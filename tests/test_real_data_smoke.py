@@ -1,4 +1,4 @@
-"""CVCL on real LA volumes: a few iterations, finite and decreasing loss (slow: ~1 min)."""
+"""CVCL on real LA volumes: a few iterations, finite losses and a decreasing supervised loss (slow: ~1 min)."""
 
 import math
 
@@ -32,7 +32,7 @@ def la_cases(tmp_path_factory):
     return out, ids
 
 
-def test_cvcl_on_real_la_volumes_has_finite_decreasing_loss(la_cases):
+def test_cvcl_on_real_la_volumes_has_finite_losses_and_learns(la_cases):
     folder, ids = la_cases
     ds = PatchDataset(folder, ids[:4], ids[4:], patch=(64, 64, 48))
     assert ds.in_channels == 1 and len(ds) == 8
@@ -46,9 +46,9 @@ def test_cvcl_on_real_la_volumes_has_finite_decreasing_loss(la_cases):
     for rec in records:
         assert all(math.isfinite(v) for v in rec.values()), rec
     assert {"loss_pcl_l2u", "loss_pcl_u2l", "loss_vcl_l", "loss_vcl_u"} <= set(records[0])
-    first = np.mean([r["loss"] for r in records[:10]])
-    last = np.mean([r["loss"] for r in records[-10:]])
-    assert last < first, (first, last)
+    # The total is not compared: the unsupervised weights ramp up over these 40 steps, so the
+    # total may rise while the model learns. The supervised term has a constant weight.
+    assert all(r["loss_vcl_l"] > 0 and r["loss_vcl_u"] >= 0 for r in records)
     sup_first = np.mean([r["loss_sup"] for r in records[:10]])
     sup_last = np.mean([r["loss_sup"] for r in records[-10:]])
-    assert sup_last < sup_first
+    assert sup_last < sup_first, (sup_first, sup_last)
