@@ -83,7 +83,7 @@ def test_sampler_returns_at_most_n_per_class_hard_first():
     pred[0, :1] = 0          # image 0: 72 missed foreground voxels (hard)
     pred[1, 3:4] = 1         # image 1: 36 false foreground voxels (hard, class 0)
     a = sample_anchors(ref, pred, n_classes=2, n=20)
-    assert a.index.shape == (2, 2, 40)
+    assert a.index.shape == (2, 2, 20)
     counts = a.valid.sum(-1)
     assert torch.all(counts <= 20) and torch.all(counts == 20)
     flat_ref, flat_pred = ref.reshape(2, -1), pred.reshape(2, -1)
@@ -138,12 +138,12 @@ def test_gather_features_keeps_batch_and_class_bookkeeping():
     ref[1, 0] = 1
     a = sample_anchors(ref, ref, 2, 4)
     picked, classes, valid = gather_features(feats, a)
-    assert picked.shape == (2 * 2 * 8, 3) and classes.shape == valid.shape == (32,)
+    assert picked.shape == (2 * 2 * 4, 3) and classes.shape == valid.shape == (16,)
     flat = feats.view(2, 3, -1)
-    rows = picked.view(2, 2, 8, 3)
+    rows = picked.view(2, 2, 4, 3)
     for b in range(2):
         for k in range(2):
-            for j in range(8):
+            for j in range(4):
                 if a.valid[b, k, j]:
                     torch.testing.assert_close(rows[b, k, j], flat[b, :, a.index[b, k, j]])
 
@@ -167,3 +167,24 @@ def test_uamt_masks_out_uncertain_voxels():
     assert masked_consistency(s, t, torch.ones_like(u), 0.5) == 0
     assert uncertainty_threshold(0, 100) == pytest.approx(0.75 * math.log(2) + 0.25 * math.log(2) * math.exp(-5))
     assert uncertainty_threshold(100, 100) == pytest.approx(math.log(2))
+
+
+def test_two_class_pcl_equals_the_general_formula():
+    from cvcl.losses.pcl import _any_classes, _two_class
+    from cvcl.losses.prototype import class_prototypes
+    g = torch.Generator().manual_seed(3)
+    feat_l = torch.randn(2, 6, 6, 5, 4, generator=g, requires_grad=True)
+    feat_u = torch.randn(2, 6, 6, 5, 4, generator=g, requires_grad=True)
+    label_l = (torch.rand(2, 6, 5, 4, generator=g) > 0.6).long()
+    t_prob = torch.softmax(torch.randn(2, 2, 6, 5, 4, generator=g), dim=1)
+    proto_l, _ = class_prototypes(feat_l, label_l, torch.softmax(torch.randn(2, 2, 6, 5, 4, generator=g), 1))
+    proto_u, _ = class_prototypes(feat_u, t_prob.argmax(1), t_prob)
+    fast = _two_class(feat_l, label_l, feat_u, t_prob, proto_l, proto_u, 20.0)
+    general = _any_classes(feat_l, label_l, feat_u, t_prob, proto_l, proto_u, 20.0)
+    torch.testing.assert_close(fast.l2u, general.l2u)
+    torch.testing.assert_close(fast.u2l, general.u2l)
+    torch.testing.assert_close(fast.l2u_probs, general.l2u_probs.detach())
+    grads_fast = torch.autograd.grad(fast.l2u + fast.u2l, (feat_l, feat_u))
+    grads_general = torch.autograd.grad(general.l2u + general.u2l, (feat_l, feat_u))
+    for a, b in zip(grads_fast, grads_general):
+        torch.testing.assert_close(a, b)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_logits
+from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_scores, voxel_rows
 
 
 @dataclass
@@ -42,9 +42,62 @@ def pcl_losses(feat_l: torch.Tensor, label_l: torch.Tensor, prob_l: torch.Tensor
         scale: the cosine scale ``s`` (20 in the paper).
     """
     proto_l, _ = class_prototypes(feat_l, label_l, prob_l)
-    l2u_probs = torch.softmax(prototype_logits(feat_u, proto_l, scale).float(), dim=1)
-    l2u = torch.mean((l2u_probs - teacher_prob_u.detach().float()) ** 2)
-
     proto_u, _ = class_prototypes(teacher_feat_u, class_argmax(teacher_prob_u), teacher_prob_u)
-    u2l = F.cross_entropy(prototype_logits(feat_l, proto_u, scale).float(), label_l)
+    if prob_l.shape[1] == 2:
+        return _two_class(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale)
+    return _any_classes(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale)
+
+
+def _any_classes(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale) -> PCLResult:
+    # on (B, N, K) voxel rows: softmax and cross-entropy over a contiguous class axis are
+    # several times faster on CPU than over dim 1 of a channels-last view
+    n_classes = proto_l.shape[0]
+    l2u_rows = torch.softmax(prototype_scores(feat_u, proto_l, scale).float(), dim=-1)  # (B_u, N, K)
+    l2u = torch.mean((l2u_rows - voxel_rows(teacher_prob_u.detach().float())) ** 2)
+    u2l_scores = prototype_scores(feat_l, proto_u, scale).float()                       # (B_l, N, K)
+    u2l = F.cross_entropy(u2l_scores.reshape(-1, n_classes), label_l.reshape(-1))
+    l2u_probs = l2u_rows.reshape(feat_u.shape[0], *feat_u.shape[2:], n_classes).permute(0, 4, 1, 2, 3)
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=l2u_probs)
+
+
+def _two_class(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale) -> PCLResult:
+    """The same losses for K = 2 through the score margin ``d = s1 - s0``: softmax is
+    ``sigmoid(d)``, the MSE over both classes equals that of the foreground alone, and the
+    cross-entropy is the binary one on ``d``. One dot product per voxel instead of two and no
+    class-axis reductions: the PCL costs about half as much on CPU."""
+    d_u = prototype_margin(feat_u, proto_l, scale)                                      # (B_u, N)
+    p_u = torch.sigmoid(d_u)
+    t_fg = teacher_prob_u[:, 1].detach().float().reshape(p_u.shape)
+    l2u = torch.mean((p_u - t_fg) ** 2)
+    d_l = prototype_margin(feat_l, proto_u, scale)                                      # (B_l, N)
+    u2l = F.binary_cross_entropy_with_logits(d_l, label_l.reshape(d_l.shape).float())
+    fg = p_u.detach().reshape(feat_u.shape[0], *feat_u.shape[2:])
+    return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=torch.stack([1 - fg, fg], dim=1))
+
+
+class _CosineMargin(torch.autograd.Function):
+    """``m = <r, delta> / ||r||`` per row of ``r`` ``(..., C)``, with a hand-written backward
+    ``dm/dr = delta / ||r|| - m r / ||r||^2``: two passes over ``r`` where autograd's chain
+    through the norm takes five (and most of the PCL's time on CPU)."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        norms = torch.linalg.vector_norm(rows, dim=-1).clamp_min(1e-12)
+        margin = (rows @ delta) / norms
+        ctx.save_for_backward(rows, delta, norms, margin)
+        return margin
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        rows, delta, norms, margin = ctx.saved_tensors
+        a = (grad / norms).unsqueeze(-1)
+        b = (-grad * margin / norms.square()).unsqueeze(-1)
+        return torch.addcmul(a * delta, b, rows), None
+
+
+def prototype_margin(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale * (cos(z, p_1) - cos(z, p_0))`` per voxel: features ``(B, C, ...)``, prototypes
+    ``(2, C)`` (detached) -> ``(B, N)`` float32."""
+    rows = voxel_rows(features)                                                         # (B, N, C)
+    p = F.normalize(prototypes.detach().to(rows.dtype), dim=1)
+    return _CosineMargin.apply(rows, scale * (p[1] - p[0])).float()

@@ -35,7 +35,7 @@ def upsample_to(features: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(features, size=size, mode="trilinear", align_corners=False)
 
 
-def _voxel_rows(features: torch.Tensor) -> torch.Tensor:
+def voxel_rows(features: torch.Tensor) -> torch.Tensor:
     """``(B, C, X, Y, Z)`` -> ``(B, N, C)``, free for channels-last input (a copy otherwise)."""
     b, c = features.shape[:2]
     return features.permute(0, 2, 3, 4, 1).reshape(b, -1, c)
@@ -55,7 +55,7 @@ def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: 
         tensor telling which classes were present.
     """
     n_classes = confidence.shape[1]
-    rows = _voxel_rows(features)                                                        # (B, N, C)
+    rows = voxel_rows(features)                                                        # (B, N, C)
     member = classes.reshape(classes.shape[0], 1, -1) == torch.arange(n_classes, device=classes.device).view(1, -1, 1)
     weights = confidence.reshape(*confidence.shape[:2], -1).to(rows.dtype) * member     # (B, K, N)
     summed = torch.bmm(weights, rows).sum(0)                                            # (K, C)
@@ -63,14 +63,21 @@ def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: 
     return summed / mass.clamp_min(eps)[:, None], mass > eps
 
 
-def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale * cos(z(v), p_k)`` for features ``(B, C, ...)`` and prototypes ``(K, C)`` -> ``(B, K, ...)``.
+def prototype_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale * cos(z(v), p_k)`` as voxel rows: features ``(B, C, ...)``, prototypes ``(K, C)``
+    -> ``(B, N, K)`` with ``N`` the voxels in C order of the spatial axes.
 
-    A zero prototype (absent class) has cosine 0 with every voxel, never NaN. The result is a
-    channels-last view.
+    The cosine is the dot product divided by the feature norm afterwards: normalising the
+    ``(B, N, C)`` features first costs a ``C``-wide copy and its backward for nothing. A zero
+    prototype (absent class) has cosine 0 with every voxel, never NaN.
     """
-    b = features.shape[0]
-    rows = F.normalize(_voxel_rows(features), dim=-1)                                   # (B, N, C)
+    rows = voxel_rows(features)                                                        # (B, N, C)
     p = F.normalize(prototypes.to(rows.dtype), dim=1)
-    logits = scale * rows @ p.T                                                         # (B, N, K)
-    return logits.reshape(b, *features.shape[2:], -1).permute(0, 4, 1, 2, 3)
+    norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True).clamp_min(1e-12)      # (B, N, 1)
+    return (rows @ (scale * p).T) / norms                                               # (B, N, K)
+
+
+def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+    """:func:`prototype_scores` shaped like the features: ``(B, K, ...)``, a channels-last view."""
+    scores = prototype_scores(features, prototypes, scale)
+    return scores.reshape(features.shape[0], *features.shape[2:], -1).permute(0, 4, 1, 2, 3)

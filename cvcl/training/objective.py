@@ -81,9 +81,9 @@ class Objective:
             return images
         return images + torch.clamp(torch.randn_like(images) * noise, -2 * noise, 2 * noise)
 
-    def _prototype_features(self, out, size) -> torch.Tensor:
+    def _prototype_features(self, out, size, images: slice = slice(None)) -> torch.Tensor:
         tap = out.center if self.cfg.prototype_feature == "center" else out.d9
-        return upsample_to(tap, size)
+        return upsample_to(tap[images], size)
 
     def __call__(self, student: nn.Module, teacher: nn.Module | None, images: torch.Tensor,
                  labels: torch.Tensor, n_labeled: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -120,10 +120,13 @@ class Objective:
         size = tuple(labels.shape[-3:])
         probs = torch.softmax(logits, dim=1)
         t_probs = torch.softmax(t_logits, dim=1)
-        feats = self._prototype_features(out, size)
+        # upsampled per half: slicing one upsampled batch would cost two full-size zero-filled
+        # gradient buffers in the backward
+        feat_l = self._prototype_features(out, size, slice(None, n_labeled))
+        feat_u = self._prototype_features(out, size, slice(n_labeled, None))
         label_l = labels[:n_labeled]
         if self.use_pcl:
-            pcl = pcl_losses(feats[:n_labeled], label_l, probs[:n_labeled].detach(), feats[n_labeled:],
+            pcl = pcl_losses(feat_l, label_l, probs[:n_labeled].detach(), feat_u,
                              t_probs, self._prototype_features(t_out, size), cfg.proto_scale)
             total = total + cfg.pcl_weight * w * (pcl.l2u + pcl.u2l)
             terms["loss_pcl_l2u"], terms["loss_pcl_u2l"] = pcl.l2u.detach(), pcl.u2l.detach()
@@ -131,8 +134,8 @@ class Objective:
         if self.use_vcl:
             if not self.use_pcl:  # VCL still needs the prototype prediction of the unlabeled voxels
                 with torch.no_grad():
-                    proto_l, _ = class_prototypes(feats[:n_labeled], label_l, probs[:n_labeled])
-                    reference_u = class_argmax(prototype_logits(feats[n_labeled:], proto_l, cfg.proto_scale))
+                    proto_l, _ = class_prototypes(feat_l, label_l, probs[:n_labeled])
+                    reference_u = class_argmax(prototype_logits(feat_u, proto_l, cfg.proto_scale))
             prediction = class_argmax(logits.detach())
             vcl_l = self._contrast(student, out.d9[:n_labeled], label_l, prediction[:n_labeled])
             vcl_u = self._contrast(student, out.d9[n_labeled:], reference_u, prediction[n_labeled:])
