@@ -84,8 +84,18 @@ def formatted_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def paired_comparison(df: pd.DataFrame, reference: str = "cvcl (pcl 1, vcl 1)", metric: str = "dice") -> pd.DataFrame:
-    """``reference`` against every other config, paired by (labeled, seed).
+def full_cvcl_config(df: pd.DataFrame) -> str | None:
+    """The config of CVCL with both terms on (the one with most runs when several weights were
+    tried), or None when there is none."""
+    both = df[(df["method"] == "cvcl") & (df["pcl_weight"] > 0) & (df["vcl_weight"] > 0)]
+    if both.empty:
+        return None
+    return str(both["config"].value_counts().index[0])
+
+
+def paired_comparison(df: pd.DataFrame, reference: str | None = None, metric: str = "dice") -> pd.DataFrame:
+    """``reference`` (default: :func:`full_cvcl_config`) against every other config, paired by
+    (labeled, seed).
 
     Columns: ``baseline``, ``labeled``, ``pairs``, ``mean_diff`` (reference minus baseline, in
     Dice points), ``std_diff``, ``wins`` (seeds where the reference is better), ``p_value``
@@ -93,6 +103,7 @@ def paired_comparison(df: pd.DataFrame, reference: str = "cvcl (pcl 1, vcl 1)", 
     """
     from scipy import stats
 
+    reference = reference or full_cvcl_config(df)
     ref = df[df["config"] == reference].set_index(["labeled", "seed"])[metric]
     rows = []
     for (config, labeled), group in df[df["config"] != reference].groupby(["config", "labeled"]):

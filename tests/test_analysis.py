@@ -50,3 +50,14 @@ def test_dice_grid_over_the_switches():
     grid = analysis.dice_grid(fake_runs(), 8)
     assert grid.loc[1.0, 1.0] == pytest.approx(89.0)
     assert grid.loc[0.0, 0.0] == pytest.approx(84.0)
+
+
+def test_the_full_cvcl_config_is_the_one_with_both_terms_on():
+    df = fake_runs()
+    assert analysis.full_cvcl_config(df) == "cvcl (pcl 1, vcl 1)"
+    assert analysis.full_cvcl_config(df[df["method"] != "cvcl"]) is None
+    small = df.copy()
+    small.loc[small["config"] == "cvcl (pcl 1, vcl 1)", "vcl_weight"] = 0.05
+    small.loc[small["config"] == "cvcl (pcl 1, vcl 1)", "config"] = "cvcl (pcl 1, vcl 0.05)"
+    assert analysis.full_cvcl_config(small) == "cvcl (pcl 1, vcl 0.05)"
+    assert set(analysis.paired_comparison(small)["baseline"]) >= {"supervised"}
