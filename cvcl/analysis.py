@@ -104,10 +104,11 @@ def paired_comparison(df: pd.DataFrame, reference: str | None = None, metric: st
     from scipy import stats
 
     reference = reference or full_cvcl_config(df)
-    ref = df[df["config"] == reference].set_index(["labeled", "seed"])[metric]
+    # repeated runs of one (config, labeled, seed) are averaged, so each seed pairs once
+    ref = df[df["config"] == reference].groupby(["labeled", "seed"])[metric].mean()
     rows = []
     for (config, labeled), group in df[df["config"] != reference].groupby(["config", "labeled"]):
-        base = group.set_index(["labeled", "seed"])[metric]
+        base = group.groupby(["labeled", "seed"])[metric].mean()
         common = ref.index.intersection(base.index)
         if len(common) == 0:
             continue

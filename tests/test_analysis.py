@@ -61,3 +61,13 @@ def test_the_full_cvcl_config_is_the_one_with_both_terms_on():
     small.loc[small["config"] == "cvcl (pcl 1, vcl 1)", "config"] = "cvcl (pcl 1, vcl 0.05)"
     assert analysis.full_cvcl_config(small) == "cvcl (pcl 1, vcl 0.05)"
     assert set(analysis.paired_comparison(small)["baseline"]) >= {"supervised"}
+
+
+def test_paired_comparison_averages_repeated_runs_of_a_seed():
+    df = fake_runs()
+    again = df[df["config"] == "supervised"].copy()
+    again["dice"] = again["dice"] + 0.02                       # a rerun of every supervised seed
+    both = pd.concat([df, again], ignore_index=True)
+    p = analysis.paired_comparison(both)
+    sup = p[(p["baseline"] == "supervised") & (p["labeled"] == 4)].iloc[0]
+    assert sup["pairs"] == 3 and sup["mean_diff"] == pytest.approx(9.0)
