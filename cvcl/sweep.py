@@ -48,14 +48,10 @@ def on_weights(root: Path = Path(".")) -> tuple[float, float]:
     return (pcl or 1.0, vcl or 1.0)
 
 
-def _weight(value: float) -> str:
-    return f"{value:g}"
-
-
 def commands(n_train: int, seeds=(1, 2, 3), on: tuple[float, float] = (1.0, 1.0)) -> list[list[str]]:
     labeled = ",".join(str(n) for n in labeled_counts(n_train))
     seed = ",".join(str(s) for s in seeds)
-    pcl, vcl = (_weight(w) for w in on)
+    pcl, vcl = (f"{w:g}" for w in on)
     return [
         ["dvc", "exp", "run", "--queue", "-S", "method=cvcl", "-S", f"labeled={labeled}",
          "-S", f"loss.pcl_weight=0,{pcl}", "-S", f"loss.vcl_weight=0,{vcl}", "-S", f"seed={seed}"],

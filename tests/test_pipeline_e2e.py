@@ -76,7 +76,6 @@ def test_predictions_are_nifti_in_the_case_geometry(repo):
 
 def test_plots_render_curves_per_case_dice_and_overlays(repo):
     out = repo.parent / "plots"
-    run(["dvc", "plots", "show", "--json", "-o", str(out)], repo)
     html = run(["dvc", "plots", "show", "-o", str(out)], repo)
     assert (out / "index.html").is_file(), html.stdout
     shown = json.loads(run(["dvc", "plots", "show", "--json", "-o", str(out)], repo).stdout)

@@ -10,6 +10,7 @@ from scipy import ndimage as ndi
 
 from cvcl.errors import ParamError
 from cvcl.inference.sliding_window import sliding_window_probs
+from cvcl.losses.prototype import class_argmax
 from cvcl.params import Params
 
 
@@ -81,9 +82,7 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, 
     probs = sliding_window_probs(model, x, cfg.patch, cfg.stride, batch_size=cfg.batch_size,
                                  gaussian=cfg.gaussian, flips=TTA_FLIPS if cfg.tta_flip else ((),),
                                  amp=amp, memory_format=memory_format, progress=progress)
-    # two classes: a comparison, ~100x faster on the CPU than argmax over the class axis
-    label = (probs[1] > probs[0]) if probs.shape[0] == 2 else probs.argmax(0)
-    label = label.to(torch.uint8).cpu().numpy()
+    label = class_argmax(probs[None])[0].to(torch.uint8).cpu().numpy()
     del probs  # the (K, X, Y, Z) accumulator is not needed for the post-processing
     if cfg.largest_component and label.any():
         label = largest_component(label > 0).astype(np.uint8)

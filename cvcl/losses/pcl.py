@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_scores, voxel_rows
+from cvcl.losses.prototype import (class_argmax, class_prototypes, prototype_margin, prototype_scores,
+                                   voxel_rows)
 
 
 @dataclass
@@ -73,31 +74,3 @@ def _two_class(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale)
     u2l = F.binary_cross_entropy_with_logits(d_l, label_l.reshape(d_l.shape).float())
     fg = p_u.detach().reshape(feat_u.shape[0], *feat_u.shape[2:])
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=torch.stack([1 - fg, fg], dim=1))
-
-
-class _CosineMargin(torch.autograd.Function):
-    """``m = <r, delta> / ||r||`` per row of ``r`` ``(..., C)``, with a hand-written backward
-    ``dm/dr = delta / ||r|| - m r / ||r||^2``: two passes over ``r`` where autograd's chain
-    through the norm takes five (and most of the PCL's time on CPU)."""
-
-    @staticmethod
-    def forward(ctx, rows: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        norms = torch.linalg.vector_norm(rows, dim=-1).clamp_min(1e-12)
-        margin = (rows @ delta) / norms
-        ctx.save_for_backward(rows, delta, norms, margin)
-        return margin
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        rows, delta, norms, margin = ctx.saved_tensors
-        a = (grad / norms).unsqueeze(-1)
-        b = (-grad * margin / norms.square()).unsqueeze(-1)
-        return torch.addcmul(a * delta, b, rows), None
-
-
-def prototype_margin(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
-    """``scale * (cos(z, p_1) - cos(z, p_0))`` per voxel: features ``(B, C, ...)``, prototypes
-    ``(2, C)`` (detached) -> ``(B, N)`` float32."""
-    rows = voxel_rows(features)                                                         # (B, N, C)
-    p = F.normalize(prototypes.detach().to(rows.dtype), dim=1)
-    return _CosineMargin.apply(rows, scale * (p[1] - p[0])).float()

@@ -75,7 +75,7 @@ def gather_features(features: torch.Tensor, anchors: Anchors) -> tuple[torch.Ten
     ``M = B * K * n``, for features ``(B, C, X, Y, Z)``."""
     b, c = features.shape[:2]
     index = anchors.index.reshape(b, 1, -1).expand(b, c, -1)
-    picked = features.reshape(b, c, -1).gather(2, index)                 # (B, C, K*2n)
+    picked = features.reshape(b, c, -1).gather(2, index)                 # (B, C, K*n)
     classes = torch.arange(anchors.n_classes, device=features.device).view(1, -1, 1).expand_as(anchors.index)
     return picked.permute(0, 2, 1).reshape(-1, c), classes.reshape(-1), anchors.valid.reshape(-1)
 
