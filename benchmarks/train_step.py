@@ -1,6 +1,6 @@
 """Time of one training iteration per method, on the same inputs, in one run.
 
-    python benchmarks/train_step.py [--patch 48 48 32] [--filters 8] [--repeats 12]
+    python benchmarks/train_step.py [--patch 48 48 32] [--filters 8] [--norm instance] [--repeats 12]
 
 Each method runs the full iteration (forward, losses, backward, SGD step, EMA update) on
 the same batch; methods are interleaved round by round so that drift in the machine's speed
@@ -27,8 +27,10 @@ from cvcl.training.objective import LossConfig, Objective
 METHODS = ("supervised", "mean_teacher", "cvcl")
 
 
-def make_step(method: str, cfg: ModelConfig, device: torch.device, images, labels, labeled_bs: int):
-    objective = Objective(method, LossConfig(iters_per_epoch=1, rampup_epochs=1), total_iterations=1000)
+def make_step(method: str, cfg: ModelConfig, device: torch.device, images, labels, labeled_bs: int,
+              split_bn: bool = False):
+    objective = Objective(method, LossConfig(iters_per_epoch=1, rampup_epochs=1), total_iterations=1000,
+                          split_bn=split_bn)
     torch.manual_seed(0)
     student = build_model(cfg, objective.needs_projection).to(device).train()
     teacher = None
@@ -55,6 +57,9 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--labeled-bs", type=int, default=2)
+    ap.add_argument("--norm", choices=("instance", "batch", "none"), default="instance",
+                    help="V-Net normalisation (instance: the CPU demo's default; batch: the paper's)")
+    ap.add_argument("--split-bn", action="store_true", help="labeled and unlabeled halves in two forward passes")
     ap.add_argument("--repeats", type=int, default=12)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
@@ -65,8 +70,8 @@ def main() -> None:
     c = [p // 2 for p in args.patch]
     labels[:, c[0] - 8:c[0] + 8, c[1] - 8:c[1] + 8, c[2] - 6:c[2] + 6] = 1
     labels = labels.to(device)
-    cfg = ModelConfig(base_filters=args.filters, embed_dim=64)
-    steps = {m: make_step(m, cfg, device, images, labels, args.labeled_bs) for m in METHODS}
+    cfg = ModelConfig(base_filters=args.filters, embed_dim=64, norm=args.norm)
+    steps = {m: make_step(m, cfg, device, images, labels, args.labeled_bs, args.split_bn) for m in METHODS}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for m in METHODS:  # warm-up (allocator, cuDNN autotuning)
         for t in range(2):
@@ -85,7 +90,8 @@ def main() -> None:
     print(json.dumps({
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "patch": args.patch, "base_filters": args.filters, "batch": args.batch,
+        "patch": args.patch, "base_filters": args.filters, "batch": args.batch, "norm": args.norm,
+        "split_bn": args.split_bn,
         "seconds_per_iteration": {m: round(s, 4) for m, s in seconds.items()},
         "ratio_cvcl_vs_mean_teacher": round(seconds["cvcl"] / seconds["mean_teacher"], 3),
     }))

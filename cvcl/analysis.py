@@ -4,6 +4,10 @@ Every function takes the runs as the DataFrame that :func:`load_runs` returns, o
 finished run with the columns ``run_id``, ``run_name``, ``config`` (a readable name of the
 method and its CVCL switches), ``method``, ``labeled``, ``seed``, ``pcl_weight``,
 ``vcl_weight`` and the metrics ``dice``, ``jaccard``, ``hd95``, ``asd``.
+
+Runs that differ in any other tracked parameter (``model.norm``, ``train.iterations``, ...) are
+different configurations: that parameter's value is appended to their ``config``, e.g.
+``mean_teacher [model.norm=instance]``, so such runs are never averaged together.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("dice", "jaccard", "hd95", "asd")
+# parameters a configuration is already named by, or that only choose where and how fast it runs
+_NAMED = {"method", "labeled", "seed", "loss.pcl_weight", "loss.vcl_weight"}
+_EXECUTION = {"train.threads", "train.workers", "train.device", "infer.device"}
 
 
 def config_name(method: str, pcl: float, vcl: float) -> str:
@@ -55,8 +62,27 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     # the CVCL switches only mean something for cvcl
     other = df["method"] != "cvcl"
     df.loc[other, ["pcl_weight", "vcl_weight"]] = np.nan
-    df.insert(2, "config", [config_name(m, p, v) for m, p, v in zip(df["method"], df["pcl_weight"], df["vcl_weight"])])
+    names = [config_name(m, p, v) for m, p, v in zip(df["method"], df["pcl_weight"], df["vcl_weight"])]
+    varying = _varying_params(raw)
+    if varying:
+        suffix = raw[varying].astype(str).apply(lambda row: " ".join(f"{k[7:]}={v}" for k, v in row.items()), axis=1)
+        names = [f"{n} [{s}]" for n, s in zip(names, suffix)]
+    df.insert(2, "config", names)
     return df.reset_index(drop=True)
+
+
+def _varying_params(raw: pd.DataFrame) -> list[str]:
+    """``params.*`` columns, other than the named and execution ones, that take more than one
+    value. A parameter some runs lack (added to the code after them) is left out."""
+    out = []
+    for col in sorted(c for c in raw.columns if c.startswith("params.")):
+        key = col[len("params."):]
+        values = raw[col]
+        if key in _NAMED or key in _EXECUTION or values.isna().any():
+            continue
+        if values.astype(str).nunique() > 1:
+            out.append(col)
+    return out
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:

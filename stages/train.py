@@ -59,7 +59,11 @@ def main() -> None:
         raise ParamError("train.patch", list(cfg.patch),
                          f"a patch no larger than the largest volume, {'x'.join(map(str, largest))} voxels")
     model_cfg = model_config(params, dataset.in_channels)
-    objective = Objective(method, losses, cfg.iterations)
+    if model_cfg.norm == "instance" and max(cfg.patch) < 32:
+        raise ParamError("train.patch", list(cfg.patch),
+                         "a size of 32 or more along one axis with model.norm=instance "
+                         "(the 1/16 bottleneck needs more than one voxel to normalise)")
+    objective = Objective(method, losses, cfg.iterations, split_bn=cfg.split_bn)
     validate = make_validator(PROCESSED, split["val"], params, device) if cfg.val_every else None
 
     name = run_name(method, len(split["labeled"]), seed, losses.pcl_weight, losses.vcl_weight)

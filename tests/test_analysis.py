@@ -71,3 +71,20 @@ def test_paired_comparison_averages_repeated_runs_of_a_seed():
     p = analysis.paired_comparison(both)
     sup = p[(p["baseline"] == "supervised") & (p["labeled"] == 4)].iloc[0]
     assert sup["pairs"] == 3 and sup["mean_diff"] == pytest.approx(9.0)
+
+
+def test_runs_differing_in_another_param_are_separate_configs():
+    raw = pd.DataFrame([
+        {"run_id": f"{norm}{seed}", "tags.mlflow.runName": "x", "params.method": "mean_teacher",
+         "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": "1",
+         "params.loss.vcl_weight": "1", "params.model.norm": norm, "params.train.threads": str(seed),
+         "params.train.split_bn": "False" if seed > 1 else None,
+         "metrics.dice": 0.8 + 0.1 * (norm == "instance"), "metrics.jaccard": 0.7, "metrics.hd95": 5.0,
+         "metrics.asd": 1.0}
+        for norm in ("batch", "instance") for seed in (1, 2)])
+    df = analysis.tidy_runs(raw)
+    # threads only choose how it runs; split_bn is missing from older runs: neither splits configs
+    assert sorted(set(df["config"])) == ["mean_teacher [model.norm=batch]", "mean_teacher [model.norm=instance]"]
+    summary = analysis.summary_table(df).set_index("config")
+    assert summary.loc["mean_teacher [model.norm=instance]", "dice_mean"] == pytest.approx(90.0)
+    assert summary.loc["mean_teacher [model.norm=batch]", "n"] == 2

@@ -99,3 +99,20 @@ def test_vcl_alone_still_uses_prototype_references():
     vcl_only = LossConfig(iters_per_epoch=1, rampup_epochs=1, pcl_weight=0, vcl_weight=1, n_anchor=16)
     _, terms = Objective("cvcl", vcl_only, 100)(student, teacher, images, labels, 2, step=3)
     assert "loss_vcl_u" in terms and "loss_pcl_l2u" not in terms
+
+
+@pytest.mark.parametrize("split_bn", [False, True])
+def test_split_bn_keeps_the_unlabeled_images_out_of_the_labeled_statistics(split_bn):
+    # With shared BatchNorm statistics the supervised loss of the labeled half depends on the
+    # unlabeled volumes in the batch; with split_bn it is the supervised baseline's loss.
+    torch.manual_seed(0)
+    student = VNet(base_filters=4, embed_dim=8, dropout=0.0)
+    teacher = make_teacher(student, lambda: VNet(base_filters=4, embed_dim=8, dropout=0.0))
+    images, labels = batch(2, 2)
+    objective = Objective("cvcl", CFG, 100, split_bn=split_bn)
+    _, mixed = objective(student, teacher, images, labels, 2, step=5)
+    _, other = objective(student, teacher, torch.cat([images[:2], 3 * images[2:] + 1]), labels, 2, step=5)
+    alone, _ = Objective("supervised", CFG, 100)(student, None, images[:2], labels[:2], 2, step=5)
+    assert torch.isclose(mixed["loss_sup"], other["loss_sup"], atol=1e-6) == split_bn
+    assert torch.isclose(mixed["loss_sup"], alone, atol=1e-6) == split_bn
+    assert all(torch.isfinite(v) for v in mixed.values())

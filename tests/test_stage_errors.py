@@ -64,6 +64,7 @@ def split(workspace):
     ({"method": "magic"}, ["method = 'magic'", "cvcl"]),
     ({"train": {"patch": [128, 128, 64]}}, ["train.patch", "largest volume"]),
     ({"train": {"patch": [30, 32, 16]}}, ["train.patch", "divisible by 16"]),
+    ({"train": {"patch": [16, 16, 16]}, "model": {"norm": "instance"}}, ["train.patch", "model.norm=instance"]),
     ({"labeled": 5, "method": "mean_teacher"}, ["labeled", "unlabeled"]),
     ({"loss": {"temperature": 0}}, ["loss.temperature"]),
 ])

@@ -30,6 +30,7 @@ class TrainConfig:
     channels_last: bool = True
     val_every: int = 0
     checkpoint: str = "last"
+    split_bn: bool = False
 
 
 def train_config(params: Params) -> TrainConfig:
@@ -52,6 +53,7 @@ def train_config(params: Params) -> TrainConfig:
         channels_last=params.bool(f"{p}.channels_last"),
         val_every=params.int(f"{p}.val_every", min=0),
         checkpoint=params.choice(f"{p}.checkpoint", ("last", "best_val")),
+        split_bn=params.bool(f"{p}.split_bn"),
     )
     if cfg.labeled_bs > cfg.batch_size:
         raise ParamError(f"{p}.labeled_bs", cfg.labeled_bs, f"an integer in [1, {cfg.batch_size}] (train.batch_size)")

@@ -23,6 +23,7 @@ from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_logi
 from cvcl.losses.supervised import supervised_loss
 from cvcl.losses.uncertainty import masked_consistency, teacher_uncertainty, uncertainty_threshold
 from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
+from cvcl.models.vnet import VNetOutput
 
 METHODS = ("supervised", "mean_teacher", "ua_mt", "cvcl")
 SEMI_SUPERVISED = ("mean_teacher", "ua_mt", "cvcl")
@@ -56,12 +57,20 @@ class Objective:
     of the computed terms (``loss_sup``, ``loss_mt``, ``loss_uamt``, ``loss_pcl_l2u``,
     ``loss_pcl_u2l``, ``loss_vcl_l``, ``loss_vcl_u``) to detached scalars, and
     ``consistency_weight`` to the current ramp value w(t).
+
+    With ``split_bn`` the student sees the labeled and the unlabeled images in two forward
+    passes, so that BatchNorm normalises each half by its own batch statistics: the labeled
+    half then trains exactly as in the supervised baseline, and the unlabeled volumes reach
+    the student only through the unsupervised terms (README: "Results on the synthetic
+    default" shows what the shared statistics cost).
     """
 
-    def __init__(self, method: str, cfg: LossConfig, total_iterations: int, n_classes: int = 2) -> None:
+    def __init__(self, method: str, cfg: LossConfig, total_iterations: int, n_classes: int = 2,
+                 split_bn: bool = False) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.method, self.cfg, self.total, self.n_classes = method, cfg, total_iterations, n_classes
+        self.split_bn = split_bn
         cvcl = method == "cvcl"
         self.use_mt = method in ("mean_teacher", "cvcl") and cfg.mt_weight > 0
         self.use_pcl = cvcl and cfg.pcl_weight > 0
@@ -85,10 +94,16 @@ class Objective:
         tap = out.center if self.cfg.prototype_feature == "center" else out.d9
         return upsample_to(tap[images], size)
 
+    def _student(self, student: nn.Module, images: torch.Tensor, n_labeled: int) -> VNetOutput:
+        if not self.split_bn or not 0 < n_labeled < images.shape[0]:
+            return student(images)
+        halves = (student(images[:n_labeled]), student(images[n_labeled:]))
+        return VNetOutput(*(torch.cat([getattr(h, name) for h in halves]) for name in ("logits", "d9", "center")))
+
     def __call__(self, student: nn.Module, teacher: nn.Module | None, images: torch.Tensor,
                  labels: torch.Tensor, n_labeled: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
-        out = student(images)
+        out = self._student(student, images, n_labeled)
         logits = out.logits.float()
         sup = supervised_loss(logits[:n_labeled], labels[:n_labeled])
         total = sup
