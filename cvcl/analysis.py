@@ -6,8 +6,9 @@ method and its CVCL switches), ``method``, ``labeled``, ``seed``, ``pcl_weight``
 ``vcl_weight`` and the metrics ``dice``, ``jaccard``, ``hd95``, ``asd``.
 
 Runs that differ in any other tracked parameter (``model.norm``, ``train.iterations``, ...) are
-different configurations: that parameter's value is appended to their ``config``, e.g.
-``mean_teacher [model.norm=instance]``, so such runs are never averaged together.
+different configurations: where a run's value is not the most common one, it is appended to
+its ``config``, e.g. ``mean_teacher [model.norm=batch]`` (that suffix alone is the ``variant``
+column, empty for the most common settings), so such runs are never averaged together.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     """Reshape ``mlflow.search_runs`` output; runs without final metrics are dropped."""
     if raw.empty or "metrics.dice" not in raw:
         return pd.DataFrame(columns=["run_id", "run_name", "config", "method", "labeled", "seed",
-                                     "pcl_weight", "vcl_weight", *METRICS])
+                                     "pcl_weight", "vcl_weight", *METRICS, "variant"])
     raw = raw[raw["metrics.dice"].notna()]
     df = pd.DataFrame({
         "run_id": raw["run_id"],
@@ -63,26 +64,35 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     other = df["method"] != "cvcl"
     df.loc[other, ["pcl_weight", "vcl_weight"]] = np.nan
     names = [config_name(m, p, v) for m, p, v in zip(df["method"], df["pcl_weight"], df["vcl_weight"])]
-    varying = _varying_params(raw)
-    if varying:
-        suffix = raw[varying].astype(str).apply(lambda row: " ".join(f"{k[7:]}={v}" for k, v in row.items()), axis=1)
-        names = [f"{n} [{s}]" for n, s in zip(names, suffix)]
+    # a run names only the values that differ from the most common one: short, still unique
+    values = _varying_params(raw)
+    common = {col: _most_common(values[col]) for col in values.columns}
+    variant = [" ".join(f"{col[len('params.'):]}={v}" for col, v in row.items() if v != common[col])
+               for _, row in values.iterrows()]
+    names = [f"{n} [{v}]" if v else n for n, v in zip(names, variant)]
     df.insert(2, "config", names)
+    df["variant"] = variant
     return df.reset_index(drop=True)
 
 
-def _varying_params(raw: pd.DataFrame) -> list[str]:
-    """``params.*`` columns, other than the named and execution ones, that take more than one
-    value. A parameter some runs lack (added to the code after them) is left out."""
-    out = []
+def _varying_params(raw: pd.DataFrame) -> pd.DataFrame:
+    """The ``params.*`` columns, other than the named and execution ones, that take more than one
+    value, as strings. Runs that lack a parameter (logged before it existed) get its most common
+    value: a parameter is added with the old behaviour as its default."""
+    out = {}
     for col in sorted(c for c in raw.columns if c.startswith("params.")):
         key = col[len("params."):]
-        values = raw[col]
-        if key in _NAMED or key in _EXECUTION or values.isna().any():
+        present = raw[col].dropna().astype(str)
+        if key in _NAMED or key in _EXECUTION or present.empty:
             continue
-        if values.astype(str).nunique() > 1:
-            out.append(col)
-    return out
+        values = raw[col].astype(str).where(raw[col].notna(), _most_common(present))
+        if values.nunique() > 1:
+            out[col] = values
+    return pd.DataFrame(out, index=raw.index)
+
+
+def _most_common(values: pd.Series) -> str:
+    return values.value_counts().sort_index().idxmax()  # ties: the first by name
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -163,24 +173,32 @@ def plot_dice_vs_labeled(df: pd.DataFrame, ax=None):
     return ax
 
 
-def dice_grid(df: pd.DataFrame, labeled: int) -> pd.DataFrame:
-    """Mean Dice (%) of cvcl over (pcl_weight rows, vcl_weight columns) at one labeled count."""
+def dice_grid(df: pd.DataFrame, labeled: int, variant: str | None = None) -> pd.DataFrame:
+    """Mean Dice (%) of cvcl over (pcl_weight rows, vcl_weight columns) at one labeled count,
+    for one ``variant`` (the other-parameter suffix of the configs; default: the variant with
+    the most cvcl runs), so that runs of different settings are never averaged into a cell."""
     cvcl = df[(df["method"] == "cvcl") & (df["labeled"] == labeled)]
+    if "variant" in cvcl and not cvcl.empty:
+        variant = cvcl["variant"].value_counts().index[0] if variant is None else variant
+        cvcl = cvcl[cvcl["variant"] == variant]
     return cvcl.pivot_table(index="pcl_weight", columns="vcl_weight", values="dice", aggfunc="mean") * 100
 
 
-def plot_weight_heatmap(df: pd.DataFrame, labeled: int, ax=None):
+def plot_weight_heatmap(df: pd.DataFrame, labeled: int, ax=None, variant: str | None = None):
     """Heatmap of :func:`dice_grid` with the values written in the cells."""
     import matplotlib.pyplot as plt
 
-    grid = dice_grid(df, labeled)
+    grid = dice_grid(df, labeled, variant)
     ax = ax or plt.subplots(figsize=(4, 3.5))[1]
     image = ax.imshow(grid.to_numpy(), cmap="viridis", origin="lower")
     ax.set_xticks(range(len(grid.columns)), [f"{v:g}" for v in grid.columns])
     ax.set_yticks(range(len(grid.index)), [f"{v:g}" for v in grid.index])
     ax.set_xlabel("vcl_weight")
     ax.set_ylabel("pcl_weight")
-    ax.set_title(f"cvcl Dice (%), {labeled} labeled")
+    chosen = variant if variant is not None else (
+        df.loc[(df["method"] == "cvcl") & (df["labeled"] == labeled), "variant"].value_counts().index[0]
+        if "variant" in df and (df["method"] == "cvcl").any() else "")
+    ax.set_title(f"cvcl Dice (%), {labeled} labeled" + (f"\n{chosen}" if chosen else ""))
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             value = grid.to_numpy()[i, j]

@@ -78,13 +78,28 @@ def test_runs_differing_in_another_param_are_separate_configs():
         {"run_id": f"{norm}{seed}", "tags.mlflow.runName": "x", "params.method": "mean_teacher",
          "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": "1",
          "params.loss.vcl_weight": "1", "params.model.norm": norm, "params.train.threads": str(seed),
-         "params.train.split_bn": "False" if seed > 1 else None,
+         "params.train.split_bn": {1: None, 2: "False", 3: "False"}[seed] if norm == "instance" else "True",
          "metrics.dice": 0.8 + 0.1 * (norm == "instance"), "metrics.jaccard": 0.7, "metrics.hd95": 5.0,
          "metrics.asd": 1.0}
-        for norm in ("batch", "instance") for seed in (1, 2)])
+        for norm, seeds in (("batch", (1, 2)), ("instance", (1, 2, 3))) for seed in seeds])
     df = analysis.tidy_runs(raw)
-    # threads only choose how it runs; split_bn is missing from older runs: neither splits configs
-    assert sorted(set(df["config"])) == ["mean_teacher [model.norm=batch]", "mean_teacher [model.norm=instance]"]
+    # threads only choose how it runs; a run without split_bn (older) counts as its most common
+    # value; the most common values need no suffix
+    assert set(df["config"]) == {"mean_teacher [model.norm=batch train.split_bn=True]", "mean_teacher"}
     summary = analysis.summary_table(df).set_index("config")
-    assert summary.loc["mean_teacher [model.norm=instance]", "dice_mean"] == pytest.approx(90.0)
-    assert summary.loc["mean_teacher [model.norm=batch]", "n"] == 2
+    assert summary.loc["mean_teacher", "dice_mean"] == pytest.approx(90.0)
+    assert summary.loc["mean_teacher [model.norm=batch train.split_bn=True]", "n"] == 2
+
+
+def test_the_weight_grid_never_mixes_variants():
+    raw = pd.DataFrame([
+        {"run_id": f"{norm}{pcl}{seed}", "tags.mlflow.runName": "x", "params.method": "cvcl",
+         "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": str(pcl),
+         "params.loss.vcl_weight": "0", "params.model.norm": norm,
+         "metrics.dice": {"batch": 0.7, "instance": 0.9}[norm] + 0.01 * pcl, "metrics.jaccard": 0.7,
+         "metrics.hd95": 5.0, "metrics.asd": 1.0}
+        for norm, seeds in (("batch", (1,)), ("instance", (1, 2))) for pcl in (0, 1) for seed in seeds])
+    df = analysis.tidy_runs(raw)
+    assert analysis.dice_grid(df, 4).loc[1.0, 0.0] == pytest.approx(91.0)  # the variant with most runs
+    assert analysis.dice_grid(df, 4, variant="model.norm=batch").loc[0.0, 0.0] == pytest.approx(70.0)
+    assert set(df["variant"]) == {"", "model.norm=batch"}
