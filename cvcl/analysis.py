@@ -179,9 +179,18 @@ def dice_grid(df: pd.DataFrame, labeled: int, variant: str | None = None) -> pd.
     the most cvcl runs), so that runs of different settings are never averaged into a cell."""
     cvcl = df[(df["method"] == "cvcl") & (df["labeled"] == labeled)]
     if "variant" in cvcl and not cvcl.empty:
-        variant = cvcl["variant"].value_counts().index[0] if variant is None else variant
-        cvcl = cvcl[cvcl["variant"] == variant]
+        cvcl = cvcl[cvcl["variant"] == _grid_variant(df, labeled, variant)]
     return cvcl.pivot_table(index="pcl_weight", columns="vcl_weight", values="dice", aggfunc="mean") * 100
+
+
+def _grid_variant(df: pd.DataFrame, labeled: int, variant: str | None) -> str:
+    """``variant`` when given, else the variant with the most cvcl runs at ``labeled`` ("" if none)."""
+    if variant is not None:
+        return variant
+    cvcl = df.loc[(df["method"] == "cvcl") & (df["labeled"] == labeled)]
+    if "variant" not in cvcl or cvcl.empty:
+        return ""
+    return cvcl["variant"].value_counts().index[0]
 
 
 def plot_weight_heatmap(df: pd.DataFrame, labeled: int, ax=None, variant: str | None = None):
@@ -195,9 +204,7 @@ def plot_weight_heatmap(df: pd.DataFrame, labeled: int, ax=None, variant: str | 
     ax.set_yticks(range(len(grid.index)), [f"{v:g}" for v in grid.index])
     ax.set_xlabel("vcl_weight")
     ax.set_ylabel("pcl_weight")
-    chosen = variant if variant is not None else (
-        df.loc[(df["method"] == "cvcl") & (df["labeled"] == labeled), "variant"].value_counts().index[0]
-        if "variant" in df and (df["method"] == "cvcl").any() else "")
+    chosen = _grid_variant(df, labeled, variant)
     ax.set_title(f"cvcl Dice (%), {labeled} labeled" + (f"\n{chosen}" if chosen else ""))
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):

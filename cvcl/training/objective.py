@@ -12,7 +12,7 @@ computation, so ``cvcl`` with ``pcl_weight = vcl_weight = 0`` is exactly ``mean_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -98,7 +98,7 @@ class Objective:
         if not self.split_bn or not 0 < n_labeled < images.shape[0]:
             return student(images)
         halves = (student(images[:n_labeled]), student(images[n_labeled:]))
-        return VNetOutput(*(torch.cat([getattr(h, name) for h in halves]) for name in ("logits", "d9", "center")))
+        return VNetOutput(**{f.name: torch.cat([getattr(h, f.name) for h in halves]) for f in fields(VNetOutput)})
 
     def __call__(self, student: nn.Module, teacher: nn.Module | None, images: torch.Tensor,
                  labels: torch.Tensor, n_labeled: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
