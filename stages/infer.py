@@ -1,4 +1,5 @@
-"""Stage `infer`: models/model.pt + test cases -> predictions/<case_id>.nii.gz (case geometry)."""
+"""Stage `infer`: models/model.pt + test cases -> predictions/<case_id>.nii.gz in each case's
+source grid (the original spacing and shape: resampling and cropping are undone)."""
 
 import json
 import time
@@ -36,7 +37,9 @@ def main() -> None:
         start = time.perf_counter()
         for case_id in tqdm(test, desc="infer", unit="case"):
             case = read_case(PROCESSED / f"{case_id}.h5")
-            label = predict_volume(model, case.image, cfg, device, amp_dtype(device, cfg.amp), fmt)
+            # a resampled case is predicted back onto its source grid (the published tables' units)
+            label = predict_volume(model, case.image, cfg, device, amp_dtype(device, cfg.amp), fmt,
+                                   output_shape=case.geometry.source_shape)
             full, affine = to_original_grid(label, case.geometry)
             write_nifti(out / f"{case_id}.nii.gz", full, affine)
         seconds = time.perf_counter() - start

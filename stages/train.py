@@ -25,7 +25,7 @@ MODEL, LOG, VAL_LOG, RUN_FILE = (Path("models/model.pt"), Path("models/train_log
                                  Path("models/val_log.csv"), Path("models/mlflow_run.json"))
 TRACKED = ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
 COLUMNS = ["step", "loss", "loss_sup", "loss_mt", "loss_uamt", "loss_pcl_l2u", "loss_pcl_u2l",
-           "loss_vcl_l", "loss_vcl_u", "consistency_weight", "lr"]
+           "loss_vcl_l", "loss_vcl_u", "consistency_weight", "lr", "grad_norm", "amp_scale"]
 
 
 def _write_csv(path: Path, header: list[str], rows: list[dict]) -> None:

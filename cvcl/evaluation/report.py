@@ -10,7 +10,7 @@ from typing import Iterable
 from cvcl.io.atomic import atomic_path
 
 PER_CASE_FIELDS = ["case_id", "dice", "jaccard", "hd95", "asd", "assd", "distance_unit", "pred_ml", "true_ml",
-                   "empty"]
+                   "pred_fraction", "empty", "degenerate"]
 
 
 def write_per_case(path: str | Path, rows: Iterable[dict]) -> None:
@@ -37,6 +37,11 @@ def format_table(summary: dict) -> str:
     lines.append(f"{n} test cases; empty predictions: {summary['n_empty_prediction']}, "
                  f"empty labels: {summary['n_empty_reference']}"
                  + (f" (distances over the other {n_dist})" if n_dist != n else ""))
+    if summary.get("degenerate"):
+        lines.append(f"WARNING: degenerate prediction on all {n} test cases (empty, or at least half the volume "
+                     "foreground): the model has collapsed to one class; see docs/method.md")
+    elif summary.get("n_degenerate"):
+        lines.append(f"note: {summary['n_degenerate']} of {n} predictions are degenerate (empty or mostly foreground)")
     return "\n".join(lines)
 
 

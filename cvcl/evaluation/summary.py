@@ -11,6 +11,12 @@ from cvcl.evaluation.metrics import METRICS, case_metrics
 
 DISTANCE_UNITS = ("voxel", "mm")
 
+# A prediction is degenerate when it is empty or labels at least this share of the volume as
+# foreground (the LA atrium fills about 10% of a released crop, a BraTS tumour under 20% of the
+# brain box). A run is flagged when every test case is degenerate: the network has collapsed
+# to one class, whatever its Dice (a collapsed CVCL scored 7-23% Dice on LA, not 0).
+DEGENERATE_FRACTION = 0.5
+
 
 def case_row(case_id: str, pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float],
              distance_unit: str) -> dict:
@@ -21,15 +27,19 @@ def case_row(case_id: str, pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequ
         spacing_mm: the case's voxel size in mm (volumes always use it).
         distance_unit: ``"voxel"`` or ``"mm"``: the unit of hd95, asd and assd.
     Returns ``case_id``, the metrics of :func:`case_metrics` (Dice and Jaccard as fractions),
-    ``distance_unit``, ``pred_ml`` and ``true_ml`` (millilitres) and ``empty``.
+    ``distance_unit``, ``pred_ml`` and ``true_ml`` (millilitres), ``pred_fraction`` (predicted
+    foreground voxels / all voxels), ``empty`` and ``degenerate`` (:data:`DEGENERATE_FRACTION`).
     """
     if distance_unit not in DISTANCE_UNITS:
         raise ValueError(f"distance_unit must be voxel or mm, got {distance_unit!r}")
     m = case_metrics(pred, truth, spacing_mm if distance_unit == "mm" else None)
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0  # mm^3 -> ml
+    n_pred = int(np.count_nonzero(pred))
+    fraction = n_pred / max(pred.size, 1)
     return {"case_id": case_id, **{k: m[k] for k in METRICS}, "distance_unit": distance_unit,
-            "pred_ml": int(np.count_nonzero(pred)) * voxel_ml, "true_ml": int(np.count_nonzero(truth)) * voxel_ml,
-            "empty": m["empty"]}
+            "pred_ml": n_pred * voxel_ml, "true_ml": int(np.count_nonzero(truth)) * voxel_ml,
+            "pred_fraction": fraction, "empty": m["empty"],
+            "degenerate": n_pred == 0 or fraction >= DEGENERATE_FRACTION}
 
 
 def summarize(rows: Iterable[dict], distance_unit: str) -> dict:
@@ -38,7 +48,8 @@ def summarize(rows: Iterable[dict], distance_unit: str) -> dict:
     Dice and Jaccard average over every case (an empty prediction scores 0). Distances that
     are undefined for a case (exactly one mask empty, NaN) are left out of their mean and std;
     ``n_distance_cases`` says over how many cases the distances average, and
-    ``n_empty_prediction``, ``n_empty_reference`` and ``n_empty_both`` count the empty cases.
+    ``n_empty_prediction``, ``n_empty_reference`` and ``n_empty_both`` count the empty cases;
+    ``n_degenerate`` counts degenerate predictions and ``degenerate`` is true when every case's is.
     """
     rows = list(rows)
     out: dict = {}
@@ -52,5 +63,7 @@ def summarize(rows: Iterable[dict], distance_unit: str) -> dict:
     out["n_empty_prediction"] = sum(r.get("empty") == "prediction" for r in rows)
     out["n_empty_reference"] = sum(r.get("empty") == "reference" for r in rows)
     out["n_empty_both"] = sum(r.get("empty") == "both" for r in rows)
+    out["n_degenerate"] = sum(bool(r.get("degenerate")) for r in rows)
+    out["degenerate"] = bool(rows) and out["n_degenerate"] == len(rows)
     out["distance_unit"] = distance_unit
     return out

@@ -12,6 +12,7 @@ from cvcl.errors import ParamError
 from cvcl.inference.sliding_window import sliding_window_probs
 from cvcl.losses.prototype import class_argmax
 from cvcl.params import Params
+from cvcl.io.resample import resize_probabilities
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,20 @@ TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
 
 def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, device: torch.device,
                    amp: torch.dtype | None = None, memory_format=torch.contiguous_format,
-                   progress: bool = False) -> np.ndarray:
+                   progress: bool = False, output_shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """Label map ``(X, Y, Z)`` uint8 (argmax of the averaged probabilities) of an image ``(C, X, Y, Z)``.
 
     ``cfg.tta_flip`` averages the probabilities of every window over :data:`TTA_FLIPS`;
+    ``output_shape`` (a resampled case's source shape) resizes the probabilities trilinearly
+    to that grid before the argmax (:mod:`cvcl.preprocessing.resample`'s convention);
     ``cfg.largest_component`` then keeps the largest 26-connected foreground component.
     """
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     probs = sliding_window_probs(model, x, cfg.patch, cfg.stride, batch_size=cfg.batch_size,
                                  gaussian=cfg.gaussian, flips=TTA_FLIPS if cfg.tta_flip else ((),),
                                  amp=amp, memory_format=memory_format, progress=progress)
+    if output_shape is not None:
+        probs = resize_probabilities(probs, output_shape)
     label = class_argmax(probs[None])[0].to(torch.uint8).cpu().numpy()
     del probs  # the (K, X, Y, Z) accumulator is not needed for the post-processing
     if cfg.largest_component and label.any():

@@ -8,7 +8,10 @@ A processed case is one HDF5 file ``<case_id>.h5`` holding
 - attributes ``spacing`` (3 floats, mm per voxel along X, Y, Z), ``affine`` (4x4 voxel-to-world
   matrix of this array, RAS+ as NIfTI uses it), ``source`` (dataset name), and, where
   preprocessing cropped the volume, ``crop_origin`` and ``original_shape`` (voxels) plus
-  ``original_affine`` so predictions can be written back into the source volume's grid.
+  ``original_affine`` so predictions can be written back into the source volume's grid;
+- where preprocessing resampled the volume (``preprocess.resample``): attributes
+  ``source_shape``, ``source_spacing`` and ``source_affine`` (the array before resampling) and
+  the dataset ``source_label`` (the label at that resolution, what evaluation scores against).
 
 Arrays keep the axis order of the source (NIfTI/NRRD ``X, Y, Z``; the LA h5 release uses the same),
 so a prediction written with the stored affine overlays its image in ITK-SNAP or 3D Slicer.
@@ -36,6 +39,13 @@ class Geometry:
     crop_origin: tuple[int, int, int] | None = None
     original_shape: tuple[int, int, int] | None = None
     original_affine: np.ndarray | None = None
+    source_shape: tuple[int, int, int] | None = None      # before resampling (None: not resampled)
+    source_affine: np.ndarray | None = None
+    source_spacing: tuple[float, float, float] | None = None
+
+    @property
+    def resampled(self) -> bool:
+        return self.source_shape is not None
 
     @classmethod
     def from_spacing(cls, spacing: tuple[float, float, float]) -> "Geometry":
@@ -60,6 +70,7 @@ class Case:
     geometry: Geometry
     source: str = ""
     extra: dict = field(default_factory=dict)
+    source_label: np.ndarray | None = None  # the label before resampling (source resolution)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -76,6 +87,9 @@ def write_case(path: str | Path, case: Case) -> None:
             if case.label is not None:
                 f.create_dataset("label", data=case.label.astype(np.uint8), compression="gzip",
                                  compression_opts=1)
+            if case.source_label is not None:
+                f.create_dataset("source_label", data=case.source_label.astype(np.uint8), compression="gzip",
+                                 compression_opts=1)
             g = case.geometry
             f.attrs["case_id"] = case.case_id
             f.attrs["source"] = case.source
@@ -85,12 +99,18 @@ def write_case(path: str | Path, case: Case) -> None:
                 f.attrs["crop_origin"] = np.asarray(g.crop_origin, dtype=np.int64)
                 f.attrs["original_shape"] = np.asarray(g.original_shape, dtype=np.int64)
                 f.attrs["original_affine"] = np.asarray(g.original_affine, dtype=np.float64)
+            if g.resampled:
+                f.attrs["source_shape"] = np.asarray(g.source_shape, dtype=np.int64)
+                f.attrs["source_spacing"] = np.asarray(g.source_spacing, dtype=np.float64)
+                f.attrs["source_affine"] = np.asarray(g.source_affine, dtype=np.float64)
             for key, value in case.extra.items():
                 f.attrs[key] = value
 
 
-def read_case(path: str | Path, *, load_image: bool = True) -> Case:
-    """Read a processed case; the image always comes back as ``(C, X, Y, Z)``."""
+def read_case(path: str | Path, *, load_image: bool = True, load_source_label: bool = False) -> Case:
+    """Read a processed case; the image always comes back as ``(C, X, Y, Z)``.
+
+    ``source_label`` (resampled cases only) is read when ``load_source_label`` is set."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
@@ -98,6 +118,7 @@ def read_case(path: str | Path, *, load_image: bool = True) -> Case:
                 raise DataError(path, "has no 'image' dataset")
             image = f["image"][()] if load_image else np.empty((0,) + f["image"].shape[-3:], np.float32)
             label = f["label"][()] if "label" in f else None
+            source_label = f["source_label"][()] if load_source_label and "source_label" in f else None
             a = dict(f.attrs)
     except (OSError, KeyError) as exc:
         raise DataError(path, f"cannot be read as a processed case ({exc})") from None
@@ -110,8 +131,12 @@ def read_case(path: str | Path, *, load_image: bool = True) -> Case:
         geometry.crop_origin = tuple(int(v) for v in a["crop_origin"])
         geometry.original_shape = tuple(int(v) for v in a["original_shape"])
         geometry.original_affine = np.asarray(a["original_affine"])
+    if "source_shape" in a:
+        geometry.source_shape = tuple(int(v) for v in a["source_shape"])
+        geometry.source_spacing = tuple(float(v) for v in a["source_spacing"])
+        geometry.source_affine = np.asarray(a["source_affine"])
     return Case(str(a.get("case_id", path.stem)), image.astype(np.float32, copy=False),
-                label, geometry, str(a.get("source", "")))
+                label, geometry, str(a.get("source", "")), source_label=source_label)
 
 
 def read_nifti(path: str | Path) -> tuple[np.ndarray, Geometry]:
@@ -156,11 +181,13 @@ def write_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray) -> None:
 def to_original_grid(label: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Place a label map of a cropped case back into the source grid.
 
-    Returns ``(array, affine)``: the padded array and the source affine, or the input and its
-    own affine when the case was not cropped.
+    ``label`` is on the case's grid before any resampling (``geometry.source_shape`` for a
+    resampled case: resample predictions first, see ``cvcl.inference.predict``). Returns
+    ``(array, affine)``: the padded array and the source affine, or the input and its own
+    affine when the case was not cropped.
     """
     if geometry.crop_origin is None or geometry.original_shape is None:
-        return label, geometry.affine
+        return label, geometry.source_affine if geometry.resampled else geometry.affine
     full = np.zeros(geometry.original_shape, dtype=label.dtype)
     o = geometry.crop_origin
     full[o[0]:o[0] + label.shape[0], o[1]:o[1] + label.shape[1], o[2]:o[2] + label.shape[2]] = label

@@ -12,12 +12,38 @@ strided and slow in PyTorch (``F.normalize`` and ``argmax`` over ``dim=1`` cost 
 contiguous reduction). Features are therefore upsampled and processed in the
 channels-last layout, where each voxel's channels are contiguous; the two-class argmax is a
 comparison. Both are exact, and 3-6x cheaper end to end.
+
+Precision: every function here computes in float32 with autocast switched off, whatever the
+caller's autocast state. In float16 the pooled sums overflow (a prototype sums about two
+million voxels at the paper's 112x112x80 patch and batch 2; float16 ends at 65504) and the
+norm clamp of an all-zero feature vector (post-ReLU, common in dark background) underflows
+to 0, so cos = 0/0. Either makes the loss NaN; under AMP the GradScaler then skips every
+optimiser step without a word, and the network never trains (docs/method.md: "The collapse
+on real LA under AMP").
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import torch.nn.functional as F
+
+
+def full_precision(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """A context in which autocast is off on ``device``'s type: ops run in their inputs' dtype."""
+    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+    return torch.autocast(device_type=kind, enabled=False)
+
+
+def _float32(fn):
+    """Run ``fn`` with autocast off on its first argument's device (inputs are cast by ``fn``)."""
+    @functools.wraps(fn)
+    def wrapper(features: torch.Tensor, *args, **kwargs):
+        with full_precision(features.device):
+            return fn(features, *args, **kwargs)
+    return wrapper
 
 
 def class_argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -42,6 +68,7 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+@_float32
 def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: torch.Tensor,
                      eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Prototypes of the ``K`` classes, detached from the graph.
@@ -55,7 +82,7 @@ def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: 
         tensor telling which classes were present.
     """
     n_classes = confidence.shape[1]
-    rows = voxel_rows(features)                                                        # (B, N, C)
+    rows = voxel_rows(features).float()                                                # (B, N, C)
     member = classes.reshape(classes.shape[0], 1, -1) == torch.arange(n_classes, device=classes.device).view(1, -1, 1)
     weights = confidence.reshape(*confidence.shape[:2], -1).to(rows.dtype) * member     # (B, K, N)
     summed = torch.bmm(weights, rows).sum(0)                                            # (K, C)
@@ -63,6 +90,7 @@ def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: 
     return summed / mass.clamp_min(eps)[:, None], mass > eps
 
 
+@_float32
 def prototype_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * cos(z(v), p_k)`` as voxel rows: features ``(B, C, ...)``, prototypes ``(K, C)``
     -> ``(B, N, K)`` with ``N`` the voxels in C order of the spatial axes.
@@ -71,8 +99,8 @@ def prototype_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: fl
     ``(B, N, C)`` features first costs a ``C``-wide copy and its backward for nothing. A zero
     prototype (absent class) has cosine 0 with every voxel, never NaN.
     """
-    rows = voxel_rows(features)                                                        # (B, N, C)
-    p = F.normalize(prototypes.to(rows.dtype), dim=1)
+    rows = voxel_rows(features).float()                                                # (B, N, C)
+    p = F.normalize(prototypes.float(), dim=1)
     norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True).clamp_min(1e-12)      # (B, N, 1)
     return (rows @ (scale * p).T) / norms                                               # (B, N, K)
 
@@ -103,9 +131,10 @@ class _CosineMargin(torch.autograd.Function):
         return torch.addcmul(a * delta, b, rows), None
 
 
+@_float32
 def prototype_margin(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * (cos(z, p_1) - cos(z, p_0))`` per voxel: features ``(B, C, ...)``, prototypes
     ``(2, C)`` (detached) -> ``(B, N)`` float32."""
-    rows = voxel_rows(features)                                                         # (B, N, C)
-    p = F.normalize(prototypes.detach().to(rows.dtype), dim=1)
-    return _CosineMargin.apply(rows, scale * (p[1] - p[0])).float()
+    rows = voxel_rows(features).float()                                                 # (B, N, C)
+    p = F.normalize(prototypes.detach().float(), dim=1)
+    return _CosineMargin.apply(rows, scale * (p[1] - p[0]))

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path
+from cvcl.io.resample import resample_case
 from cvcl.io.volume import write_case
 from cvcl.preprocessing import brats, la_h5, la_nrrd, nifti
 from cvcl.preprocessing.config import PreprocessConfig
@@ -58,6 +59,8 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
     with atomic_path(out_dir, directory=True) as tmp:
         cases = CONVERTERS[dataset].iter_cases(raw_dir, dataset, config)
         for case, source in tqdm(cases, desc=f"preprocess {dataset}", unit="case", disable=not progress):
+            if config.resample is not None:
+                case = resample_case(case, config.resample)
             write_case(tmp / f"{case.case_id}.h5", case)
             rows.append({
                 "case_id": case.case_id,

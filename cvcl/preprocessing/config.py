@@ -32,6 +32,7 @@ class PreprocessConfig:
 
     modalities: tuple[str, ...] = ("flair",)  # brats2019 / synthetic-brats: channels, in this order
     crop: CropConfig = field(default_factory=CropConfig)
+    resample: tuple[float, float, float] | None = None  # target spacing in mm (None: the source's)
 
 
 def _margin(params: Params, name: str, default: tuple[int, int] | None, *,
@@ -58,4 +59,17 @@ def preprocess_config(params: Params) -> PreprocessConfig:
         min_size=tuple(params.int_list(f"{p}.crop.min_size", length=3, min=1, default=list(d.crop.min_size))),
         seed=params.int(f"{p}.crop.seed", min=0, default=d.crop.seed),
     )
-    return PreprocessConfig(tuple(modalities), crop)
+    return PreprocessConfig(tuple(modalities), crop, _resample(params, f"{p}.resample"))
+
+
+def _resample(params: Params, name: str) -> tuple[float, float, float] | None:
+    """``null``, one spacing in mm for every axis, or three (X, Y, Z)."""
+    value = params.raw(name, default=None)
+    if value is None:
+        return None
+    values = value if isinstance(value, (list, tuple)) else [value]
+    ok = (len(values) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+          and all(0 < v <= 100 for v in values))
+    if not ok:
+        raise ParamError(name, value, "null, a spacing in mm (0 < s <= 100) or three of them [x, y, z]")
+    return tuple(float(v) for v in (values * 3 if len(values) == 1 else values))

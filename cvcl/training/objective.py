@@ -19,7 +19,8 @@ import torch.nn as nn
 
 from cvcl.losses.consistency import consistency_weight, softmax_mse
 from cvcl.losses.pcl import pcl_losses
-from cvcl.losses.prototype import class_argmax, class_prototypes, prototype_logits, upsample_to
+from cvcl.losses.prototype import (class_argmax, class_prototypes, full_precision, prototype_logits,
+                                   upsample_to)
 from cvcl.losses.supervised import supervised_loss
 from cvcl.losses.uncertainty import masked_consistency, teacher_uncertainty, uncertainty_threshold
 from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
@@ -92,7 +93,7 @@ class Objective:
 
     def _prototype_features(self, out, size, images: slice = slice(None)) -> torch.Tensor:
         tap = out.center if self.cfg.prototype_feature == "center" else out.d9
-        return upsample_to(tap[images], size)
+        return upsample_to(tap[images].float(), size)
 
     def _student(self, student: nn.Module, images: torch.Tensor, n_labeled: int) -> VNetOutput:
         if not self.split_bn or not 0 < n_labeled < images.shape[0]:
@@ -131,7 +132,14 @@ class Objective:
             terms["loss_uamt"] = uamt.detach()
         if not (self.use_pcl or self.use_vcl):
             return total, terms
+        # The prototype terms pool and compare features over millions of voxels: float32 only
+        # (float16 overflows there; see cvcl/losses/prototype.py and docs/method.md).
+        with full_precision(logits.device):
+            total = self._prototype_terms(student, out, t_out, logits, t_logits, labels, n_labeled, w, total, terms)
+        return total, terms
 
+    def _prototype_terms(self, student, out, t_out, logits, t_logits, labels, n_labeled, w, total, terms):
+        cfg = self.cfg
         size = tuple(labels.shape[-3:])
         probs = torch.softmax(logits, dim=1)
         t_probs = torch.softmax(t_logits, dim=1)
@@ -156,12 +164,13 @@ class Objective:
             vcl_u = self._contrast(student, out.d9[n_labeled:], reference_u, prediction[n_labeled:])
             total = total + cfg.vcl_weight * (vcl_l + w * vcl_u)
             terms["loss_vcl_l"], terms["loss_vcl_u"] = vcl_l.detach(), vcl_u.detach()
-        return total, terms
+        return total
 
     def _contrast(self, student: nn.Module, d9: torch.Tensor, reference: torch.Tensor,
                   prediction: torch.Tensor) -> torch.Tensor:
         anchors = sample_anchors(reference, prediction, self.n_classes, self.cfg.n_anchor)
         features, classes, valid = gather_features(d9, anchors)           # (M, f)
+        features = features.float()
         # The head is 1x1x1 convolutions: applying it to the gathered voxels only is the same
         # as projecting the whole volume and gathering after, at a fraction of the cost.
         embeddings = student.project(features.T[None, :, :, None, None])[0, :, :, 0, 0].T

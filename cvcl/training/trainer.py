@@ -13,16 +13,19 @@ from tqdm import tqdm
 
 from cvcl.data.dataset import PatchDataset
 from cvcl.data.sampler import TwoStreamBatchSampler
+from cvcl.device import configure_backend
+from cvcl.models.config import ModelConfig
 from cvcl.models.vnet import VNet
-from cvcl.models.config import ModelConfig, build_model
 from cvcl.training.config import TrainConfig
-from cvcl.device import amp_dtype, autocast, configure_backend, memory_format
-from cvcl.training.ema import make_teacher, update_ema
 from cvcl.training.objective import Objective
-from cvcl.training.schedule import poly_lr
+from cvcl.training.step import DivergenceGuard, TrainStep
 
 StepCallback = Callable[[int, dict[str, float]], None]
 Validator = Callable[[VNet], float]
+
+# Per-iteration values stay on the device and are read back (one host sync) every this many
+# iterations: the divergence guard and the logs see every step, at most this many late.
+READBACK_EVERY = 20
 
 
 def seed_everything(seed: int) -> None:
@@ -40,17 +43,24 @@ def _loader(dataset: PatchDataset, cfg: TrainConfig, n_labeled_cases: int, semi:
                       pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper), or Adam (``momentum`` is then beta1)."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                                weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
 class TrainResult:
     def __init__(self, student: VNet, teacher: VNet | None, best_step: int | None, best_val: float | None):
         self.student, self.teacher, self.best_step, self.best_val = student, teacher, best_step, best_val
+
+
+def _read_back(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
+    """Host copies of the buffered per-step values, in one transfer."""
+    if not pending:
+        return []
+    names = [[k for k, v in values.items() if torch.is_tensor(v)] for _, values in pending]
+    flat = torch.stack([values[k].reshape(()) for (_, values), keys in zip(pending, names) for k in keys]).tolist()
+    out, i = [], 0
+    for (step, values), keys in zip(pending, names):
+        record = dict(zip(keys, flat[i:i + len(keys)]))
+        record.update({k: v for k, v in values.items() if not torch.is_tensor(v)})
+        out.append((step, record))
+        i += len(keys)
+    return out
 
 
 def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objective: Objective,
@@ -58,68 +68,58 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
           validate: Validator | None = None, progress: bool = True) -> TrainResult:
     """Train a student (and its EMA teacher for semi-supervised methods) for ``cfg.iterations``.
 
-    ``on_step(step, values)`` receives the total loss, each term, ``w`` and ``lr`` after every
-    iteration; ``validate(student)`` (every ``cfg.val_every`` iterations when given) returns a
-    validation Dice, reported as ``val_dice``. With ``cfg.checkpoint == "best_val"`` the weights
-    of the best validation Dice are returned, otherwise those of the last iteration.
+    ``on_step(step, values)`` receives the total loss, each term, ``w``, ``lr``, ``grad_norm``
+    (and ``amp_scale`` under float16 AMP) of every iteration, in order, at most
+    :data:`READBACK_EVERY` iterations late; ``validate(student)`` (every ``cfg.val_every``
+    iterations when given) returns a validation Dice, reported as ``val_dice``. With
+    ``cfg.checkpoint == "best_val"`` the weights of the best validation Dice are returned,
+    otherwise those of the last iteration. Raises :class:`TrainingDiverged` on a non-finite
+    loss term or gradient (:class:`DivergenceGuard`).
     """
     seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     configure_backend(device)
-    fmt = memory_format(device, cfg.channels_last)
-    dtype = amp_dtype(device, cfg.amp)
-
-    student = build_model(model_cfg, objective.needs_projection).to(device, memory_format=fmt)
-    teacher = None
-    if objective.needs_teacher:
-        teacher = make_teacher(student, lambda: build_model(model_cfg, objective.needs_projection))
-        teacher = teacher.to(device, memory_format=fmt)
-        teacher.train()  # batch statistics and dropout, as in UA-MT
-    student.train()
-    optimizer = make_optimizer(student, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    trainer = TrainStep(objective, model_cfg, cfg, device)
+    guard = DivergenceGuard(scaled=trainer.scaler.is_enabled())
     loader = _loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed)
-    n_labeled = cfg.labeled_bs
 
     best = (None, -1.0, None)  # step, dice, state
+    pending: list[tuple[int, dict]] = []
     bar = tqdm(loader, total=cfg.iterations, desc=f"train {objective.method}", unit="it", disable=not progress)
-    for step, batch in enumerate(bar):
-        lr = poly_lr(cfg.lr, step, cfg.iterations, cfg.lr_power)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
-        labels = batch["label"].to(device, non_blocking=True)
-        with autocast(device, dtype):
-            total, terms = objective(student, teacher, images, labels, n_labeled, step)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if teacher is not None:
-            update_ema(teacher, student, cfg.ema_decay, step)
 
-        names = ["loss", *terms]
-        values = torch.stack([total.detach().float(), *[t.float().to(total.device) for t in terms.values()]]).tolist()
-        record = dict(zip(names, values))
-        record["lr"] = lr
-        if validate is not None and cfg.val_every and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.iterations):
-            dice = validate(student)
-            student.train()
-            record["val_dice"] = dice
+    def flush() -> dict[str, float] | None:
+        last = None
+        for s, record in _read_back(pending):
+            guard.check(s, record)
+            if on_step is not None:
+                on_step(s, record)
+            last = record
+        pending.clear()
+        return last
+
+    for step, batch in enumerate(bar):
+        pending.append((step, trainer(batch["image"], batch["label"], step)))
+        last_step = step + 1 == cfg.iterations
+        validating = validate is not None and cfg.val_every and ((step + 1) % cfg.val_every == 0 or last_step)
+        if validating:
+            dice = validate(trainer.student)
+            trainer.student.train()
+            pending[-1][1]["val_dice"] = dice
             if cfg.checkpoint == "best_val" and dice > best[1]:
-                best = (step, dice, (copy.deepcopy(student.state_dict()),
-                                     copy.deepcopy(teacher.state_dict()) if teacher is not None else None))
-        if on_step is not None:
-            on_step(step, record)
-        if step % 10 == 0 or step + 1 == cfg.iterations:
-            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+                best = (step, dice, (copy.deepcopy(trainer.student.state_dict()),
+                                     copy.deepcopy(trainer.teacher.state_dict()) if trainer.teacher is not None else None))
+        if len(pending) >= READBACK_EVERY or last_step or validating:
+            record = flush()
+            if record is not None:
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+    flush()
     bar.close()
 
+    student, teacher = trainer.student, trainer.teacher
     if cfg.checkpoint == "best_val" and best[2] is not None:
         student.load_state_dict(best[2][0])
         if teacher is not None and best[2][1] is not None:
             teacher.load_state_dict(best[2][1])
         return TrainResult(student, teacher, best[0], best[1])
     return TrainResult(student, teacher, None, None)
-

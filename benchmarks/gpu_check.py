@@ -1,0 +1,220 @@
+"""The GPU check: the paper preset on full-resolution LA, three methods side by side, plus the
+trainer's step timed at the paper size. One prepared script for a short GPU lease.
+
+    python benchmarks/gpu_check.py --data <LA release folder> --minutes 5.5 --out <folder>
+    python benchmarks/gpu_check.py --data ../shared/datasets/la-sample --tiny --out /tmp/gpu   # CPU smoke
+
+``--data`` is a folder in the public release's layout (``train.list``, ``test.list``,
+``2018LA_Seg_Training Set/<case>/mri_norm2.h5``); a subset of it is enough. The script:
+
+1. times ``benchmarks/train_step.py`` at the paper size (f 16, 112x112x80, batch 2+2, batch
+   norm) with the trainer's own step, AMP and channels_last on, then with AMP off;
+2. trains supervised, mean_teacher and cvcl with ``presets/paper-la.yaml`` side by side on
+   the one GPU (one process each), the first ``--labeled`` cases of train.list labeled and the
+   next ``--unlabeled`` unlabeled, for ``--iterations`` or until ``--minutes`` run out (the lr
+   and ramp schedules are those of ``--iterations``; the iteration reached is reported);
+3. predicts the first ``--test`` cases of test.list with the preset's sliding window (student
+   and teacher) and scores them with the project's medpy-equal metrics (voxel units).
+
+It calls the library directly (the GPU machine has no DVC or MLflow) and prints every result
+as it comes, ending with one JSON line; ``--out`` gets ``gpu_check.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cvcl.data.dataset import PatchDataset  # noqa: E402
+from cvcl.device import configure_backend, select_device  # noqa: E402
+from cvcl.evaluation.metrics import case_metrics  # noqa: E402
+from cvcl.inference.predict import InferConfig, predict_volume  # noqa: E402
+from cvcl.io.volume import read_case, write_case  # noqa: E402
+from cvcl.models.config import model_config  # noqa: E402
+from cvcl.params import Params  # noqa: E402
+from cvcl.preprocessing.la_h5 import read_release_case  # noqa: E402
+from cvcl.presets import load_preset  # noqa: E402
+from cvcl.sources.layouts import find_la_h5_cases  # noqa: E402
+from cvcl.training.config import loss_config, train_config  # noqa: E402
+from cvcl.training.objective import Objective  # noqa: E402
+from cvcl.training.step import DivergenceGuard, TrainStep  # noqa: E402
+from cvcl.training.trainer import _loader, _read_back, seed_everything  # noqa: E402
+
+METHODS = ("supervised", "mean_teacher", "cvcl")
+
+
+def say(*args) -> None:
+    print(*args, flush=True)
+
+
+def preset_params(overrides: dict) -> Params:
+    """params.yaml with the paper preset and ``overrides`` (dotted names) applied."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, value in {**load_preset("paper-la"), **overrides}.items():
+        node = data
+        *parents, leaf = name.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return Params(data, source="presets/paper-la.yaml")
+
+
+def read_list(folder: Path, name: str) -> list[str]:
+    return [line.strip() for line in (folder / name).read_text().splitlines() if line.strip()]
+
+
+def prepare(data: Path, out: Path, n_labeled: int, n_unlabeled: int, n_test: int) -> dict[str, list[str]]:
+    """Convert the chosen release cases to the processed convention in ``out``."""
+    files = find_la_h5_cases(data)
+    train_ids = [c for c in read_list(data, "train.list") if c in files]
+    test_ids = [c for c in read_list(data, "test.list") if c in files][:n_test]
+    split = {"labeled": train_ids[:n_labeled], "unlabeled": train_ids[n_labeled:n_labeled + n_unlabeled],
+             "test": test_ids}
+    for case_id in [c for ids in split.values() for c in ids]:
+        write_case(out / f"{case_id}.h5", read_release_case(files[case_id], case_id, "la"))
+    return split
+
+
+def run_child(args) -> None:
+    """Train one method until its iterations or the deadline, then infer and score."""
+    deadline = float(args.deadline)
+    split = json.loads(Path(args.split).read_text())
+    params = preset_params(json.loads(args.overrides))
+    cfg, losses = train_config(params), loss_config(params)
+    device = select_device("auto")
+    seed_everything(1)
+    configure_backend(device)
+    semi = args.child != "supervised"
+    dataset = PatchDataset(args.processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
+    objective = Objective(args.child, losses, cfg.iterations)
+    step = TrainStep(objective, model_config(params, dataset.in_channels), cfg, device)
+    guard = DivergenceGuard(scaled=step.scaler.is_enabled())
+    loader = _loader(dataset, cfg, dataset.n_labeled, semi, seed=1)
+    pending, skipped, reached, start, last = [], 0, 0, time.perf_counter(), {}
+    for t, batch in enumerate(loader):
+        pending.append((t, step(batch["image"], batch["label"], t)))
+        reached = t + 1
+        out_of_time = time.time() > deadline
+        if len(pending) >= 50 or out_of_time or reached == cfg.iterations:
+            for s, record in _read_back(pending):
+                skipped += not np.isfinite(record["grad_norm"])
+                guard.check(s, record)
+                last = record
+            pending.clear()
+            if reached % 500 == 0 or out_of_time or reached == cfg.iterations:
+                terms = " ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("loss"))
+                say(f"[{args.child}] it {reached} {(time.perf_counter() - start) / reached:.3f} s/it {terms}")
+        if out_of_time:
+            break
+    train_s = time.perf_counter() - start
+    infer = InferConfig(patch=cfg.patch, stride=tuple(params.int_list("infer.stride", length=3)),
+                        batch_size=params.int("infer.batch_size"))
+    result = {"method": args.child, "iterations_planned": cfg.iterations, "iterations_reached": reached,
+              "seconds_per_iteration": round(train_s / max(reached, 1), 4), "amp_skipped_steps": skipped}
+    nets = {"student": step.student, "teacher": step.teacher}
+    for which, net in nets.items():
+        if net is None:
+            continue
+        net.eval()
+        rows = []
+        for case_id in split["test"]:
+            case = read_case(Path(args.processed) / f"{case_id}.h5")
+            pred = predict_volume(net, case.image, infer, device, step.dtype, step.format)
+            m = case_metrics(pred > 0, case.label > 0)
+            rows.append({"case": case_id, "dice": m["dice"], "hd95": m["hd95"], "asd": m["asd"],
+                         "fg_fraction": float((pred > 0).mean())})
+        dice = [r["dice"] for r in rows]
+        result[which] = {"dice_mean": float(np.mean(dice)), "dice_std": float(np.std(dice)),
+                         "hd95_mean": float(np.nanmean([r["hd95"] for r in rows])),
+                         "asd_mean": float(np.nanmean([r["asd"] for r in rows])), "cases": rows}
+        say(f"[{args.child}] {which}: Dice {100 * np.mean(dice):.2f} +- {100 * np.std(dice):.2f} "
+            f"(per case {' '.join(f'{100 * d:.1f}' for d in dice)})")
+    Path(args.result).write_text(json.dumps(result))
+
+
+def bench(args, extra: list[str]) -> dict | None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--patch", *map(str, args.patch),
+           "--filters", str(args.filters), "--norm", "batch", "--repeats", str(args.repeats), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    say(proc.stdout.strip() or proc.stderr.strip()[-2000:])
+    lines = proc.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="a folder in the LA release's layout")
+    ap.add_argument("--out", type=Path, default=Path("gpu_check_out"))
+    ap.add_argument("--minutes", type=float, default=5.5, help="training time budget (all three side by side)")
+    ap.add_argument("--iterations", type=int, default=6000)
+    ap.add_argument("--labeled", type=int, default=8)
+    ap.add_argument("--unlabeled", type=int, default=8)
+    ap.add_argument("--test", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke sizes (patch 32x32x16, f 2, 4 iterations)")
+    ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    for hidden in ("processed", "split", "overrides", "deadline", "result"):
+        ap.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return run_child(args)
+
+    args.patch, args.filters = ([32, 32, 16], 2) if args.tiny else ([112, 112, 80], 16)
+    overrides = {"train.iterations": args.iterations,
+                 "loss.iters_per_epoch": max(1, args.iterations // 40)}  # the ramp spans the run
+    if args.tiny:
+        overrides.update({"train.patch": args.patch, "model.base_filters": 2, "infer.stride": [16, 16, 8],
+                          "loss.n_anchor": 8, "train.iterations": 4, "loss.iters_per_epoch": 1})
+        args.repeats, args.test = 1, 1
+    say(f"torch {torch.__version__}, device: "
+        f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}")
+    report: dict = {"overrides": overrides}
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.skip_bench:
+        report["train_step_amp"] = bench(args, [])
+        report["train_step_fp32"] = bench(args, ["--no-amp"])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        split = prepare(args.data, tmp / "processed", args.labeled, args.unlabeled, args.test)
+        (tmp / "split.json").write_text(json.dumps(split))
+        say(f"cases: {len(split['labeled'])} labeled, {len(split['unlabeled'])} unlabeled, {len(split['test'])} test")
+        deadline = time.time() + 60 * args.minutes
+        children = {}
+        for method in METHODS:
+            cmd = [sys.executable, __file__, "--child", method, "--processed", str(tmp / "processed"),
+                   "--split", str(tmp / "split.json"), "--overrides", json.dumps(overrides),
+                   "--deadline", str(deadline), "--result", str(tmp / f"{method}.json")]
+            children[method] = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for method, proc in children.items():
+            proc.wait()
+            path = tmp / f"{method}.json"
+            report[method] = json.loads(path.read_text()) if path.is_file() else {"error": f"exit {proc.returncode}"}
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
+    for method in METHODS:
+        r = report[method]
+        if "student" in r:
+            say(f"{method:<13} {r['iterations_reached']:>5} it  {r['seconds_per_iteration']:.3f} s/it  "
+                f"Dice {100 * r['student']['dice_mean']:.2f}  HD95 {r['student']['hd95_mean']:.2f}  "
+                f"skipped {r['amp_skipped_steps']}")
+    say(json.dumps({k: v for k, v in report.items() if k not in METHODS} |
+                   {m: {k: v for k, v in report[m].items() if k not in ("student", "teacher")} |
+                    {w: {k: v for k, v in report[m].get(w, {}).items() if k != "cases"}
+                     for w in ("student", "teacher") if w in report[m]} for m in METHODS}))
+
+
+if __name__ == "__main__":
+    main()
