@@ -56,6 +56,15 @@ from cvcl.training.trainer import _loader, _read_back, seed_everything  # noqa: 
 METHODS = ("supervised", "mean_teacher", "cvcl")
 
 
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``cvcl:loss.vcl_weight=0.05,loss.pcl_weight=1`` -> ("cvcl", {dotted name: value})."""
+    method, _, rest = spec.partition(":")
+    if method not in METHODS:
+        raise SystemExit(f"error: --variants: {spec!r}: the method must be one of {METHODS}")
+    pairs = [p.split("=", 1) for p in rest.split(",") if p]
+    return method, {k: yaml.safe_load(v) for k, v in pairs}
+
+
 def say(*args) -> None:
     print(*args, flush=True)
 
@@ -92,14 +101,15 @@ def run_child(args) -> None:
     """Train one method until its iterations or the deadline, then infer and score."""
     deadline = float(args.deadline)
     split = json.loads(Path(args.split).read_text())
-    params = preset_params(json.loads(args.overrides))
+    method, extra = parse_variant(args.child)
+    params = preset_params({**json.loads(args.overrides), **extra})
     cfg, losses = train_config(params), loss_config(params)
     device = select_device("auto")
     seed_everything(1)
     configure_backend(device)
-    semi = args.child != "supervised"
+    semi = method != "supervised"
     dataset = PatchDataset(args.processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
-    objective = Objective(args.child, losses, cfg.iterations)
+    objective = Objective(method, losses, cfg.iterations)
     step = TrainStep(objective, model_config(params, dataset.in_channels), cfg, device)
     guard = DivergenceGuard(scaled=step.scaler.is_enabled())
     loader = _loader(dataset, cfg, dataset.n_labeled, semi, seed=1)
@@ -148,7 +158,8 @@ def run_child(args) -> None:
 def bench(args, extra: list[str]) -> dict | None:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--patch", *map(str, args.patch),
            "--filters", str(args.filters), "--norm", "batch", "--repeats", str(args.repeats), *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     say(proc.stdout.strip() or proc.stderr.strip()[-2000:])
     lines = proc.stdout.strip().splitlines()
     return json.loads(lines[-1]) if proc.returncode == 0 and lines else None
@@ -166,7 +177,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--tiny", action="store_true", help="CPU smoke sizes (patch 32x32x16, f 2, 4 iterations)")
     ap.add_argument("--skip-bench", action="store_true")
-    ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    ap.add_argument("--variants", nargs="+", default=list(METHODS),
+                    help="what to train side by side: METHOD[:param=value,...], e.g. cvcl:loss.vcl_weight=0.05")
+    ap.add_argument("--workers", type=int, default=4, help="DataLoader workers per training")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     for hidden in ("processed", "split", "overrides", "deadline", "result"):
         ap.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -174,11 +188,14 @@ def main() -> None:
         return run_child(args)
 
     args.patch, args.filters = ([32, 32, 16], 2) if args.tiny else ([112, 112, 80], 16)
-    overrides = {"train.iterations": args.iterations,
+    for spec in args.variants:
+        parse_variant(spec)
+    overrides = {"train.iterations": args.iterations, "train.workers": args.workers,
                  "loss.iters_per_epoch": max(1, args.iterations // 40)}  # the ramp spans the run
     if args.tiny:
-        overrides.update({"train.patch": args.patch, "model.base_filters": 2, "infer.stride": [16, 16, 8],
-                          "loss.n_anchor": 8, "train.iterations": 4, "loss.iters_per_epoch": 1})
+        overrides.update({"train.patch": args.patch, "model.base_filters": 2, "infer.stride": args.patch,
+                          "loss.n_anchor": 8, "train.iterations": 4, "loss.iters_per_epoch": 1,
+                          "train.workers": 0})
         args.repeats, args.test = 1, 1
     say(f"torch {torch.__version__}, device: "
         f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'}")
@@ -194,26 +211,26 @@ def main() -> None:
         say(f"cases: {len(split['labeled'])} labeled, {len(split['unlabeled'])} unlabeled, {len(split['test'])} test")
         deadline = time.time() + 60 * args.minutes
         children = {}
-        for method in METHODS:
-            cmd = [sys.executable, __file__, "--child", method, "--processed", str(tmp / "processed"),
+        for i, spec in enumerate(args.variants):
+            cmd = [sys.executable, __file__, "--child", spec, "--processed", str(tmp / "processed"),
                    "--split", str(tmp / "split.json"), "--overrides", json.dumps(overrides),
-                   "--deadline", str(deadline), "--result", str(tmp / f"{method}.json")]
-            children[method] = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        for method, proc in children.items():
+                   "--deadline", str(deadline), "--result", str(tmp / f"{i}.json")]
+            children[spec] = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for i, (spec, proc) in enumerate(children.items()):
             proc.wait()
-            path = tmp / f"{method}.json"
-            report[method] = json.loads(path.read_text()) if path.is_file() else {"error": f"exit {proc.returncode}"}
+            path = tmp / f"{i}.json"
+            report[spec] = json.loads(path.read_text()) if path.is_file() else {"error": f"exit {proc.returncode}"}
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1))
-    for method in METHODS:
-        r = report[method]
+    for spec in args.variants:
+        r = report[spec]
         if "student" in r:
-            say(f"{method:<13} {r['iterations_reached']:>5} it  {r['seconds_per_iteration']:.3f} s/it  "
+            say(f"{spec:<34} {r['iterations_reached']:>5} it  {r['seconds_per_iteration']:.3f} s/it  "
                 f"Dice {100 * r['student']['dice_mean']:.2f}  HD95 {r['student']['hd95_mean']:.2f}  "
                 f"skipped {r['amp_skipped_steps']}")
-    say(json.dumps({k: v for k, v in report.items() if k not in METHODS} |
+    say(json.dumps({k: v for k, v in report.items() if k not in args.variants} |
                    {m: {k: v for k, v in report[m].items() if k not in ("student", "teacher")} |
                     {w: {k: v for k, v in report[m].get(w, {}).items() if k != "cases"}
-                     for w in ("student", "teacher") if w in report[m]} for m in METHODS}))
+                     for w in ("student", "teacher") if w in report[m]} for m in args.variants}))
 
 
 if __name__ == "__main__":

@@ -75,3 +75,44 @@ def test_evaluate_writes_rows_summary_units_and_logs_them(tmp_path, monkeypatch,
     assert {"metrics.json", "per_case.csv"} <= {x.path for x in client.list_artifacts(run.run_id)}
     out = capsys.readouterr().out
     assert f"HD95 ({unit})" in out and "empty predictions: 1" in out
+    assert summary["n_degenerate"] == 1 and summary["degenerate"] is False  # one empty case, not all
+    assert "note: 1 of 2 predictions are degenerate" in out
+
+
+def _evaluate(tmp_path, monkeypatch, cases):
+    for case_id, (label, pred) in cases.items():
+        _case(tmp_path, case_id, label, pred, Geometry.from_spacing(SPACING))
+    (tmp_path / "data" / "splits").mkdir(parents=True)
+    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"test": list(cases)}))
+    (tmp_path / "params.yaml").write_text("evaluate:\n  distance_unit: voxel\n")
+    monkeypatch.chdir(tmp_path)
+    run = start_run("toy", "eval-degenerate", {}, {})
+    run.to_file(tmp_path / "models" / "mlflow_run_infer.json")
+    from stages.evaluate import main
+
+    main()
+    return run, json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+
+
+def test_a_collapsed_model_is_flagged_degenerate(tmp_path, monkeypatch, mlflow_store, capsys):
+    shape = (24, 22, 12)
+    ref = ball(shape, (12, 11, 6), 4)
+    almost_all = np.ones(shape, bool)
+    almost_all[:4] = False  # about 83% foreground: Dice is not 0, the model has still collapsed
+    run, summary = _evaluate(tmp_path, monkeypatch, {"a": (ref, almost_all), "b": (ref, np.zeros(shape, bool))})
+    assert summary["degenerate"] is True and summary["n_degenerate"] == 2
+    assert 0 < summary["dice"] < 0.2
+    with open(tmp_path / "metrics" / "per_case.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["degenerate"] for r in rows] == ["True", "True"]
+    assert float(rows[0]["pred_fraction"]) == pytest.approx(almost_all.mean())
+    assert "WARNING: degenerate prediction on all 2 test cases" in capsys.readouterr().out
+    assert MlflowClient(mlflow_store).get_run(run.run_id).data.tags["degenerate"] == "true"
+
+
+def test_a_sound_prediction_is_not_degenerate(tmp_path, monkeypatch, mlflow_store, capsys):
+    shape = (24, 22, 12)
+    ref = ball(shape, (12, 11, 6), 4)
+    run, summary = _evaluate(tmp_path, monkeypatch, {"a": (ref, ref)})
+    assert summary["degenerate"] is False and summary["n_degenerate"] == 0
+    assert "degenerate" not in capsys.readouterr().out

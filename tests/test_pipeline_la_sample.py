@@ -7,11 +7,13 @@ Slow: about a minute on 2 cores (download from a local mirror, 12 real volumes p
 import csv
 import json
 
+import h5py
 import nibabel as nib
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from cvcl.evaluation.metrics import case_metrics
 from cvcl.sources import la
 from tests.conftest import LA_SAMPLE
 from tests.helpers import TINY, copy_repository, run, set_params
@@ -66,3 +68,24 @@ def test_dvc_exp_run_on_the_la_sample(tmp_path, monkeypatch):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["dataset"] == "la" and "dice" in runs[0].data.metrics
     assert len(list((tmp_path / "download-cache" / "sha256").glob("*/*"))) == 12
+
+    # preprocess.resample: trained at 1.25 mm, predicted back in the release's 0.625 mm grid and
+    # scored there against the release's own labels
+    proc = run(["dvc", "exp", "run", "-S", "dataset=la", "-S", f"download.mirror={LA_SAMPLE}",
+                "-S", "preprocess.resample=1.25"], repo, timeout=900)
+    log = proc.stdout + proc.stderr
+    assert [s for s in STAGES if f"Running stage '{s}'" in log] == STAGES[1:]
+    with open(repo / "data" / "processed" / "manifest.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(abs(float(s) - 1.25) < 0.02 for r in rows for s in r["spacing"].split("x"))
+    with open(repo / "metrics" / "per_case.csv") as f:
+        per_case = {r["case_id"]: r for r in csv.DictReader(f)}
+    for case_id in lists["test"]:
+        pred = nib.load(repo / "predictions" / f"{case_id}.nii.gz")
+        assert pred.shape == manifest[case_id].shape
+        np.testing.assert_allclose(pred.affine, np.diag([0.625, 0.625, 0.625, 1.0]))
+        with h5py.File(raw / "2018LA_Seg_Training Set" / case_id / "mri_norm2.h5") as f:
+            truth = f["label"][()] > 0
+        expected = case_metrics(np.asarray(pred.dataobj) > 0, truth)
+        assert float(per_case[case_id]["dice"]) == pytest.approx(expected["dice"], abs=1e-12)
+        assert float(per_case[case_id]["true_ml"]) == pytest.approx(truth.sum() * 0.625 ** 3 / 1000)

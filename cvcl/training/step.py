@@ -113,8 +113,11 @@ class DivergenceGuard:
         self.scaled, self.max_skipped, self.skipped = scaled, max_skipped, 0
 
     def check(self, step: int, record: dict[str, float]) -> None:
-        for name, value in record.items():
-            if name.startswith("loss") and not math.isfinite(value):
+        # a term first: the total is non-finite whenever one of its terms is
+        names = sorted((k for k in record if k.startswith("loss")), key=lambda k: k == "loss")
+        for name in names:
+            value = record[name]
+            if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"train: step {step}: loss term {name} = {value} (non-finite); training stopped. "
                     f"Terms at this step: {_terms(record)}")
