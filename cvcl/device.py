@@ -12,18 +12,19 @@ import torch
 from cvcl.errors import ParamError
 
 
-def select_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU; ``"cpu"``/``"cuda[:N]"`` are explicit."""
+def select_device(name: str, param: str = "train.device") -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; ``"cpu"``/``"cuda[:N]"`` are explicit.
+    ``param`` is the parameter errors name (``train.device`` or ``infer.device``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ParamError("train.device", name, "auto, cpu, cuda or cuda:N") from None
+        raise ParamError(param, name, "auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ParamError("train.device", name, "auto or cpu (no CUDA device is available here)")
+        raise ParamError(param, name, "auto or cpu (no CUDA device is available here)")
     if device.type not in ("cpu", "cuda"):
-        raise ParamError("train.device", name, "auto, cpu, cuda or cuda:N")
+        raise ParamError(param, name, "auto, cpu, cuda or cuda:N")
     return device
 
 

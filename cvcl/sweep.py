@@ -28,8 +28,10 @@ def training_cases(root: Path = Path(".")) -> int:
         return len([line for line in listing.read_text().splitlines() if line.strip()])
     params = load_params(root / "params.yaml")
     dataset = params.str("dataset")
-    if dataset.startswith("synthetic"):
+    if dataset == "synthetic-la":
         return params.int("download.synthetic.n_train", min=1)
+    if dataset == "synthetic-brats":
+        return params.int("download.synthetic_brats.n_train", min=1)
     if KNOWN_TRAINING_CASES.get(dataset):
         return KNOWN_TRAINING_CASES[dataset]
     raise SystemExit(f"error: cannot tell the number of training cases of {dataset!r}; run `dvc repro preprocess` first")

@@ -27,7 +27,7 @@ def main() -> None:
     if not SPLIT.is_file():
         raise DataError(SPLIT, "not found; run the split stage first")
     test = json.loads(SPLIT.read_text())["test"]
-    device = select_device(cfg.device)
+    device = select_device(cfg.device, "infer.device")
     configure_backend(device)
     fmt = memory_format(device, True)
     model, _ = load_model(MODEL, cfg.weights, device)

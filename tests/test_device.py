@@ -1,5 +1,6 @@
 """The CUDA-only speed-ups have CPU equivalents that give the same numbers."""
 
+import pytest
 import torch
 
 from cvcl.device import amp_dtype, autocast, memory_format, select_device
@@ -53,3 +54,10 @@ def test_autocast_path_runs_and_stays_close_to_float32():
     assert (low.argmax(0) == ref.argmax(0)).float().mean() > 0.95
     with autocast(torch.device("cpu"), None):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_a_bad_device_error_names_the_parameter_it_came_from():
+    with pytest.raises(ParamError, match=r"infer\.device = 'tpu'"):
+        select_device("tpu", "infer.device")
+    with pytest.raises(ParamError, match=r"train\.device = 'tpu'"):
+        select_device("tpu")

@@ -130,9 +130,9 @@ def symlink(name, target, hard=False):
 @pytest.mark.parametrize("member,why", [
     (tarfile.TarInfo("/etc/cron.d/evil"), "absolute path"),
     (tarfile.TarInfo("dataset/../../evil"), "'..' component"),
-    (symlink("dataset/passwd", "/etc/passwd"), "link out of the target"),
-    (symlink("dataset/up", "../../outside"), "link out of the target"),
-    (symlink("dataset/hard", "../outside", hard=True), "hard link out of the target"),
+    (symlink("dataset/passwd", "/etc/passwd"), "is a symbolic link"),
+    (symlink("dataset/up", "../../outside"), "is a symbolic link"),
+    (symlink("dataset/hard", "../outside", hard=True), "is a hard link"),
 ])
 def test_unsafe_tar_members_are_refused_before_anything_is_written(tmp_path, member, why):
     archive = tar_with(tmp_path, member)
@@ -155,14 +155,57 @@ def test_unsafe_zip_members_are_refused(tmp_path):
     link.external_attr = (0o120777 << 16)
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
         zf.writestr(link, "/etc/passwd")
-    with pytest.raises(DataError, match="link out of the target"):
+    with pytest.raises(DataError, match="is a symbolic link"):
         safe_extract(tmp_path / "link.zip", tmp_path / "out2")
 
 
-def test_links_inside_the_archive_are_kept(tmp_path):
+def test_even_a_harmless_looking_link_is_refused(tmp_path):
     archive = tar_with(tmp_path, symlink("dataset/alias.txt", "readme.txt"))
-    safe_extract(archive, tmp_path / "out")
-    assert (tmp_path / "out" / "dataset" / "alias.txt").read_text() == "ok"
+    with pytest.raises(DataError, match=r"member 'dataset/alias.txt' is a symbolic link"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# The chain that escaped (issue 12): each link looks local, together they climb four levels.
+CHAIN = [("s", "."), ("s/s/s/s/L", "../../../..")]
+
+
+def _files_outside(root, inside):
+    return sorted(str(p) for p in root.rglob("*") if inside not in p.parents and p != inside)
+
+
+def test_a_zip_link_chain_cannot_write_outside(tmp_path):
+    deep = tmp_path / "a" / "b" / "c" / "d"
+    deep.mkdir(parents=True)
+    archive = tmp_path / "chain.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, link in CHAIN:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)
+            zf.writestr(info, link)
+        zf.writestr("L/EVIL.txt", "boom")
+    before = _files_outside(tmp_path, deep / "out")
+    with pytest.raises(DataError, match=r"member 's' is a symbolic link"):
+        safe_extract(archive, deep / "out")
+    assert _files_outside(tmp_path, deep / "out") == before and not list(tmp_path.rglob("EVIL.txt"))
+    assert list((deep / "out").iterdir()) == []
+
+
+def test_a_tar_link_chain_cannot_write_outside(tmp_path):
+    deep = tmp_path / "a" / "b" / "c" / "d"
+    deep.mkdir(parents=True)
+    archive = tmp_path / "chain.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name, link in CHAIN:
+            tf.addfile(symlink(name, link))
+        data = b"boom"
+        info = tarfile.TarInfo("L/EVIL.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    before = _files_outside(tmp_path, deep / "out")
+    with pytest.raises(DataError, match=r"member 's' is a symbolic link"):
+        safe_extract(archive, deep / "out")
+    assert _files_outside(tmp_path, deep / "out") == before and not list(tmp_path.rglob("EVIL.txt"))
 
 
 def test_an_unsafe_archive_leaves_no_raw_folder(tmp_path):

@@ -36,3 +36,15 @@ def test_dry_run_rejects_non_positive_on_weights(capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--dry-run", "--on", "1", "0"])
     assert "--on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset,key,n", [("synthetic-la", "synthetic", 40), ("synthetic-brats", "synthetic_brats", 20)])
+def test_training_cases_of_each_generator_come_from_its_own_section(tmp_path, dataset, key, n):
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"] = dataset
+    params["download"]["synthetic"]["n_train"] = 40
+    params["download"]["synthetic_brats"]["n_train"] = 20
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert sweep.training_cases(tmp_path) == n

@@ -1,14 +1,16 @@
 """Safe extraction of the zip and tar archives datasets are distributed as.
 
-Every member is checked before anything is written: absolute paths, ``..`` components, links
-whose target leaves the extraction folder, and device files or FIFOs stop the extraction with a
-:class:`~cvcl.errors.DataError` naming the archive and the member. Tar archives then go through
-Python's own ``data`` filter as a second line of defence.
+Every member is checked before anything is written: absolute paths, ``..`` components,
+symbolic and hard links (none of the supported layouts needs one, and a chain of links that
+each look harmless can point the next member's write anywhere), and device files or FIFOs stop
+the extraction with a :class:`~cvcl.errors.DataError` naming the archive and the member. Each
+file's resolved real path is then checked against the destination just before it is written.
+Tar archives also go through Python's own ``data`` filter as a further line of defence.
 """
 
 from __future__ import annotations
 
-import posixpath
+import os
 import re
 import shutil
 import stat
@@ -36,14 +38,14 @@ def _inside(name: str) -> str | None:
     return None
 
 
-def _link_escapes(member: str, target: str, relative_to_member: bool) -> bool:
-    """True if link ``member`` -> ``target`` points outside the extraction folder."""
-    target = target.replace("\\", "/")
-    if target.startswith("/") or _DRIVE.match(target):
-        return True
-    base = posixpath.dirname(member) if relative_to_member else ""
-    resolved = posixpath.normpath(posixpath.join(base, target))
-    return resolved == ".." or resolved.startswith("../")
+def _destination(archive: Path, target: Path, member: str) -> Path:
+    """Where ``member`` goes, after checking that its real path stays inside ``target``."""
+    out = target / member.replace("\\", "/")
+    root = os.path.realpath(target)
+    real = os.path.realpath(out)
+    if real != root and not real.startswith(root + os.sep):
+        _refuse(archive, member, f"would be written outside the destination ({real})")
+    return out
 
 
 def safe_extract(archive: Path, target: Path) -> None:
@@ -68,7 +70,6 @@ def _refuse(archive: Path, member: str, why: str) -> None:
 def _extract_zip(archive: Path, target: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
-        links = {}
         for info in members:  # check everything before writing anything
             why = _inside(info.filename)
             if why:
@@ -76,17 +77,12 @@ def _extract_zip(archive: Path, target: Path) -> None:
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 link = zf.read(info).decode("utf-8", "replace")
-                if _link_escapes(info.filename.rstrip("/"), link, relative_to_member=True):
-                    _refuse(archive, info.filename, f"is a link out of the target ({link!r})")
-                links[info.filename] = link
-            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no Unix type recorded
+                _refuse(archive, info.filename, f"is a symbolic link (to {link!r}); archives with links are not supported")
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no Unix type recorded
                 _refuse(archive, info.filename, "is a special file")
         for info in members:
-            out = target / info.filename.replace("\\", "/")
-            if info.filename in links:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.symlink_to(links[info.filename])
-            elif info.is_dir():
+            out = _destination(archive, target, info.filename)
+            if info.is_dir():
                 out.mkdir(parents=True, exist_ok=True)
             else:
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,12 +97,13 @@ def _extract_tar(archive: Path, target: Path) -> None:
             why = _inside(m.name)
             if why:
                 _refuse(archive, m.name, why)
-            if m.issym() and _link_escapes(m.name, m.linkname, relative_to_member=True):
-                _refuse(archive, m.name, f"is a link out of the target ({m.linkname!r})")
-            if m.islnk() and (_inside(m.linkname) or _link_escapes(m.name, m.linkname, relative_to_member=False)):
-                _refuse(archive, m.name, f"is a hard link out of the target ({m.linkname!r})")
+            if m.issym():
+                _refuse(archive, m.name, f"is a symbolic link (to {m.linkname!r}); archives with links are not supported")
+            if m.islnk():
+                _refuse(archive, m.name, f"is a hard link (to {m.linkname!r}); archives with links are not supported")
             if m.isdev():
                 _refuse(archive, m.name, "is a device file or FIFO")
+            _destination(archive, target, m.name)
         try:
             tf.extractall(target, members=members, filter="data")
         except tarfile.FilterError as exc:

@@ -10,7 +10,6 @@ team's tracking server, say).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -19,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
+
+from filelock import FileLock
 
 T = TypeVar("T")
 _QUEUE_MARK = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
@@ -55,12 +56,8 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(str(path) + ".lock"):
+        yield
 
 
 def prepare_sqlite(uri: str) -> None:
