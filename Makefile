@@ -21,7 +21,7 @@ help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
 	@echo "make test    set up .venv and run the test suite (slow end-to-end tests included)"
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
-	@echo "make exp PRESET=paper-la [ARGS=...]   one experiment with a preset's params"
+	@echo "make exp [PRESET=paper-la] [ARGS='-S labeled=16']   one experiment (no activated .venv needed)"
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -50,8 +50,7 @@ ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
 
 exp: setup
-	@test -n "$(PRESET)" || { echo "usage: make exp PRESET=<name in presets/> [ARGS='-S labeled=16']"; exit 2; }
-	dvc exp run $$($(BIN)/python -m cvcl.presets $(PRESET)) $(ARGS)
+	dvc exp run $(if $(PRESET),$$($(BIN)/python -m cvcl.presets $(PRESET))) $(ARGS)
 
 sweep: setup
 	$(BIN)/python -m cvcl.sweep --start $(JOBS)
