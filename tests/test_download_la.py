@@ -217,3 +217,20 @@ def test_a_mirror_that_is_neither_a_folder_nor_a_url_is_a_param_error(tmp_path):
     with pytest.raises(ParamError, match="download.mirror"):
         fetch("la", params(str(tmp_path / "nowhere")), tmp_path / "raw", progress=False)
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_corrupt_local_mirror_file_is_reported_even_when_the_cache_saves_the_run(fetcher, tmp_path, capsys):
+    fetch("la", params(str(LA_SAMPLE)), tmp_path / "raw1", progress=False, fetcher=fetcher)  # fills the cache
+    capsys.readouterr()
+    copy = tmp_path / "mirror"
+    shutil.copytree(LA_SAMPLE, copy)
+    bad = sample_lists()["test"][0]
+    damaged = copy / rel(bad)
+    data = bytearray(damaged.read_bytes())
+    data[1000] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    record = fetch("la", params(str(copy)), tmp_path / "raw2", progress=False, fetcher=fetcher)
+    assert record["counts"] == {"train": 8, "test": 4}  # the verified cached copy was used
+    assert sha256(tmp_path / "raw2" / rel(bad)) == MANIFEST[bad].sha256
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(damaged) in warnings[0] and "wrong sha256" in warnings[0]

@@ -72,7 +72,7 @@ def test_cases_are_copied_verified_and_converted_as_ua_mt_did(source, tmp_path):
     folder, volumes = source
     raw, out = tmp_path / "raw", tmp_path / "processed"
     record = download(folder, raw)
-    assert sorted(p.name for p in raw.iterdir()) == ["A1B2C3", "D4E5F6", "G7H8I9", "files.sha256", "protocol.json"]
+    assert sorted(p.name for p in raw.iterdir()) == ["A1B2C3", "D4E5F6", "G7H8I9", "files.sha256", "origins.json", "protocol.json"]
     assert (raw / "A1B2C3" / "laendo.nrrd").read_bytes() == (folder / "Training Set/A1B2C3/laendo.nrrd").read_bytes()
     assert len((raw / "files.sha256").read_text().splitlines()) == 6
     # three of the 100 LA cases are not the published split: a seeded random split replaces it

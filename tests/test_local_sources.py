@@ -1,6 +1,7 @@
 """Local copies (`nifti`, and archives for every local source): verified copies, safe extraction."""
 
 import hashlib
+import json
 import io
 import tarfile
 import zipfile
@@ -90,8 +91,10 @@ def test_an_archive_is_extracted_and_unwrapped(tmp_path, rng, kind):
     raw = tmp_path / "raw"
     record = download(archive, raw)
     assert sorted(p.name for p in raw.iterdir()) == ["dataset.json", "files.sha256", "imagesTr", "labelsTr",
-                                                     "protocol.json", "test.list", "train.list"]
+                                                     "origins.json", "protocol.json", "test.list", "train.list"]
     assert record["lists"] == "user"
+    origins = json.loads((raw / "origins.json").read_text())
+    assert origins["labelsTr/c1.nii.gz"] == f"{archive}/Dataset001_Mine/labelsTr/c1.nii.gz"
     assert (raw / "labelsTr" / "c1.nii.gz").read_bytes() == (src / "labelsTr" / "c1.nii.gz").read_bytes()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -220,3 +223,17 @@ def test_a_corrupt_archive_is_a_data_error(tmp_path):
     archive.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="broken.zip: is not a readable archive"):
         download(archive, tmp_path / "raw")
+
+
+def test_preprocess_errors_name_the_users_original_file(tmp_path, rng):
+    from cvcl.preprocessing import preprocess
+
+    src = nnunet_folder(tmp_path / "mine", rng)
+    bad = src / "labelsTr" / "c1.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated
+    raw = tmp_path / "raw"
+    download(src, raw)
+    with pytest.raises(DataError) as info:
+        preprocess("nifti", raw, tmp_path / "processed", progress=False)
+    message = str(info.value)
+    assert message.startswith(f"{bad} (copied to {raw}") and "labelsTr/c1.nii.gz" in message

@@ -8,10 +8,12 @@ the data it names.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -21,7 +23,7 @@ from cvcl.io.resample import resample_case
 from cvcl.io.volume import write_case
 from cvcl.preprocessing import brats, la_h5, la_nrrd, nifti
 from cvcl.preprocessing.config import PreprocessConfig
-from cvcl.sources.layouts import LIST_NAMES, PROTOCOL_FILE
+from cvcl.sources.layouts import LIST_NAMES, ORIGINS_FILE, PROTOCOL_FILE
 
 # dataset name -> module with ``iter_cases(raw_dir, source, config)``
 CONVERTERS = {
@@ -56,7 +58,7 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
         if listing.exists():
             subsets.update({case_id: subset for case_id in read_list(listing)})
     rows = []
-    with atomic_path(out_dir, directory=True) as tmp:
+    with atomic_path(out_dir, directory=True) as tmp, _naming_originals(raw_dir):
         cases = CONVERTERS[dataset].iter_cases(raw_dir, dataset, config)
         for case, source in tqdm(cases, desc=f"preprocess {dataset}", unit="case", disable=not progress):
             if config.resample is not None:
@@ -81,6 +83,23 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
             writer.writeheader()
             writer.writerows(rows)
     return len(rows)
+
+
+@contextlib.contextmanager
+def _naming_originals(raw_dir: Path) -> Iterator[None]:
+    """Errors about a file the download stage copied name the user's original as well."""
+    try:
+        yield
+    except DataError as exc:
+        origins_file = raw_dir / ORIGINS_FILE
+        origins = json.loads(origins_file.read_text()) if origins_file.is_file() else {}
+        try:
+            rel = Path(exc.path).resolve().relative_to(raw_dir.resolve()).as_posix()
+        except ValueError:
+            raise exc from None
+        if rel not in origins:
+            raise
+        raise DataError(f"{origins[rel]} (copied to {exc.path})", exc.problem) from None
 
 
 def read_manifest(processed_dir: str | Path) -> list[dict[str, str]]:

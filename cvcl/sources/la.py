@@ -28,6 +28,7 @@ Which cases are fetched:
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from cvcl.errors import DataError, ParamError
 from cvcl.params import Params
 from cvcl.sources import protocol
-from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR
+from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR, ORIGINS_FILE
 from cvcl.sources.transfer import Fetcher, copy_verified, is_url
 
 PUBLIC_BASE = "https://raw.githubusercontent.com/yulequan/UA-MT/master/data"
@@ -121,7 +122,7 @@ def write_raw(cfg: LAConfig, out: Path, *, progress: bool = True, fetcher: Fetch
     """Fetch, verify and lay out the release in the (empty, temporary) folder ``out``."""
     fetcher = fetcher or Fetcher()
     base, cases, lists = plan(cfg, fetcher)
-    lines = []
+    lines, origins = [], {}
     with tqdm(total=sum(f.bytes for f in cases), desc="download la", unit="B", unit_scale=True,
               unit_divisor=1024, disable=not progress) as bar:
         fetcher.progress = bar
@@ -131,7 +132,9 @@ def write_raw(cfg: LAConfig, out: Path, *, progress: bool = True, fetcher: Fetch
                 rel = f"{LA_RELEASE_DIR}/{f.case_id}/{LA_H5}"
                 copy_verified(cached, out / rel, f.sha256)
                 lines.append(f"{f.sha256}  {rel}\n")
+                origins[rel] = case_source(base, f.case_id)
         finally:
             fetcher.progress = None
     (out / "files.sha256").write_text("".join(lines))
+    (out / ORIGINS_FILE).write_text(json.dumps(origins, indent=1, sort_keys=True))
     return protocol.write(out, "la", lists)

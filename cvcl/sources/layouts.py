@@ -34,6 +34,9 @@ NIFTI_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
 
 LIST_NAMES = ("train.list", "val.list", "test.list")
 PROTOCOL_FILE = "protocol.json"  # where the lists came from (cvcl.sources.protocol)
+# raw file (relative to data/raw) -> where the user's copy of it came from, so that errors about
+# a raw file name the user's original (a path, "<archive>/<member>", or a URL)
+ORIGINS_FILE = "origins.json"
 
 
 def _skip(path: Path) -> bool:

@@ -18,6 +18,7 @@ files read-only and may move them) reach the user's original files.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from cvcl.errors import DataError, ParamError
 from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.archive import SUFFIXES, is_archive, safe_extract
-from cvcl.sources.layouts import (LA_NRRD_IMAGE, LA_NRRD_LABEL, NIFTI_CHANNEL, find_brats_cases,
+from cvcl.sources.layouts import (LA_NRRD_IMAGE, LA_NRRD_LABEL, NIFTI_CHANNEL, ORIGINS_FILE, find_brats_cases,
                                   find_la_nrrd_cases)
 from cvcl.sources.transfer import copy_verified, sha256_file
 
@@ -127,7 +128,7 @@ def write_raw(dataset: str, cfg: LocalConfig, out: Path, *, progress: bool = Tru
             safe_extract(cfg.path, extracted)
             root = extracted
         plan, cases, lists_at = LAYOUTS[dataset](root)
-        lines = []
+        lines, origins = [], {}
         # links first: moving a file out of the extraction folder must not break a link to it
         order = sorted(plan.items(), key=lambda item: (not item[1].is_symlink(), item[0]))
         for rel, src in tqdm(order, desc=f"copy {dataset}", unit="file", disable=not progress):
@@ -139,6 +140,8 @@ def write_raw(dataset: str, cfg: LocalConfig, out: Path, *, progress: bool = Tru
             else:
                 digest = copy_verified(src, dst)
             lines.append(f"{digest}  {rel}\n")
+            origins[rel] = (f"{cfg.path}/{src.relative_to(extracted).as_posix()}" if extracted is not None
+                            else str(src))
         own = protocol.read_lists(lists_at)
         published = protocol.shipped(PUBLISHED[dataset]) if dataset in PUBLISHED else None
         record = protocol.settle(out, dataset, cases, own, str(lists_at), published)
@@ -152,4 +155,5 @@ def write_raw(dataset: str, cfg: LocalConfig, out: Path, *, progress: bool = Tru
         if extracted is not None and extracted.exists():
             shutil.rmtree(extracted)
     (out / "files.sha256").write_text("".join(sorted(lines, key=lambda line: line[66:])))
+    (out / ORIGINS_FILE).write_text(json.dumps(origins, indent=1, sort_keys=True))
     return record

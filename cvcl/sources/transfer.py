@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -118,6 +119,7 @@ class Fetcher:
             hit = self.cached(sha256)
             if hit is not None:
                 self._count(size or hit.stat().st_size)
+                self._check_local_source(source, sha256, size)
                 return hit
             partial = self.partial_path(sha256)
             partial.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,24 @@ class Fetcher:
                     raise DataError(source, f"sha256 mismatch: expected {sha256[:16]}..., got {got[:16]}...; "
                                             "the file is corrupt or not the published one (discarded)")
                 # a resumed transfer may have joined two different versions: once more from zero
+
+    def _check_local_source(self, source: str, sha256: str, size: int | None) -> None:
+        """Tell the user when a local mirror's copy is bad even though the cache saved this run:
+        the next machine without that cache would fail on it. (A URL source is not re-read: that
+        would defeat the cache.)"""
+        if is_url(source):
+            return
+        path = Path(source)
+        if not path.is_file():
+            problem = "is missing"
+        elif size is not None and path.stat().st_size != size:
+            problem = f"has {path.stat().st_size} bytes, expected {size}"
+        elif sha256_file(path) != sha256:
+            problem = "has the wrong sha256 (corrupt or not the published file)"
+        else:
+            return
+        print(f"warning: {source}: {problem}; used the verified copy in the cache instead. "
+              "Replace the mirror's file.", file=sys.stderr)
 
     def read_text(self, source: str) -> str | None:
         """A small text file (a case list), or None where the source has no such file."""
