@@ -111,3 +111,47 @@ def test_a_terminated_stage_marks_its_run_failed(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_buffered_metrics_reach_the_store_every_flush_interval(mlflow_store, monkeypatch):
+    from mlflow import MlflowClient
+
+    from cvcl.tracking import run as run_module
+
+    clock = [1000.0]  # a fake monotonic clock: no test depends on real time
+    monkeypatch.setattr(run_module.time, "monotonic", lambda: clock[0])
+    run = run_module.start_run("toy", "flush-test", {}, {})
+    client = MlflowClient(mlflow_store)
+    for step in range(10):
+        run.log_metrics({"loss": 1.0 / (step + 1)}, step)
+    assert client.get_metric_history(run.run_id, "loss") == []  # still buffered
+    clock[0] += run_module.FLUSH_SECONDS
+    run.log_metrics({"loss": 0.01}, 10)
+    assert len(client.get_metric_history(run.run_id, "loss")) == 11  # a kill now loses nothing
+
+
+def test_a_run_left_running_by_a_killed_stage_is_closed_by_the_next_one(mlflow_store, tmp_path):
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from cvcl.tracking.run import start_run
+    from tests.conftest import ROOT
+
+    script = ("import os, signal\n"
+              "from cvcl.tracking.run import start_run\n"
+              "run = start_run('toy', 'doomed', {}, {})\n"
+              "run.set_status('RUNNING')\n"
+              "print(run.run_id, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": mlflow_store}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == -9
+    doomed = proc.stdout.split()[0]
+    client = MlflowClient(mlflow_store)
+    assert client.get_run(doomed).info.status == "RUNNING"  # nothing could close it
+    start_run("toy", "next", {}, {})
+    closed = client.get_run(doomed)
+    assert closed.info.status == "KILLED" and "ended without closing the run" in closed.data.tags["cvcl.end_reason"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,9 @@ from cvcl.tracking.store import (prepare_sqlite, project_root, quiet_mlflow_logs
                                  tracking_uri, with_retries)
 
 BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+# Buffered metrics are written at least this often, so a run killed without warning
+# (SIGKILL, the out-of-memory killer) keeps its curve up to the last FLUSH_SECONDS.
+FLUSH_SECONDS = 30.0
 
 
 def _client():
@@ -86,6 +90,7 @@ class Run:
     def __init__(self, client, run_id: str, experiment: str = "", name: str = "") -> None:
         self.client, self.run_id, self.experiment, self.name = client, run_id, experiment, name
         self._pending: list = []
+        self._flushed_at = time.monotonic()
 
     # -- params and tags ---------------------------------------------------------------
     def logged_params(self) -> dict[str, str]:
@@ -113,15 +118,17 @@ class Run:
 
     # -- metrics -----------------------------------------------------------------------
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
-        """Queue metrics; they are written in batches (see :meth:`flush`)."""
+        """Queue metrics; they are written in batches of :data:`BATCH` and at least every
+        :data:`FLUSH_SECONDS` (see :meth:`flush`)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self._pending += [Metric(k, float(v), now, step) for k, v in values.items()]
-        if len(self._pending) >= BATCH:
+        if len(self._pending) >= BATCH or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
+        self._flushed_at = time.monotonic()
         while self._pending:
             chunk, self._pending = self._pending[:BATCH], self._pending[BATCH:]
             with_retries(lambda: self.client.log_batch(self.run_id, metrics=chunk))
@@ -133,6 +140,8 @@ class Run:
     def set_status(self, status: str) -> None:
         if status == "RUNNING":
             with_retries(lambda: self.client.update_run(self.run_id, status="RUNNING"))
+            # who holds the run now: lets a later stage tell a killed holder from a live one
+            self.set_tags({"cvcl.host": socket.gethostname(), "cvcl.pid": str(os.getpid())})
         else:
             with_retries(lambda: self.client.set_terminated(self.run_id, status))
 
@@ -142,10 +151,45 @@ class Run:
                           "tracking_uri": tracking_uri()})
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def close_abandoned_runs(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of the experiment whose holder (a stage on this machine) is
+    gone: SIGKILL and the out-of-memory killer leave no chance to close a run. A tag says why.
+    Runs held on other machines are left alone (their processes cannot be checked from here)."""
+    from mlflow.entities import RunStatus
+
+    host = socket.gethostname()
+    closed = []
+    runs = with_retries(lambda: client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=200))
+    for r in runs:
+        tags = r.data.tags
+        if tags.get("cvcl.host") != host or not tags.get("cvcl.pid", "").isdigit():
+            continue
+        pid = int(tags["cvcl.pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        why = f"process {pid} on {host} ended without closing the run (killed); closed by process {os.getpid()}"
+        with_retries(lambda: client.set_tag(r.info.run_id, "cvcl.end_reason", why))
+        with_retries(lambda: client.set_terminated(r.info.run_id, RunStatus.to_string(RunStatus.KILLED)))
+        closed.append(r.info.run_id)
+    return closed
+
+
 def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Run:
-    """Create a run in experiment ``cvcl-<dataset>`` with params and tags, status RUNNING."""
+    """Create a run in experiment ``cvcl-<dataset>`` with params and tags, status RUNNING
+    (runs of the experiment abandoned by killed stages are closed first)."""
     client = _client()
     exp = _experiment_id(client, dataset)
+    close_abandoned_runs(client, exp)
     all_tags = {**context_tags(), **tags}
     created = with_retries(lambda: client.create_run(exp, tags=all_tags, run_name=run_name))
     run = Run(client, created.info.run_id, f"cvcl-{dataset}", run_name)
@@ -189,6 +233,9 @@ def open_run(run_file: str | Path, stage_params: dict[str, Any]) -> Run:
     record = json.loads(Path(run_file).read_text())
     client = _client()
     run = Run(client, record["run_id"], record.get("experiment", ""), record.get("run_name", ""))
+    found = with_retries(lambda: client.get_experiment_by_name(run.experiment)) if run.experiment else None
+    if found is not None:
+        close_abandoned_runs(client, found.experiment_id)
     if not _exists(run):
         # The store does not know the run (a fresh clone restoring DVC outputs, a deleted
         # mlflow.db): start a new one rather than fail; the tag says what happened.
