@@ -21,7 +21,7 @@ import pandas as pd
 METRICS = ("dice", "jaccard", "hd95", "asd")
 # parameters a configuration is already named by, or that only choose where and how fast it runs
 _NAMED = {"method", "labeled", "seed", "loss.pcl_weight", "loss.vcl_weight"}
-_EXECUTION = {"train.threads", "train.workers", "train.device", "infer.device"}
+_EXECUTION = {"train.threads", "train.workers", "train.device", "infer.device", "train.checkpoint_every"}
 
 
 def config_name(method: str, pcl: float, vcl: float) -> str:

@@ -11,7 +11,9 @@ from cvcl.errors import DataError, ParamError
 from cvcl.io.atomic import atomic_path
 from cvcl.params import load_params
 from cvcl.tracking.naming import data_version, run_name
-from cvcl.tracking.run import start_run, stage_status
+from cvcl.tracking.run import last_logged_step, resume_run, start_run, stage_status
+from cvcl.tracking.store import project_root
+from cvcl.training.resume import stage_store
 from cvcl.models.checkpoint import save_checkpoint
 from cvcl.models.config import model_config
 from cvcl.training.config import loss_config, method as read_method, train_config
@@ -24,6 +26,8 @@ PROCESSED, SPLIT = Path("data/processed"), Path("data/splits/split.json")
 MODEL, LOG, VAL_LOG, RUN_FILE = (Path("models/model.pt"), Path("models/train_log.csv"),
                                  Path("models/val_log.csv"), Path("models/mlflow_run.json"))
 TRACKED = ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
+# where and how fast training runs, not what it computes: no reason to start afresh
+EXECUTION = {"train.threads", "train.workers", "train.device", "train.checkpoint_every"}
 COLUMNS = ["step", "loss", "loss_sup", "loss_mt", "loss_uamt", "loss_pcl_l2u", "loss_pcl_u2l",
            "loss_vcl_l", "loss_vcl_u", "consistency_weight", "lr", "grad_norm", "amp_scale"]
 
@@ -71,23 +75,42 @@ def main() -> None:
     version = data_version()
     if version:
         tags["data_version"] = version
-    run = start_run(dataset_name, name, params.flat(TRACKED), tags)
-    rows: list[dict] = []
-    val_rows: list[dict] = []
+    store = stage_store(project_root(), {k: v for k, v in params.flat(TRACKED).items() if k not in EXECUTION},
+                        SPLIT, PROCESSED, cfg.checkpoint_every)
+    state = store.load()
+    if state is not None:
+        extra = state["extra"]
+        run = resume_run(extra["run_id"], dataset_name, name)
+        rows, val_rows, logged = extra["rows"], extra["val_rows"], last_logged_step(run)
+        print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
+    else:
+        if store.others():
+            print(f"train: starting from iteration 0: no checkpoint for these params, data and code "
+                  f"({len(store.others())} of other inputs kept in {store.folder.parent})")
+        run = start_run(dataset_name, name, params.flat(TRACKED), tags)
+        rows, val_rows, logged = [], [], -1
 
     def on_step(step: int, record: dict) -> None:
         row = {"step": step, **{k: v for k, v in record.items() if k != "val_dice"}}
         rows.append(row)
-        run.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
+        if step > logged:  # a resumed run recomputes steps the store may already hold
+            run.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
         if "val_dice" in record:
             val_rows.append({"step": step, "val_dice": record["val_dice"]})
-            run.log_metrics({"val_dice": record["val_dice"]}, step)
+            if step > logged:
+                run.log_metrics({"val_dice": record["val_dice"]}, step)
+
+    def extra_state() -> dict:
+        run.flush()  # the store then holds every step up to the checkpoint
+        return {"run_id": run.run_id, "rows": list(rows), "val_rows": list(val_rows)}
 
     with stage_status(run):
         start = time.perf_counter()
-        result = train(dataset, model_cfg, cfg, objective, device, seed, on_step=on_step, validate=validate)
+        result = train(dataset, model_cfg, cfg, objective, device, seed, on_step=on_step, validate=validate,
+                       checkpoints=store, resume=state, extra_state=extra_state)
         seconds = time.perf_counter() - start
-        run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / cfg.iterations})
+        trained = cfg.iterations - result.resumed_from
+        run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / max(trained, 1)})
         meta = {"method": method, "iterations": cfg.iterations, "seed": seed, "dataset": dataset_name,
                 "labeled": split["labeled"], "best_step": result.best_step, "best_val_dice": result.best_val,
                 "patch": list(cfg.patch)}
@@ -98,6 +121,7 @@ def main() -> None:
         run.log_artifact(LOG)
         run.log_artifact(MODEL)
         run.to_file(RUN_FILE)
+    store.clear()
     print(f"train: {method}, {cfg.iterations} iterations in {seconds:.0f} s -> {MODEL}; MLflow run {run.run_id}")
 
 

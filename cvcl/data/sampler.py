@@ -23,11 +23,12 @@ class TwoStreamBatchSampler(Sampler):
     labeled case once per pass, the unlabeled stream cycles independently. Each element is
     ``(index, seed)``: the seed drives that sample's augmentation, so batches are identical
     whatever the number of loader workers. ``num_batches`` bounds the iteration (the trainer
-    counts iterations, not epochs).
+    counts iterations, not epochs); ``start`` skips the first batches without loading them
+    (a resumed training gets exactly the batches the interrupted one would have).
     """
 
     def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], batch_size: int,
-                 labeled_bs: int, num_batches: int, seed: int = 0) -> None:
+                 labeled_bs: int, num_batches: int, seed: int = 0, start: int = 0) -> None:
         if not 0 < labeled_bs <= batch_size:
             raise ValueError(f"labeled_bs must be in [1, batch_size], got {labeled_bs} of {batch_size}")
         if labeled_bs < batch_size and not unlabeled:
@@ -36,17 +37,19 @@ class TwoStreamBatchSampler(Sampler):
             raise ValueError("at least one labeled sample is needed")
         self.labeled, self.unlabeled = list(labeled), list(unlabeled)
         self.batch_size, self.labeled_bs = batch_size, labeled_bs
-        self.num_batches, self.seed = num_batches, seed
+        self.num_batches, self.seed, self.start = num_batches, seed, start
 
     def __len__(self) -> int:
-        return self.num_batches
+        return max(self.num_batches - self.start, 0)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         rng = np.random.default_rng(self.seed)
         lab = _cycle(self.labeled, np.random.default_rng(rng.integers(2**63)))
         unl = _cycle(self.unlabeled, np.random.default_rng(rng.integers(2**63))) if self.unlabeled else iter(())
         seeds = np.random.default_rng(rng.integers(2**63))
-        for _ in range(self.num_batches):
+        for b in range(self.num_batches):
             idx = [next(lab) for _ in range(self.labeled_bs)]
             idx += [next(unl) for _ in range(self.batch_size - self.labeled_bs)]
-            yield [(i, int(s)) for i, s in zip(idx, seeds.integers(0, 2**63, len(idx)))]
+            batch = [(i, int(s)) for i, s in zip(idx, seeds.integers(0, 2**63, len(idx)))]
+            if b >= self.start:
+                yield batch

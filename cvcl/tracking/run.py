@@ -197,6 +197,22 @@ def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[st
     return run
 
 
+def resume_run(run_id: str, experiment: str, name: str) -> Run:
+    """Reopen a run an interrupted stage left, to continue it (status RUNNING again)."""
+    client = _client()
+    run = Run(client, run_id, experiment, name)
+    if not _exists(run):
+        raise DataError(run_id, "the checkpoint's MLflow run is not in the tracking store")
+    with_retries(lambda: client.set_tag(run_id, "cvcl.resumed", "true"))
+    return run
+
+
+def last_logged_step(run: Run, key: str = "loss") -> int:
+    """The highest step of ``key`` already in the store (-1 if none)."""
+    history = with_retries(lambda: run.client.get_metric_history(run.run_id, key))
+    return max((m.step for m in history), default=-1)
+
+
 def _fork(source: Run, reason: str, params: dict[str, Any]) -> Run:
     """A copy of ``source`` (params, tags, metric histories, artifacts) with ``params`` replacing
     the values logged there."""

@@ -31,6 +31,7 @@ class TrainConfig:
     val_every: int = 0
     checkpoint: str = "last"
     split_bn: bool = False
+    checkpoint_every: int = 100
 
 
 def train_config(params: Params) -> TrainConfig:
@@ -54,6 +55,7 @@ def train_config(params: Params) -> TrainConfig:
         val_every=params.int(f"{p}.val_every", min=0),
         checkpoint=params.choice(f"{p}.checkpoint", ("last", "best_val")),
         split_bn=params.bool(f"{p}.split_bn"),
+        checkpoint_every=params.int(f"{p}.checkpoint_every", min=0),
     )
     if cfg.labeled_bs > cfg.batch_size:
         raise ParamError(f"{p}.labeled_bs", cfg.labeled_bs, f"an integer in [1, {cfg.batch_size}] (train.batch_size)")

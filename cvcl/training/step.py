@@ -91,6 +91,20 @@ class TrainStep:
         return values
 
 
+    def state_dict(self) -> dict:
+        """Everything the next iteration depends on, except the random generators."""
+        return {"student": self.student.state_dict(),
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.student.load_state_dict(state["student"])
+        if self.teacher is not None and state["teacher"] is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
     def _scale(self) -> torch.Tensor | None:
         """The loss scale as a device tensor (``GradScaler.get_scale`` would sync the host)."""
         if not self.scaler.is_enabled():

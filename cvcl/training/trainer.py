@@ -18,6 +18,7 @@ from cvcl.models.config import ModelConfig
 from cvcl.models.vnet import VNet
 from cvcl.training.config import TrainConfig
 from cvcl.training.objective import Objective
+from cvcl.training.resume import CheckpointStore, rng_state, set_rng_state
 from cvcl.training.step import DivergenceGuard, TrainStep
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -34,18 +35,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loader(dataset: PatchDataset, cfg: TrainConfig, n_labeled_cases: int, semi: bool, seed: int) -> DataLoader:
+def _loader(dataset: PatchDataset, cfg: TrainConfig, n_labeled_cases: int, semi: bool, seed: int,
+            start: int = 0) -> DataLoader:
     labeled = list(range(n_labeled_cases))
     unlabeled = list(range(n_labeled_cases, len(dataset))) if semi else []
     batch = cfg.batch_size if semi else cfg.labeled_bs
-    sampler = TwoStreamBatchSampler(labeled, unlabeled, batch, cfg.labeled_bs, cfg.iterations, seed)
+    sampler = TwoStreamBatchSampler(labeled, unlabeled, batch, cfg.labeled_bs, cfg.iterations, seed, start)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
                       pin_memory=torch.cuda.is_available(), persistent_workers=cfg.workers > 0)
 
 
 class TrainResult:
-    def __init__(self, student: VNet, teacher: VNet | None, best_step: int | None, best_val: float | None):
+    def __init__(self, student: VNet, teacher: VNet | None, best_step: int | None, best_val: float | None,
+                 resumed_from: int = 0):
         self.student, self.teacher, self.best_step, self.best_val = student, teacher, best_step, best_val
+        self.resumed_from = resumed_from
 
 
 def _read_back(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
@@ -65,7 +69,9 @@ def _read_back(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, flo
 
 def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objective: Objective,
           device: torch.device, seed: int, on_step: StepCallback | None = None,
-          validate: Validator | None = None, progress: bool = True) -> TrainResult:
+          validate: Validator | None = None, progress: bool = True,
+          checkpoints: CheckpointStore | None = None, resume: dict | None = None,
+          extra_state: Callable[[], dict] | None = None) -> TrainResult:
     """Train a student (and its EMA teacher for semi-supervised methods) for ``cfg.iterations``.
 
     ``on_step(step, values)`` receives the total loss, each term, ``w``, ``lr``, ``grad_norm``
@@ -75,6 +81,11 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
     ``cfg.checkpoint == "best_val"`` the weights of the best validation Dice are returned,
     otherwise those of the last iteration. Raises :class:`TrainingDiverged` on a non-finite
     loss term or gradient (:class:`DivergenceGuard`).
+
+    With ``checkpoints`` the whole state is saved every ``checkpoints.every`` iterations, with
+    ``extra_state()`` (the caller's records up to that iteration); ``resume`` (a state that
+    :meth:`CheckpointStore.load` returned) continues from where it was saved
+    (:mod:`cvcl.training.resume`).
     """
     seed_everything(seed)
     if cfg.threads:
@@ -82,11 +93,18 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
     configure_backend(device)
     trainer = TrainStep(objective, model_cfg, cfg, device)
     guard = DivergenceGuard(scaled=trainer.scaler.is_enabled())
-    loader = _loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed)
-
     best = (None, -1.0, None)  # step, dice, state
+    start = resume["step"] if resume is not None else 0
+    loader = _loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed, start)
+    batches = iter(loader)  # draws the loader's base seed from the global generator
+    if resume is not None:  # so restore the generators after it, as they were at the save
+        trainer.load_state_dict(resume["trainer"])
+        set_rng_state(resume["rng"])
+        best = resume["best"]
+
     pending: list[tuple[int, dict]] = []
-    bar = tqdm(loader, total=cfg.iterations, desc=f"train {objective.method}", unit="it", disable=not progress)
+    bar = tqdm(batches, total=cfg.iterations, initial=start, desc=f"train {objective.method}", unit="it",
+               disable=not progress)
 
     def flush() -> dict[str, float] | None:
         last = None
@@ -98,7 +116,11 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
         pending.clear()
         return last
 
-    for step, batch in enumerate(bar):
+    def save(next_step: int) -> None:
+        checkpoints.save({"step": next_step, "trainer": trainer.state_dict(), "rng": rng_state(), "best": best,
+                          "extra": extra_state() if extra_state is not None else {}})
+
+    for step, batch in enumerate(bar, start=start):
         pending.append((step, trainer(batch["image"], batch["label"], step)))
         last_step = step + 1 == cfg.iterations
         validating = validate is not None and cfg.val_every and ((step + 1) % cfg.val_every == 0 or last_step)
@@ -109,10 +131,13 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
             if cfg.checkpoint == "best_val" and dice > best[1]:
                 best = (step, dice, (copy.deepcopy(trainer.student.state_dict()),
                                      copy.deepcopy(trainer.teacher.state_dict()) if trainer.teacher is not None else None))
-        if len(pending) >= READBACK_EVERY or last_step or validating:
+        saving = checkpoints is not None and checkpoints.every > 0 and (step + 1) % checkpoints.every == 0
+        if len(pending) >= READBACK_EVERY or last_step or validating or saving:
             record = flush()
             if record is not None:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+        if saving and not last_step:
+            save(step + 1)
     flush()
     bar.close()
 
@@ -121,5 +146,5 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
         student.load_state_dict(best[2][0])
         if teacher is not None and best[2][1] is not None:
             teacher.load_state_dict(best[2][1])
-        return TrainResult(student, teacher, best[0], best[1])
-    return TrainResult(student, teacher, None, None)
+        return TrainResult(student, teacher, best[0], best[1], start)
+    return TrainResult(student, teacher, None, None, start)
