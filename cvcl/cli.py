@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Callable
 
 from cvcl.errors import CvclError
@@ -17,6 +20,38 @@ def _terminate(signum: int, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _dvc_ancestor() -> int | None:
+    """The pid of the nearest ancestor process running DVC (``dvc repro``, ``dvc exp run``, a
+    queue worker), or None (a stage started by hand, or no /proc)."""
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return None
+        if any(os.path.basename(part) in (b"dvc", b"dvc.exe") or part.endswith(b"/dvc/__main__.py")
+               for part in cmdline[:2]) or cmdline[:3] == [cmdline[0], b"-m", b"dvc"]:
+            return pid
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    return None
+
+
+def _exit_with(parent: int, period_s: float = 1.0) -> None:
+    """Send this process SIGTERM once ``parent`` is gone: DVC runs a stage through ``sh -c``,
+    and killing ``dvc repro`` leaves the shell and the stage running, an orphan that would later
+    mark its run FINISHED. SIGTERM takes the stage's ordinary way out (run FAILED, temporary
+    outputs removed)."""
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(period_s):
+            if not Path(f"/proc/{parent}").exists():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="dvc-parent-watch", daemon=True).start()
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` and turn a :class:`CvclError` into one line on stderr.
 
@@ -24,6 +59,9 @@ def run_stage(main: Callable[[], None]) -> None:
     and exit with status 2; any other exception keeps its traceback, since it is a bug.
     """
     signal.signal(signal.SIGTERM, _terminate)
+    parent = _dvc_ancestor()
+    if parent is not None:
+        _exit_with(parent)
     try:
         main()
     except CvclError as exc:
