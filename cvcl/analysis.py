@@ -21,7 +21,8 @@ import pandas as pd
 METRICS = ("dice", "jaccard", "hd95", "asd")
 # parameters a configuration is already named by, or that only choose where and how fast it runs
 _NAMED = {"method", "labeled", "seed", "loss.pcl_weight", "loss.vcl_weight"}
-_EXECUTION = {"train.threads", "train.workers", "train.device", "infer.device", "train.checkpoint_every"}
+_EXECUTION = {"train.threads", "train.workers", "train.device", "infer.device", "train.checkpoint_every",
+              "train.deterministic"}
 
 
 def config_name(method: str, pcl: float, vcl: float) -> str:

@@ -6,6 +6,7 @@ Everything here falls back to plain float32 on the CPU, so the same code runs on
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -28,9 +29,22 @@ def select_device(name: str, param: str = "train.device") -> torch.device:
     return device
 
 
-def configure_backend(device: torch.device) -> None:
-    """Let cuDNN pick the fastest convolution algorithms for our fixed patch size."""
-    if device.type == "cuda":
+def configure_backend(device: torch.device, deterministic: bool = False) -> None:
+    """Let cuDNN pick the fastest convolution algorithms for our fixed patch size, or, with
+    ``deterministic`` (``train.deterministic``), ask for reproducible kernels instead.
+
+    On the CPU the same params and seed give the same weights either way (tested). On CUDA,
+    cuDNN's autotuner and atomic additions (scatter, the backward of upsampling and of
+    indexing) make runs differ in the last bits, which training amplifies; ``deterministic``
+    turns the autotuner off, selects deterministic cuDNN kernels and makes PyTorch warn about
+    ops that have no deterministic CUDA version (trilinear upsampling's backward, used by the
+    prototype terms, is one: CVCL stays slightly non-deterministic on GPUs)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' reproducible mode
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
 

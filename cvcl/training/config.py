@@ -32,6 +32,7 @@ class TrainConfig:
     checkpoint: str = "last"
     split_bn: bool = False
     checkpoint_every: int = 100
+    deterministic: bool = False
 
 
 def train_config(params: Params) -> TrainConfig:
@@ -56,6 +57,7 @@ def train_config(params: Params) -> TrainConfig:
         checkpoint=params.choice(f"{p}.checkpoint", ("last", "best_val")),
         split_bn=params.bool(f"{p}.split_bn"),
         checkpoint_every=params.int(f"{p}.checkpoint_every", min=0),
+        deterministic=params.bool(f"{p}.deterministic"),
     )
     if cfg.labeled_bs > cfg.batch_size:
         raise ParamError(f"{p}.labeled_bs", cfg.labeled_bs, f"an integer in [1, {cfg.batch_size}] (train.batch_size)")

@@ -90,7 +90,7 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
     seed_everything(seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    configure_backend(device)
+    configure_backend(device, cfg.deterministic)
     trainer = TrainStep(objective, model_cfg, cfg, device)
     guard = DivergenceGuard(scaled=trainer.scaler.is_enabled())
     best = (None, -1.0, None)  # step, dice, state
