@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from cvcl.errors import DataError, ParamError
+from cvcl.settings import check_known
 
 _MISSING = object()
 
@@ -31,6 +32,7 @@ def load_params(path: str | Path = "params.yaml") -> "Params":
         raise DataError(path, f"is not valid YAML{where}") from None
     if not isinstance(data, dict):
         raise DataError(path, "expected a mapping of parameter names to values")
+    check_known(flatten(data), str(path))  # a misspelt key must not be ignored in silence
     return Params(data, source=str(path))
 
 

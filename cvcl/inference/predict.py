@@ -13,6 +13,7 @@ from cvcl.inference.sliding_window import sliding_window_probs
 from cvcl.losses.prototype import class_argmax
 from cvcl.params import Params
 from cvcl.io.resample import resize_probabilities
+from cvcl.settings import default
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,15 @@ class InferConfig:
     ``device`` auto, cpu or cuda[:N]; ``amp`` float16 autocast (CUDA only).
     """
 
-    patch: tuple[int, int, int] = (112, 112, 80)
-    stride: tuple[int, int, int] = (18, 18, 4)
-    batch_size: int = 2
-    gaussian: bool = False
-    tta_flip: bool = False
-    largest_component: bool = False
-    weights: str = "student"
-    device: str = "auto"
-    amp: bool = True
+    patch: tuple[int, int, int] = default("train.patch")
+    stride: tuple[int, int, int] = default("infer.stride")
+    batch_size: int = default("infer.batch_size")
+    gaussian: bool = default("infer.gaussian")
+    tta_flip: bool = default("infer.tta_flip")
+    largest_component: bool = default("infer.largest_component")
+    weights: str = default("infer.weights")
+    device: str = default("infer.device")
+    amp: bool = default("infer.amp")
 
 
 def infer_config(params: Params) -> InferConfig:

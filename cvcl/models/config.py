@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from cvcl.models.vnet import NORMALIZATIONS, VNet
 from cvcl.params import Params
+from cvcl.settings import default
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,10 @@ class ModelConfig:
 
     in_channels: int = 1
     n_classes: int = 2
-    base_filters: int = 16
-    dropout: float = 0.5
-    norm: str = "batch"
-    embed_dim: int = 64
+    base_filters: int = default("model.base_filters")
+    dropout: float = default("model.dropout")
+    norm: str = default("model.norm")
+    embed_dim: int = default("model.embed_dim")
 
     def as_dict(self) -> dict:
         return asdict(self)

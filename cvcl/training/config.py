@@ -7,32 +7,33 @@ from dataclasses import dataclass
 from cvcl.errors import ParamError
 from cvcl.params import Params
 from cvcl.training.objective import FEATURE_TAPS, METHODS, LossConfig
+from cvcl.settings import default
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings (``train`` in params.yaml)."""
 
-    iterations: int = 6000
-    batch_size: int = 4
-    labeled_bs: int = 2
-    patch: tuple[int, int, int] = (112, 112, 80)
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_power: float = 0.9
-    ema_decay: float = 0.99
-    workers: int = 0
-    threads: int = 0
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    val_every: int = 0
-    checkpoint: str = "last"
-    split_bn: bool = False
-    checkpoint_every: int = 100
-    deterministic: bool = False
+    iterations: int = default("train.iterations")
+    batch_size: int = default("train.batch_size")
+    labeled_bs: int = default("train.labeled_bs")
+    patch: tuple[int, int, int] = default("train.patch")
+    optimizer: str = default("train.optimizer")
+    lr: float = default("train.lr")
+    momentum: float = default("train.momentum")
+    weight_decay: float = default("train.weight_decay")
+    lr_power: float = default("train.lr_power")
+    ema_decay: float = default("train.ema_decay")
+    workers: int = default("train.workers")
+    threads: int = default("train.threads")
+    device: str = default("train.device")
+    amp: bool = default("train.amp")
+    channels_last: bool = default("train.channels_last")
+    val_every: int = default("train.val_every")
+    checkpoint: str = default("train.checkpoint")
+    split_bn: bool = default("train.split_bn")
+    checkpoint_every: int = default("train.checkpoint_every")
+    deterministic: bool = default("train.deterministic")
 
 
 def train_config(params: Params) -> TrainConfig:

@@ -25,6 +25,7 @@ from cvcl.losses.supervised import supervised_loss
 from cvcl.losses.uncertainty import masked_consistency, teacher_uncertainty, uncertainty_threshold
 from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
 from cvcl.models.vnet import VNetOutput
+from cvcl.settings import default
 
 METHODS = ("supervised", "mean_teacher", "ua_mt", "cvcl")
 SEMI_SUPERVISED = ("mean_teacher", "ua_mt", "cvcl")
@@ -35,18 +36,18 @@ FEATURE_TAPS = ("center", "d9")
 class LossConfig:
     """Weights and settings of the loss terms (``loss`` in params.yaml)."""
 
-    consistency: float = 0.1        # maximum of the ramp w(t)
-    rampup_epochs: float = 40.0     # R: ramp length in "epochs"
-    iters_per_epoch: int = 150      # iterations per ramp "epoch"
-    mt_weight: float = 1.0          # mean-teacher softmax MSE
-    pcl_weight: float = 1.0         # class-level prototype consistency
-    vcl_weight: float = 1.0         # voxel-level contrast
-    teacher_noise: float = 0.1      # std of the Gaussian noise on the teacher's input
-    temperature: float = 0.1        # InfoNCE temperature tau
-    n_anchor: int = 100             # anchors per image and class
-    proto_scale: float = 20.0       # s in softmax(s * cos)
-    prototype_feature: str = "center"  # feature tap the prototypes pool
-    uamt_passes: int = 8            # T noisy teacher passes for UA-MT
+    consistency: float = default("loss.consistency")        # maximum of the ramp w(t)
+    rampup_epochs: float = default("loss.rampup_epochs")     # R: ramp length in "epochs"
+    iters_per_epoch: int = default("loss.iters_per_epoch")      # iterations per ramp "epoch"
+    mt_weight: float = default("loss.mt_weight")          # mean-teacher softmax MSE
+    pcl_weight: float = default("loss.pcl_weight")         # class-level prototype consistency
+    vcl_weight: float = default("loss.vcl_weight")         # voxel-level contrast
+    teacher_noise: float = default("loss.teacher_noise")      # std of the Gaussian noise on the teacher's input
+    temperature: float = default("loss.temperature")        # InfoNCE temperature tau
+    n_anchor: int = default("loss.n_anchor")             # anchors per image and class
+    proto_scale: float = default("loss.proto_scale")       # s in softmax(s * cos)
+    prototype_feature: str = default("loss.prototype_feature")  # feature tap the prototypes pool
+    uamt_passes: int = default("loss.uamt_passes")            # T noisy teacher passes for UA-MT
 
 
 class Objective:
