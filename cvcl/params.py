@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from cvcl.errors import DataError, ParamError
-from cvcl.settings import check_known
+from cvcl.settings import SETTINGS, check_known
 
 _MISSING = object()
 
@@ -93,6 +93,34 @@ class Params:
             value = self._data[key]
             out.update(flatten(value, f"{key}.") if isinstance(value, Mapping) else {key: value})
         return out
+
+    # -- declared parameters -------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        """The value of a parameter declared in :mod:`cvcl.settings`, checked against its
+        declaration (type, range, choices); its declared default when the key is absent."""
+        s = SETTINGS[name]
+        d = s.default
+        if s.kind == "int":
+            return self.int(name, min=s.min, max=s.max, default=d)
+        if s.kind == "float":
+            return self.float(name, min=s.min, max=s.max, min_exclusive=s.min_exclusive, default=d)
+        if s.kind == "bool":
+            return self.bool(name, default=d)
+        if s.kind == "str":
+            return self.str(name, optional=s.optional, default=d)
+        if s.kind == "path":
+            return self.path(name, optional=s.optional, default=d)
+        if s.kind == "choice":
+            return self.choice(name, s.allowed(), default=d)
+        if s.kind == "choices":
+            return self.choice_list(name, s.allowed(), default=d)
+        if s.optional and self.raw(name, default=d) is None:
+            return None
+        if s.kind == "ints":
+            return self.int_list(name, length=s.length, min=s.min, default=d)
+        if s.kind == "floats":
+            return self.float_list(name, length=s.length, min=s.min, min_exclusive=s.min_exclusive, default=d)
+        return self.raw(name, default=d)
 
     # -- typed getters -------------------------------------------------------------------
     def int(self, name: str, *, min: int | None = None, max: int | None = None,

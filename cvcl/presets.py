@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from cvcl.errors import DataError
+from cvcl.errors import DataError, ParamError
+from cvcl.settings import check_known
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 
@@ -26,6 +27,10 @@ def load_preset(name: str, folder: Path = PRESETS) -> dict:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise DataError(path, "expected a mapping of dotted parameter names to values")
+    try:
+        check_known(data, str(path))
+    except ParamError as exc:
+        raise DataError(path, str(exc)) from None
     return data
 
 

@@ -27,11 +27,11 @@ def training_cases(root: Path = Path(".")) -> int:
     if listing.is_file():
         return len([line for line in listing.read_text().splitlines() if line.strip()])
     params = load_params(root / "params.yaml")
-    dataset = params.str("dataset")
+    dataset = params.get("dataset")
     if dataset == "synthetic-la":
-        return params.int("download.synthetic.n_train", min=1)
+        return params.get("download.synthetic.n_train")
     if dataset == "synthetic-brats":
-        return params.int("download.synthetic_brats.n_train", min=1)
+        return params.get("download.synthetic_brats.n_train")
     if KNOWN_TRAINING_CASES.get(dataset):
         return KNOWN_TRAINING_CASES[dataset]
     raise SystemExit(f"error: cannot tell the number of training cases of {dataset!r}; run `dvc repro preprocess` first")
@@ -45,8 +45,8 @@ def labeled_counts(n_train: int, fractions=(0.1, 0.2)) -> list[int]:
 def on_weights(root: Path = Path(".")) -> tuple[float, float]:
     """(pcl_weight, vcl_weight) of a term switched on: params.yaml's value, or 1 where it is 0."""
     params = load_params(root / "params.yaml")
-    pcl = params.float("loss.pcl_weight", min=0.0)
-    vcl = params.float("loss.vcl_weight", min=0.0)
+    pcl = params.get("loss.pcl_weight")
+    vcl = params.get("loss.vcl_weight")
     return (pcl or 1.0, vcl or 1.0)
 
 

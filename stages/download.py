@@ -2,14 +2,14 @@
 
 from cvcl.cli import run_stage
 from cvcl.params import load_params
-from cvcl.sources import DATASETS, fetch
+from cvcl.sources import fetch
 
 RAW = "data/raw"
 
 
 def main() -> None:
     params = load_params()
-    dataset = params.choice("dataset", DATASETS)
+    dataset = params.get("dataset")
     record = fetch(dataset, params, RAW)
     lists = record.get("lists") or f"none ({record.get('reason')})"
     print(f"download: {dataset} -> {RAW}/ (split lists: {lists})")

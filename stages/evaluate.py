@@ -17,7 +17,7 @@ from tqdm import tqdm
 from cvcl.cli import run_stage
 from cvcl.errors import DataError
 from cvcl.evaluation.report import format_table, write_per_case
-from cvcl.evaluation.summary import DISTANCE_UNITS, case_row, summarize
+from cvcl.evaluation.summary import case_row, summarize
 from cvcl.evaluation.overlays import pick_cases, save_overlay
 from cvcl.io.atomic import atomic_path, write_json
 from cvcl.io.resample import resize_image
@@ -54,7 +54,7 @@ def _prediction_on_source_grid(path: Path, case) -> np.ndarray:
 
 def main() -> None:
     params = load_params()
-    unit = params.choice("evaluate.distance_unit", DISTANCE_UNITS)
+    unit = params.get("evaluate.distance_unit")
     if not SPLIT.is_file():
         raise DataError(SPLIT, "not found; run the split stage first")
     test = json.loads(SPLIT.read_text())["test"]

@@ -2,7 +2,7 @@
 
 from cvcl.cli import run_stage
 from cvcl.params import load_params
-from cvcl.preprocessing import CONVERTERS, preprocess
+from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import preprocess_config
 
 RAW, PROCESSED = "data/raw", "data/processed"
@@ -10,7 +10,7 @@ RAW, PROCESSED = "data/raw", "data/processed"
 
 def main() -> None:
     params = load_params()
-    dataset = params.choice("dataset", sorted(CONVERTERS))
+    dataset = params.get("dataset")
     n = preprocess(dataset, RAW, PROCESSED, config=preprocess_config(params))
     print(f"preprocess: {n} cases -> {PROCESSED}/")
 

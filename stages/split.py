@@ -1,7 +1,7 @@
 """Stage `split`: data/processed/ -> data/splits/split.json (labeled, unlabeled, val, test)."""
 
 from cvcl.cli import run_stage
-from cvcl.data.split import STRATEGIES, make_split
+from cvcl.data.split import make_split
 from cvcl.io.atomic import write_json
 from cvcl.params import load_params
 
@@ -12,11 +12,11 @@ def main() -> None:
     params = load_params()
     split = make_split(
         PROCESSED,
-        labeled=params.int("labeled", min=1),
-        strategy=params.choice("split.strategy", STRATEGIES),
-        val=params.int("split.val", min=0),
-        test_fraction=params.float("split.test_fraction", min=0.0, max=1.0, min_exclusive=True),
-        seed=params.int("split.seed", min=0),
+        labeled=params.get("labeled"),
+        strategy=params.get("split.strategy"),
+        val=params.get("split.val"),
+        test_fraction=params.get("split.test_fraction"),
+        seed=params.get("split.seed"),
     )
     write_json(SPLIT, split)
     made = split["protocol"] + (f", lists: {split['lists']}" if split.get("lists") else "")

@@ -42,8 +42,8 @@ def _write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
 def main() -> None:
     params = load_params()
     method = read_method(params)
-    dataset_name = params.str("dataset")
-    seed = params.int("seed", min=0)
+    dataset_name = params.get("dataset")
+    seed = params.get("seed")
     cfg = train_config(params)
     losses = loss_config(params)
     if not SPLIT.is_file():

@@ -70,3 +70,14 @@ def test_a_stage_stops_on_a_key_added_with_plus(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1
     assert "loss.vcl_wieght" in lines[0] and "did you mean loss.vcl_weight?" in lines[0]
     assert not (ws / "data").exists()
+
+
+def test_every_shipped_preset_names_known_parameters(tmp_path):
+    from cvcl.errors import DataError
+    from cvcl.presets import PRESETS, load_preset
+
+    for path in PRESETS.glob("*.yaml"):
+        assert load_preset(path.stem)
+    (tmp_path / "bad.yaml").write_text("train.iteratons: 5\n")
+    with pytest.raises(DataError, match="did you mean train.iterations"):
+        load_preset("bad", tmp_path)

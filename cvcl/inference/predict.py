@@ -40,22 +40,13 @@ class InferConfig:
 
 def infer_config(params: Params) -> InferConfig:
     """Read and check ``train.patch`` and the ``infer`` section (ParamError on a bad value)."""
-    patch = tuple(params.int_list("train.patch", length=3, min=16))
-    stride = tuple(params.int_list("infer.stride", length=3, min=1))
+    patch = tuple(params.get("train.patch"))
+    stride = tuple(params.get("infer.stride"))
     too_big = [s for s, p in zip(stride, patch) if s > p]
     if too_big:
         raise ParamError("infer.stride", list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)")
-    return InferConfig(
-        patch=patch,
-        stride=stride,
-        batch_size=params.int("infer.batch_size", min=1),
-        gaussian=params.bool("infer.gaussian"),
-        tta_flip=params.bool("infer.tta_flip"),
-        largest_component=params.bool("infer.largest_component"),
-        weights=params.choice("infer.weights", ("student", "teacher")),
-        device=params.str("infer.device"),
-        amp=params.bool("infer.amp"),
-    )
+    names = ("batch_size", "gaussian", "tta_flip", "largest_component", "weights", "device", "amp")
+    return InferConfig(patch=patch, stride=stride, **{k: params.get(f"infer.{k}") for k in names})
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from cvcl.models.vnet import NORMALIZATIONS, VNet
+from cvcl.models.vnet import VNet
 from cvcl.params import Params
 from cvcl.settings import default
 
@@ -25,14 +25,8 @@ class ModelConfig:
 
 
 def model_config(params: Params, in_channels: int) -> ModelConfig:
-    return ModelConfig(
-        in_channels=in_channels,
-        n_classes=2,
-        base_filters=params.int("model.base_filters", min=1),
-        dropout=params.float("model.dropout", min=0.0, max=0.95),
-        norm=params.choice("model.norm", NORMALIZATIONS),
-        embed_dim=params.int("model.embed_dim", min=1),
-    )
+    return ModelConfig(in_channels=in_channels, n_classes=2,
+                       **{k: params.get(f"model.{k}") for k in ("base_filters", "dropout", "norm", "embed_dim")})
 
 
 def build_model(cfg: ModelConfig, with_projection: bool = True) -> VNet:

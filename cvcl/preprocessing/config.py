@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from cvcl.errors import ParamError
 from cvcl.params import Params
-from cvcl.sources.layouts import BRATS_MODALITIES
+from cvcl.settings import default
 
 
 @dataclass(frozen=True)
@@ -20,19 +20,19 @@ class CropConfig:
     crop does not depend on which other cases are present.
     """
 
-    margin_inplane: tuple[int, int] = (10, 20)
-    margin_through: tuple[int, int] | None = (5, 10)
-    min_size: tuple[int, int, int] = (112, 112, 80)
-    seed: int = 0
+    margin_inplane: tuple[int, int] = default("preprocess.crop.margin_inplane")
+    margin_through: tuple[int, int] | None = default("preprocess.crop.margin_through")
+    min_size: tuple[int, int, int] = default("preprocess.crop.min_size")
+    seed: int = default("preprocess.crop.seed")
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Settings of every converter; each reads only its own."""
 
-    modalities: tuple[str, ...] = ("flair",)  # brats2019 / synthetic-brats: channels, in this order
+    modalities: tuple[str, ...] = default("preprocess.modalities")  # brats: channels, in this order
     crop: CropConfig = field(default_factory=CropConfig)
-    resample: tuple[float, float, float] | None = None  # target spacing in mm (None: the source's)
+    resample: tuple[float, float, float] | None = default("preprocess.resample")  # mm (None: the source's)
 
 
 def _margin(params: Params, name: str, default: tuple[int, int] | None, *,
@@ -52,12 +52,12 @@ def preprocess_config(params: Params) -> PreprocessConfig:
     """Read and check ``preprocess.*`` (defaults where the section or a key is absent)."""
     p = "preprocess"
     d = PreprocessConfig()
-    modalities = params.choice_list(f"{p}.modalities", BRATS_MODALITIES, default=list(d.modalities))
+    modalities = params.get(f"{p}.modalities")
     crop = CropConfig(
         margin_inplane=_margin(params, f"{p}.crop.margin_inplane", d.crop.margin_inplane),
         margin_through=_margin(params, f"{p}.crop.margin_through", d.crop.margin_through, optional=True),
-        min_size=tuple(params.int_list(f"{p}.crop.min_size", length=3, min=1, default=list(d.crop.min_size))),
-        seed=params.int(f"{p}.crop.seed", min=0, default=d.crop.seed),
+        min_size=tuple(params.get(f"{p}.crop.min_size")),
+        seed=params.get(f"{p}.crop.seed"),
     )
     return PreprocessConfig(tuple(modalities), crop, _resample(params, f"{p}.resample"))
 

@@ -41,11 +41,9 @@ def synthetic_la_config(params: Params) -> SyntheticLAConfig:
 
     p = "download.synthetic"
     return SyntheticLAConfig(
-        n_train=params.int(f"{p}.n_train", min=2),
-        n_test=params.int(f"{p}.n_test", min=1),
-        shape=tuple(params.int_list(f"{p}.shape", length=3, min=16)),
-        spacing=tuple(params.float_list(f"{p}.spacing", length=3, min=0, min_exclusive=True)),
-        seed=params.int(f"{p}.seed", min=0),
+        n_train=params.get(f"{p}.n_train"), n_test=params.get(f"{p}.n_test"),
+        shape=tuple(params.get(f"{p}.shape")), spacing=tuple(params.get(f"{p}.spacing")),
+        seed=params.get(f"{p}.seed"),
     )
 
 

@@ -74,7 +74,7 @@ class LAConfig:
 
 def config(params: Params) -> LAConfig:
     name = "download.mirror"
-    mirror = params.path(name, optional=True, default=None)
+    mirror = params.get(name)
     if mirror is not None and not is_url(mirror) and not Path(mirror).is_dir():
         raise ParamError(name, mirror, "null (the public URL), an http(s):// URL base or an existing folder "
                                        f"with the LA release layout ({LA_RELEASE_DIR}/<case>/{LA_H5})")

@@ -48,7 +48,7 @@ class LocalConfig:
 def config(params: Params) -> LocalConfig:
     """``download.local_path``, checked to exist before anything is written."""
     name = "download.local_path"
-    value = params.path(name, optional=True, default=None)
+    value = params.get(name)
     expected = "a folder or an archive (" + ", ".join(SUFFIXES) + ") holding the dataset"
     if value is None:
         raise ParamError(name, value, expected + f" (dataset {params.raw('dataset')!r} reads a local copy)")

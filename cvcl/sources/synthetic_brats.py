@@ -70,13 +70,7 @@ class SyntheticBraTSConfig:
 
 def config(params: Params) -> SyntheticBraTSConfig:
     p = "download.synthetic_brats"
-    return SyntheticBraTSConfig(
-        n_train=params.int(f"{p}.n_train", min=2),
-        n_val=params.int(f"{p}.n_val", min=0),
-        n_test=params.int(f"{p}.n_test", min=1),
-        spacing=params.float(f"{p}.spacing", min=1.0, max=8.0),
-        seed=params.int(f"{p}.seed", min=0),
-    )
+    return SyntheticBraTSConfig(**{k: params.get(f"{p}.{k}") for k in ("n_train", "n_val", "n_test", "spacing", "seed")})
 
 
 def case_ids(cfg: SyntheticBraTSConfig) -> dict[str, list[str]]:

@@ -21,7 +21,7 @@ def make_validator(processed_dir: str | Path, case_ids: Sequence[str], params: P
     Windows are the training patch with half-patch strides: cheaper than the test protocol,
     and validation only has to rank checkpoints.
     """
-    patch = tuple(params.int_list("train.patch", length=3, min=16))
+    patch = tuple(params.get("train.patch"))
     cfg = InferConfig(patch=patch, stride=tuple(max(1, p // 2) for p in patch), batch_size=2)
     cases = [read_case(Path(processed_dir) / f"{c}.h5") for c in case_ids]
 
