@@ -131,16 +131,29 @@ def full_cvcl_config(df: pd.DataFrame) -> str | None:
 
 
 def paired_comparison(df: pd.DataFrame, reference: str | None = None, metric: str = "dice") -> pd.DataFrame:
-    """``reference`` (default: :func:`full_cvcl_config`) against every other config, paired by
-    (labeled, seed).
+    """CVCL against every other config *of the same variant* (same other params: a 1800-
+    iteration CVCL is not paired with a 600-iteration baseline), paired by (labeled, seed).
 
-    Columns: ``baseline``, ``labeled``, ``pairs``, ``mean_diff`` (reference minus baseline, in
-    Dice points), ``std_diff``, ``wins`` (seeds where the reference is better), ``p_value``
-    (paired t-test; NaN with fewer than 2 pairs).
+    ``reference`` defaults to :func:`full_cvcl_config` within each variant that has one.
+    Columns: ``reference``, ``baseline``, ``labeled``, ``pairs``, ``mean_diff`` (reference minus
+    baseline, in Dice points), ``std_diff``, ``wins`` (seeds where the reference is better),
+    ``p_value`` (paired t-test; NaN with fewer than 2 pairs).
     """
+    variants = df["variant"] if "variant" in df else pd.Series("", index=df.index)
+    if reference is not None:
+        chosen = variants[df["config"] == reference]
+        refs = [(reference, chosen.iloc[0] if len(chosen) else "")]
+    else:
+        refs = [(full_cvcl_config(df[variants == v]), v) for v in sorted(set(variants))]
+    rows = [row for ref, v in refs if ref is not None
+            for row in _paired_rows(df[variants == v], ref, metric)]
+    return pd.DataFrame(rows, columns=["reference", "baseline", "labeled", "pairs", "mean_diff", "std_diff", "wins",
+                                       "p_value"])
+
+
+def _paired_rows(df: pd.DataFrame, reference: str, metric: str) -> list[dict]:
     from scipy import stats
 
-    reference = reference or full_cvcl_config(df)
     # repeated runs of one (config, labeled, seed) are averaged, so each seed pairs once
     ref = df[df["config"] == reference].groupby(["labeled", "seed"])[metric].mean()
     rows = []
@@ -152,10 +165,10 @@ def paired_comparison(df: pd.DataFrame, reference: str | None = None, metric: st
         a, b = ref.loc[common].to_numpy() * 100, base.loc[common].to_numpy() * 100
         diff = a - b
         p = float(stats.ttest_rel(a, b).pvalue) if len(diff) >= 2 and np.std(diff) > 0 else math.nan
-        rows.append({"baseline": config, "labeled": labeled, "pairs": len(diff), "mean_diff": diff.mean(),
-                     "std_diff": diff.std(ddof=1) if len(diff) > 1 else math.nan,
+        rows.append({"reference": reference, "baseline": config, "labeled": labeled, "pairs": len(diff),
+                     "mean_diff": diff.mean(), "std_diff": diff.std(ddof=1) if len(diff) > 1 else math.nan,
                      "wins": int((diff > 0).sum()), "p_value": p})
-    return pd.DataFrame(rows, columns=["baseline", "labeled", "pairs", "mean_diff", "std_diff", "wins", "p_value"])
+    return rows
 
 
 def plot_dice_vs_labeled(df: pd.DataFrame, ax=None):

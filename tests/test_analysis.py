@@ -103,3 +103,17 @@ def test_the_weight_grid_never_mixes_variants():
     assert analysis.dice_grid(df, 4).loc[1.0, 0.0] == pytest.approx(91.0)  # the variant with most runs
     assert analysis.dice_grid(df, 4, variant="model.norm=batch").loc[0.0, 0.0] == pytest.approx(70.0)
     assert set(df["variant"]) == {"", "model.norm=batch"}
+
+
+def test_paired_comparison_pairs_only_runs_of_the_same_variant():
+    df = fake_runs()
+    longer = df.copy()
+    longer["dice"] = longer["dice"] + 0.05
+    longer["variant"] = "train.iterations=1800"
+    longer["config"] = longer["config"] + " [train.iterations=1800]"
+    p = analysis.paired_comparison(pd.concat([df, longer], ignore_index=True))
+    assert set(p["reference"]) == {"cvcl (pcl 1, vcl 1)", "cvcl (pcl 1, vcl 1) [train.iterations=1800]"}
+    for _, row in p.iterrows():
+        assert ("1800" in row["reference"]) == ("1800" in row["baseline"])
+    sup = p[(p["baseline"] == "supervised [train.iterations=1800]") & (p["labeled"] == 4)].iloc[0]
+    assert sup["mean_diff"] == pytest.approx(10.0)
