@@ -80,7 +80,7 @@ def main() -> None:
     state = store.load()
     if state is not None:
         extra = state["extra"]
-        run = resume_run(extra["run_id"], dataset_name, name)
+        run = resume_run(extra["run_id"], f"cvcl-{dataset_name}", name)
         rows, val_rows, logged = extra["rows"], extra["val_rows"], last_logged_step(run)
         print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
     else:

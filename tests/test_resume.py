@@ -120,6 +120,7 @@ def test_the_train_stage_resumes_its_mlflow_run_and_a_changed_param_starts_afres
 
     proc = run(["python", "-m", "stages.train"], ws)
     assert "resuming from iteration" in proc.stdout
+    assert json.loads((ws / "models" / "mlflow_run.json").read_text())["experiment"] == "cvcl-synthetic-la"
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1 and runs[0].info.run_id == killed.info.run_id and runs[0].info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(killed.info.run_id, "loss")]
