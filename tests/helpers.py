@@ -88,3 +88,19 @@ def copy_repository(dest: Path) -> Path:
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "copy"], dest)
     return dest
+
+
+def write_box_cases(folder: Path, shape=(32, 32, 16), n: int = 4, seed: int = 0) -> Path:
+    """``n`` processed cases ``c0``.. of a noisy box (foreground in the middle half of each axis)."""
+    import numpy as np
+
+    from cvcl.io.volume import Case, Geometry, write_case
+
+    rng = np.random.default_rng(seed)
+    box = tuple(slice(s // 4, s // 4 + s // 2) for s in shape)
+    for i in range(n):
+        label = np.zeros(shape, np.uint8)
+        label[box] = 1
+        image = (label + 0.3 * rng.standard_normal(shape)).astype(np.float32)[None]
+        write_case(folder / f"c{i}.h5", Case(f"c{i}", image, label, Geometry.from_spacing((1, 1, 1))))
+    return folder

@@ -13,7 +13,7 @@ from cvcl.training.config import TrainConfig
 from cvcl.training.objective import LossConfig, Objective
 from cvcl.training.step import DivergenceGuard, TrainingDiverged
 from cvcl.training.trainer import READBACK_EVERY, train
-from tests.helpers import run, set_params, stage_workspace
+from tests.helpers import run, set_params, stage_workspace, write_box_cases
 
 FINITE = {"loss": 1.0, "loss_sup": 0.5, "loss_mt": 0.1, "grad_norm": 2.0, "lr": 0.01}
 
@@ -58,17 +58,7 @@ class NaNAt(Objective):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    import numpy as np
-
-    from cvcl.io.volume import Case, Geometry, write_case
-
-    folder = tmp_path_factory.mktemp("cases")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        label = np.zeros((32, 32, 16), np.uint8)
-        label[10:22, 10:22, 4:12] = 1
-        image = (label + 0.3 * rng.standard_normal(label.shape)).astype(np.float32)[None]
-        write_case(folder / f"c{i}.h5", Case(f"c{i}", image, label, Geometry.from_spacing((1, 1, 1))))
+    folder = write_box_cases(tmp_path_factory.mktemp("cases"))
     return PatchDataset(folder, ["c0", "c1"], ["c2", "c3"], (32, 32, 16))
 
 

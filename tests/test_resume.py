@@ -8,21 +8,19 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
 
 from cvcl.data.dataset import PatchDataset
 from cvcl.data.sampler import TwoStreamBatchSampler
-from cvcl.io.volume import Case, Geometry, write_case
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
 from cvcl.training.objective import LossConfig, Objective
 from cvcl.training.resume import CheckpointStore
 from cvcl.training.trainer import train
 from tests.conftest import ROOT
-from tests.helpers import run, set_params, stage_workspace
+from tests.helpers import run, set_params, stage_workspace, write_box_cases
 
 ITERATIONS, EVERY = 30, 10
 
@@ -49,14 +47,7 @@ train(ds, ModelConfig(base_filters=2, norm="instance", embed_dim=8), cfg, object
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cases")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        label = np.zeros((40, 36, 20), np.uint8)
-        label[10:26, 12:24, 4:14] = 1
-        image = (label + 0.3 * rng.standard_normal(label.shape)).astype(np.float32)[None]
-        write_case(folder / f"c{i}.h5", Case(f"c{i}", image, label, Geometry.from_spacing((1, 1, 1))))
-    return folder
+    return write_box_cases(tmp_path_factory.mktemp("cases"), shape=(40, 36, 20))
 
 
 def _train(folder, **kwargs):
