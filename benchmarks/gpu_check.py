@@ -51,7 +51,7 @@ from cvcl.sources.layouts import find_la_h5_cases  # noqa: E402
 from cvcl.training.config import loss_config, train_config  # noqa: E402
 from cvcl.training.objective import Objective  # noqa: E402
 from cvcl.training.step import DivergenceGuard, TrainStep  # noqa: E402
-from cvcl.training.trainer import _loader, _read_back, seed_everything  # noqa: E402
+from cvcl.training.trainer import make_loader, read_back, seed_everything  # noqa: E402
 
 METHODS = ("supervised", "mean_teacher", "cvcl")
 
@@ -112,14 +112,14 @@ def run_child(args) -> None:
     objective = Objective(method, losses, cfg.iterations)
     step = TrainStep(objective, model_config(params, dataset.in_channels), cfg, device)
     guard = DivergenceGuard(scaled=step.scaler.is_enabled())
-    loader = _loader(dataset, cfg, dataset.n_labeled, semi, seed=1)
+    loader = make_loader(dataset, cfg, dataset.n_labeled, semi, seed=1)
     pending, skipped, reached, start, last = [], 0, 0, time.perf_counter(), {}
     for t, batch in enumerate(loader):
         pending.append((t, step(batch["image"], batch["label"], t)))
         reached = t + 1
         out_of_time = time.time() > deadline
         if len(pending) >= 50 or out_of_time or reached == cfg.iterations:
-            for s, record in _read_back(pending):
+            for s, record in read_back(pending):
                 skipped += not np.isfinite(record["grad_norm"])
                 guard.check(s, record)
                 last = record

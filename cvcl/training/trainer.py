@@ -35,8 +35,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _loader(dataset: PatchDataset, cfg: TrainConfig, n_labeled_cases: int, semi: bool, seed: int,
-            start: int = 0) -> DataLoader:
+def make_loader(dataset: PatchDataset, cfg: TrainConfig, n_labeled_cases: int, semi: bool, seed: int,
+                start: int = 0) -> DataLoader:
     labeled = list(range(n_labeled_cases))
     unlabeled = list(range(n_labeled_cases, len(dataset))) if semi else []
     batch = cfg.batch_size if semi else cfg.labeled_bs
@@ -52,7 +52,7 @@ class TrainResult:
         self.resumed_from = resumed_from
 
 
-def _read_back(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
+def read_back(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
     """Host copies of the buffered per-step values, in one transfer."""
     if not pending:
         return []
@@ -95,7 +95,7 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
     guard = DivergenceGuard(scaled=trainer.scaler.is_enabled())
     best = (None, -1.0, None)  # step, dice, state
     start = resume["step"] if resume is not None else 0
-    loader = _loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed, start)
+    loader = make_loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed, start)
     batches = iter(loader)  # draws the loader's base seed from the global generator
     if resume is not None:  # so restore the generators after it, as they were at the save
         trainer.load_state_dict(resume["trainer"])
@@ -108,7 +108,7 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
 
     def flush() -> dict[str, float] | None:
         last = None
-        for s, record in _read_back(pending):
+        for s, record in read_back(pending):
             guard.check(s, record)
             if on_step is not None:
                 on_step(s, record)
