@@ -116,11 +116,35 @@ class Params:
             return self.choice_list(name, s.allowed(), default=d)
         if s.optional and self.raw(name, default=d) is None:
             return None
+        if s.kind == "spacing":
+            return self._spacing(name)
         if s.kind == "ints":
             return self.int_list(name, length=s.length, min=s.min, default=d)
         if s.kind == "floats":
             return self.float_list(name, length=s.length, min=s.min, min_exclusive=s.min_exclusive, default=d)
         return self.raw(name, default=d)
+
+    def config(self, cls, section: str, **given: Any):
+        """An instance of the dataclass ``cls`` whose fields are the declared parameters
+        ``<section>.<field>`` (lists become tuples); ``given`` fields are taken as they are."""
+        import dataclasses
+
+        values = dict(given)
+        for f in dataclasses.fields(cls):
+            if f.name not in values and f"{section}.{f.name}" in SETTINGS:
+                value = self.get(f"{section}.{f.name}")
+                values[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+    def _spacing(self, name: str) -> tuple[float, float, float]:
+        """One spacing in mm for every axis, or three (X, Y, Z)."""
+        value = self.raw(name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        ok = (len(values) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+              and all(0 < v <= 100 for v in values))
+        if not ok:
+            raise ParamError(name, value, "null, a spacing in mm (0 < s <= 100) or three of them [x, y, z]")
+        return tuple(float(v) for v in (values * 3 if len(values) == 1 else values))
 
     # -- typed getters -------------------------------------------------------------------
     def int(self, name: str, *, min: int | None = None, max: int | None = None,

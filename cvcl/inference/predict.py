@@ -45,8 +45,7 @@ def infer_config(params: Params) -> InferConfig:
     too_big = [s for s, p in zip(stride, patch) if s > p]
     if too_big:
         raise ParamError("infer.stride", list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)")
-    names = ("batch_size", "gaussian", "tta_flip", "largest_component", "weights", "device", "amp")
-    return InferConfig(patch=patch, stride=stride, **{k: params.get(f"infer.{k}") for k in names})
+    return params.config(InferConfig, "infer", patch=patch, stride=stride)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -70,7 +69,7 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, 
 
     ``cfg.tta_flip`` averages the probabilities of every window over :data:`TTA_FLIPS`;
     ``output_shape`` (a resampled case's source shape) resizes the probabilities trilinearly
-    to that grid before the argmax (:mod:`cvcl.preprocessing.resample`'s convention);
+    to that grid before the argmax (:mod:`cvcl.io.resample`'s convention);
     ``cfg.largest_component`` then keeps the largest 26-connected foreground component.
     """
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)

@@ -25,8 +25,7 @@ class ModelConfig:
 
 
 def model_config(params: Params, in_channels: int) -> ModelConfig:
-    return ModelConfig(in_channels=in_channels, n_classes=2,
-                       **{k: params.get(f"model.{k}") for k in ("base_filters", "dropout", "norm", "embed_dim")})
+    return params.config(ModelConfig, "model", in_channels=in_channels, n_classes=2)
 
 
 def build_model(cfg: ModelConfig, with_projection: bool = True) -> VNet:

@@ -59,17 +59,5 @@ def preprocess_config(params: Params) -> PreprocessConfig:
         min_size=tuple(params.get(f"{p}.crop.min_size")),
         seed=params.get(f"{p}.crop.seed"),
     )
-    return PreprocessConfig(tuple(modalities), crop, _resample(params, f"{p}.resample"))
+    return PreprocessConfig(tuple(modalities), crop, params.get(f"{p}.resample"))
 
-
-def _resample(params: Params, name: str) -> tuple[float, float, float] | None:
-    """``null``, one spacing in mm for every axis, or three (X, Y, Z)."""
-    value = params.raw(name, default=None)
-    if value is None:
-        return None
-    values = value if isinstance(value, (list, tuple)) else [value]
-    ok = (len(values) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-          and all(0 < v <= 100 for v in values))
-    if not ok:
-        raise ParamError(name, value, "null, a spacing in mm (0 < s <= 100) or three of them [x, y, z]")
-    return tuple(float(v) for v in (values * 3 if len(values) == 1 else values))

@@ -40,11 +40,7 @@ def synthetic_la_config(params: Params) -> SyntheticLAConfig:
     from cvcl.sources.synthetic_la import SyntheticLAConfig
 
     p = "download.synthetic"
-    return SyntheticLAConfig(
-        n_train=params.get(f"{p}.n_train"), n_test=params.get(f"{p}.n_test"),
-        shape=tuple(params.get(f"{p}.shape")), spacing=tuple(params.get(f"{p}.spacing")),
-        seed=params.get(f"{p}.seed"),
-    )
+    return params.config(SyntheticLAConfig, p)
 
 
 def _writer(dataset: str, params: Params, progress: bool, fetcher: Fetcher | None) -> Writer:

@@ -42,6 +42,7 @@ from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.layouts import BRATS_MODALITIES, BRATS_SEG
 from cvcl.sources.synthetic_la import _rotation, _smooth_field
+from cvcl.settings import default
 
 TEMPLATE_SPACING = 2.0  # mm: the grid the template maps are kept on (load_template)
 
@@ -61,16 +62,16 @@ CONTRAST = {
 class SyntheticBraTSConfig:
     """Size of the synthetic BraTS set; ``spacing`` in mm (isotropic), 2 mm = the template's grid."""
 
-    n_train: int = 20
-    n_val: int = 2
-    n_test: int = 6
-    spacing: float = 3.0
-    seed: int = 2019
+    n_train: int = default("download.synthetic_brats.n_train")
+    n_val: int = default("download.synthetic_brats.n_val")
+    n_test: int = default("download.synthetic_brats.n_test")
+    spacing: float = default("download.synthetic_brats.spacing")
+    seed: int = default("download.synthetic_brats.seed")
 
 
 def config(params: Params) -> SyntheticBraTSConfig:
     p = "download.synthetic_brats"
-    return SyntheticBraTSConfig(**{k: params.get(f"{p}.{k}") for k in ("n_train", "n_val", "n_test", "spacing", "seed")})
+    return params.config(SyntheticBraTSConfig, p)
 
 
 def case_ids(cfg: SyntheticBraTSConfig) -> dict[str, list[str]]:

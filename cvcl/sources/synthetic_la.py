@@ -29,17 +29,18 @@ from scipy import ndimage as ndi
 from tqdm import tqdm
 
 from cvcl.io.volume import write_nifti
+from cvcl.settings import default
 
 
 @dataclass(frozen=True)
 class SyntheticLAConfig:
     """Size of the synthetic dataset. ``shape`` is in voxels (X, Y, Z), ``spacing`` in mm."""
 
-    n_train: int = 40
-    n_test: int = 10
-    shape: tuple[int, int, int] = (80, 72, 48)
-    spacing: tuple[float, float, float] = (1.25, 1.25, 1.25)
-    seed: int = 2026
+    n_train: int = default("download.synthetic.n_train")
+    n_test: int = default("download.synthetic.n_test")
+    shape: tuple[int, int, int] = default("download.synthetic.shape")
+    spacing: tuple[float, float, float] = default("download.synthetic.spacing")
+    seed: int = default("download.synthetic.seed")
 
 
 def case_ids(cfg: SyntheticLAConfig) -> tuple[list[str], list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from cvcl.errors import ParamError
 from cvcl.params import Params
@@ -38,7 +38,7 @@ class TrainConfig:
 
 def train_config(params: Params) -> TrainConfig:
     p = "train"
-    cfg = TrainConfig(**{f.name: _value(params, f"{p}.{f.name}") for f in fields(TrainConfig)})
+    cfg = params.config(TrainConfig, p)
     if cfg.labeled_bs > cfg.batch_size:
         raise ParamError(f"{p}.labeled_bs", cfg.labeled_bs, f"an integer in [1, {cfg.batch_size}] (train.batch_size)")
     bad = [s for s in cfg.patch if s % 16]
@@ -48,12 +48,7 @@ def train_config(params: Params) -> TrainConfig:
 
 
 def loss_config(params: Params) -> LossConfig:
-    return LossConfig(**{f.name: _value(params, f"loss.{f.name}") for f in fields(LossConfig)})
-
-
-def _value(params: Params, name: str):
-    value = params.get(name)
-    return tuple(value) if isinstance(value, list) else value
+    return params.config(LossConfig, "loss")
 
 
 def method(params: Params) -> str:
