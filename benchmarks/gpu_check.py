@@ -38,6 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cvcl import methods  # noqa: E402
 from cvcl.data.dataset import PatchDataset  # noqa: E402
 from cvcl.device import configure_backend, select_device  # noqa: E402
 from cvcl.evaluation.metrics import case_metrics  # noqa: E402
@@ -53,14 +54,15 @@ from cvcl.training.objective import Objective  # noqa: E402
 from cvcl.training.step import DivergenceGuard, TrainStep  # noqa: E402
 from cvcl.training.trainer import make_loader, read_back, seed_everything  # noqa: E402
 
-METHODS = ("supervised", "mean_teacher", "cvcl")
+# the default side-by-side comparison; --variants takes any method of cvcl.methods
+DEFAULT_VARIANTS = ("supervised", "mean_teacher", "cvcl")
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
     """``cvcl:loss.vcl_weight=0.05,loss.pcl_weight=1`` -> ("cvcl", {dotted name: value})."""
     method, _, rest = spec.partition(":")
-    if method not in METHODS:
-        raise SystemExit(f"error: --variants: {spec!r}: the method must be one of {METHODS}")
+    if method not in methods.names():
+        raise SystemExit(f"error: --variants: {spec!r}: the method must be one of {', '.join(methods.names())}")
     pairs = [p.split("=", 1) for p in rest.split(",") if p]
     return method, {k: yaml.safe_load(v) for k, v in pairs}
 
@@ -107,7 +109,7 @@ def run_child(args) -> None:
     device = select_device("auto")
     seed_everything(1)
     configure_backend(device)
-    semi = method != "supervised"
+    semi = methods.get(method).semi_supervised
     dataset = PatchDataset(args.processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
     objective = Objective(method, losses, cfg.iterations)
     step = TrainStep(objective, model_config(params, dataset.in_channels), cfg, device)
@@ -177,7 +179,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--tiny", action="store_true", help="CPU smoke sizes (patch 32x32x16, f 2, 4 iterations)")
     ap.add_argument("--skip-bench", action="store_true")
-    ap.add_argument("--variants", nargs="+", default=list(METHODS),
+    ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                     help="what to train side by side: METHOD[:param=value,...], e.g. cvcl:loss.vcl_weight=0.05")
     ap.add_argument("--workers", type=int, default=4, help="DataLoader workers per training")
     ap.add_argument("--child", help=argparse.SUPPRESS)

@@ -21,25 +21,29 @@ import time
 
 import torch
 
+from cvcl import methods
 from cvcl.device import configure_backend, select_device
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
 from cvcl.training.objective import LossConfig, Objective
 from cvcl.training.step import TrainStep
 
+# the methods the ratio compares and the supervised floor (ua_mt's T teacher passes are not the
+# question here); any of cvcl.methods.names() works
 METHODS = ("supervised", "mean_teacher", "cvcl")
 
 
 def make_step(method: str, cfg: ModelConfig, device: torch.device, images, labels, labeled_bs: int,
               split_bn: bool = False, amp: bool = True, channels_last: bool = True):
+    semi = methods.get(method).semi_supervised  # ParamError for a name not in cvcl.methods
     objective = Objective(method, LossConfig(iters_per_epoch=1, rampup_epochs=1, vcl_weight=0.6),
                           total_iterations=1000, split_bn=split_bn)
     torch.manual_seed(0)
     train_cfg = TrainConfig(iterations=1000, batch_size=images.shape[0], labeled_bs=labeled_bs,
                             patch=tuple(images.shape[-3:]), amp=amp, channels_last=channels_last)
     trainer = TrainStep(objective, cfg, train_cfg, device)
-    # supervised trains on the labeled volumes only, as in the pipeline
-    x, y = (images[:labeled_bs], labels[:labeled_bs]) if method == "supervised" else (images, labels)
+    # a supervised method trains on the labeled volumes only, as in the pipeline
+    x, y = (images, labels) if semi else (images[:labeled_bs], labels[:labeled_bs])
 
     def step(t: int) -> None:
         trainer(x, y, t)

@@ -2,8 +2,9 @@
 
 Every function takes the runs as the DataFrame that :func:`load_runs` returns, one row per
 finished run with the columns ``run_id``, ``run_name``, ``config`` (a readable name of the
-method and its CVCL switches), ``method``, ``labeled``, ``seed``, ``pcl_weight``,
-``vcl_weight`` and the metrics ``dice``, ``jaccard``, ``hd95``, ``asd``.
+method and its switches), ``method``, ``labeled``, ``seed``, one column per switch a method
+declares (:attr:`cvcl.methods.Method.switches`: ``pcl_weight``, ``vcl_weight`` for cvcl; NaN
+for the methods without that switch) and the metrics ``dice``, ``jaccard``, ``hd95``, ``asd``.
 
 Runs that differ in any other tracked parameter (``model.norm``, ``train.iterations``, ...) are
 different configurations: where a run's value is not the most common one, it is appended to
@@ -14,24 +15,45 @@ column, empty for the most common settings), so such runs are never averaged tog
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from cvcl import methods
+from cvcl.methods import Switch
+from cvcl.settings import EXECUTION
+
 METRICS = ("dice", "jaccard", "hd95", "asd")
-# parameters a configuration is already named by, or that only choose where and how fast it runs
-_NAMED = {"method", "labeled", "seed", "loss.pcl_weight", "loss.vcl_weight"}
-_EXECUTION = {"train.threads", "train.workers", "train.device", "infer.device", "train.checkpoint_every",
-              "train.deterministic"}
 
 
-def config_name(method: str, pcl: float, vcl: float) -> str:
-    """``cvcl (pcl 1, vcl 0)`` for CVCL ablations, the method name otherwise."""
-    if method != "cvcl":
+def _switches() -> list[Switch]:
+    """Every method's switches, each parameter once, in the methods' order."""
+    found: dict[str, Switch] = {}
+    for name in methods.names():
+        for switch in methods.get(name).switches:
+            found.setdefault(switch.param, switch)
+    return list(found.values())
+
+
+def _named() -> set[str]:
+    """The parameters a configuration is already named by (its ``config`` and columns)."""
+    return {"method", "labeled", "seed", *(s.param for s in _switches())}
+
+
+def config_name(method: str, values: Mapping[str, float]) -> str:
+    """``cvcl (pcl 1, vcl 0)``: the method and its switches, read from ``values`` (dotted
+    parameter names -> values); ``cvcl (pcl 0, vcl 0) = mean teacher`` when every switch is 0
+    and the method declares what it then reduces to; the bare name for a method without
+    switches, or one no longer in :mod:`cvcl.methods` (older runs)."""
+    if method not in methods.names() or not methods.get(method).switches:
         return method
-    if pcl == 0 and vcl == 0:
-        return "cvcl (pcl 0, vcl 0) = mean teacher"
-    return f"cvcl (pcl {pcl:g}, vcl {vcl:g})"
+    declared = methods.get(method)
+    switched = declared.switch_values(values)
+    name = f"{method} ({', '.join(f'{s.label} {v:g}' for s, v in switched)})"
+    if declared.reduces_to and all(v == 0 for _, v in switched):
+        name += f" = {declared.reduces_to}"
+    return name
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -47,9 +69,10 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
 
 def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     """Reshape ``mlflow.search_runs`` output; runs without final metrics are dropped."""
+    switches = _switches()
     if raw.empty or "metrics.dice" not in raw:
         return pd.DataFrame(columns=["run_id", "run_name", "config", "method", "labeled", "seed",
-                                     "pcl_weight", "vcl_weight", *METRICS, "variant"])
+                                     *(s.column for s in switches), *METRICS, "variant"])
     raw = raw[raw["metrics.dice"].notna()]
     df = pd.DataFrame({
         "run_id": raw["run_id"],
@@ -57,14 +80,14 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
         "method": raw["params.method"],
         "labeled": raw["params.labeled"].astype(int),
         "seed": raw["params.seed"].astype(int),
-        "pcl_weight": raw["params.loss.pcl_weight"].astype(float),
-        "vcl_weight": raw["params.loss.vcl_weight"].astype(float),
+        **{s.column: raw[f"params.{s.param}"].astype(float) for s in switches},
         **{m: raw[f"metrics.{m}"].astype(float) for m in METRICS},
     })
-    # the CVCL switches only mean something for cvcl
-    other = df["method"] != "cvcl"
-    df.loc[other, ["pcl_weight", "vcl_weight"]] = np.nan
-    names = [config_name(m, p, v) for m, p, v in zip(df["method"], df["pcl_weight"], df["vcl_weight"])]
+    # a switch only means something for the methods that declare it
+    for switch in switches:
+        declaring = [n for n in methods.names() if switch in methods.get(n).switches]
+        df.loc[~df["method"].isin(declaring), switch.column] = np.nan
+    names = [config_name(row["method"], {s.param: row[s.column] for s in switches}) for _, row in df.iterrows()]
     # a run names only the values that differ from the most common one: short, still unique
     values = _varying_params(raw)
     common = {col: _most_common(values[col]) for col in values.columns}
@@ -80,11 +103,11 @@ def _varying_params(raw: pd.DataFrame) -> pd.DataFrame:
     """The ``params.*`` columns, other than the named and execution ones, that take more than one
     value, as strings. Runs that lack a parameter (logged before it existed) get its most common
     value: a parameter is added with the old behaviour as its default."""
-    out = {}
+    out, named = {}, _named()
     for col in sorted(c for c in raw.columns if c.startswith("params.")):
         key = col[len("params."):]
         present = raw[col].dropna().astype(str)
-        if key in _NAMED or key in _EXECUTION or present.empty:
+        if key in named or key in EXECUTION or present.empty:
             continue
         values = raw[col].astype(str).where(raw[col].notna(), _most_common(present))
         if values.nunique() > 1:
@@ -122,9 +145,12 @@ def formatted_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def full_cvcl_config(df: pd.DataFrame) -> str | None:
-    """The config of CVCL with both terms on (the one with most runs when several weights were
-    tried), or None when there is none."""
-    both = df[(df["method"] == "cvcl") & (df["pcl_weight"] > 0) & (df["vcl_weight"] > 0)]
+    """The config of CVCL with every switch on (the one with most runs when several weights
+    were tried), or None when there is none."""
+    on = df["method"] == "cvcl"
+    for switch in methods.get("cvcl").switches:
+        on &= df[switch.column] > 0
+    both = df[on]
     if both.empty:
         return None
     return str(both["config"].value_counts().index[0])
@@ -194,7 +220,14 @@ def dice_grid(df: pd.DataFrame, labeled: int, variant: str | None = None) -> pd.
     cvcl = df[(df["method"] == "cvcl") & (df["labeled"] == labeled)]
     if "variant" in cvcl and not cvcl.empty:
         cvcl = cvcl[cvcl["variant"] == _grid_variant(df, labeled, variant)]
-    return cvcl.pivot_table(index="pcl_weight", columns="vcl_weight", values="dice", aggfunc="mean") * 100
+    rows, columns = _grid_axes()
+    return cvcl.pivot_table(index=rows, columns=columns, values="dice", aggfunc="mean") * 100
+
+
+def _grid_axes() -> tuple[str, str]:
+    """The columns of cvcl's two switches: the grid's rows and columns (pcl_weight, vcl_weight)."""
+    first, second = (s.column for s in methods.get("cvcl").switches)
+    return first, second
 
 
 def _grid_variant(df: pd.DataFrame, labeled: int, variant: str | None) -> str:
@@ -216,8 +249,9 @@ def plot_weight_heatmap(df: pd.DataFrame, labeled: int, ax=None, variant: str | 
     image = ax.imshow(grid.to_numpy(), cmap="viridis", origin="lower")
     ax.set_xticks(range(len(grid.columns)), [f"{v:g}" for v in grid.columns])
     ax.set_yticks(range(len(grid.index)), [f"{v:g}" for v in grid.index])
-    ax.set_xlabel("vcl_weight")
-    ax.set_ylabel("pcl_weight")
+    rows, columns = _grid_axes()
+    ax.set_xlabel(columns)
+    ax.set_ylabel(rows)
     chosen = _grid_variant(df, labeled, variant)
     ax.set_title(f"cvcl Dice (%), {labeled} labeled" + (f"\n{chosen}" if chosen else ""))
     for i in range(grid.shape[0]):

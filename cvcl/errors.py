@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class CvclError(Exception):
     """Base class: an error caused by the user's input, reported without a traceback."""
@@ -15,6 +18,19 @@ class ParamError(CvclError):
         self.value = value
         self.expected = expected
         super().__init__(f"params.yaml: {name} = {value!r}: expected {expected}")
+
+
+def closest(value: object, valid: Iterable[str]) -> str | None:
+    """The valid name nearest to ``value`` by spelling, if one is near (a typo's likely intent)."""
+    found = difflib.get_close_matches(str(value), list(valid), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_choice(name: str, value: object, valid: Iterable[str]) -> ParamError:
+    """The error for a value of ``name`` that is not one of ``valid``, suggesting the nearest."""
+    valid = list(valid)
+    near = closest(value, valid)
+    return ParamError(name, value, "one of " + ", ".join(valid) + (f"; did you mean {near}?" if near else ""))
 
 
 class DataError(CvclError):

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from cvcl.errors import DataError, ParamError
+from cvcl.errors import DataError, ParamError, unknown_choice
 from cvcl.settings import SETTINGS, check_known
 
 _MISSING = object()
@@ -69,18 +69,6 @@ class Params:
                 raise ParamError(name, None, "a value (the key is missing)")
             node = node[part]
         return node
-
-    def has(self, name: str) -> bool:
-        return self.raw(name, default=_MISSING_SENTINEL) is not _MISSING_SENTINEL
-
-    def section(self, name: str) -> dict[str, Any]:
-        value = self.raw(name, default={})
-        if not isinstance(value, Mapping):
-            raise ParamError(name, value, "a mapping")
-        return dict(value)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self._data)
 
     def flat(self, sections: Iterable[str] | None = None) -> dict[str, Any]:
         """Dotted names and values, for all of the tree or the named top-level keys."""
@@ -181,7 +169,7 @@ class Params:
     def choice(self, name: str, choices: Sequence[str], *, default: Any = _MISSING) -> str:
         value = self.raw(name, default)
         if value not in choices:
-            raise ParamError(name, value, "one of " + ", ".join(choices))
+            raise unknown_choice(name, value, choices)
         return value
 
     def choice_list(self, name: str, choices: Sequence[str], *, default: Any = _MISSING) -> list[str]:
@@ -228,7 +216,6 @@ class Params:
         return out
 
 
-_MISSING_SENTINEL = object()
 
 
 def _range_text(min: float | None, max: float | None, min_exclusive: bool = False) -> str:

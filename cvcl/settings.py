@@ -7,18 +7,18 @@ can never be ignored in silence. The typed configs (``TrainConfig``, ``LossConfi
 ``ModelConfig``, ``InferConfig``) take their defaults from here (:func:`default`), so code and
 tests that build them without params.yaml run the same defaults users get.
 
-``choices`` that name another module's registry (``"module:NAME"``) are looked up when used,
-so the registries stay the single place their members are listed.
+``choices`` that name another module's registry (``"module:NAME"``, a sequence or a function
+returning one) are looked up when used, so the registries stay the single place their members
+are listed.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from cvcl.errors import ParamError
+from cvcl.errors import ParamError, closest
 
 
 @dataclass(frozen=True)
@@ -34,20 +34,22 @@ class Setting:
     length: int | None = None
     choices: tuple[str, ...] | str = ()
     optional: bool = False
+    execution: bool = False  # where and how fast a stage runs, not what it computes
 
     def allowed(self) -> tuple[str, ...]:
         if isinstance(self.choices, str):
             module, name = self.choices.split(":")
-            return tuple(getattr(importlib.import_module(module), name))
+            registry = getattr(importlib.import_module(module), name)
+            return tuple(registry() if callable(registry) else registry)
         return self.choices
 
 
 S = Setting
 SETTINGS: dict[str, Setting] = {
-    "dataset": S("choice", "synthetic-la", "which dataset", choices="cvcl.sources:DATASETS"),
+    "dataset": S("choice", "synthetic-la", "which dataset", choices="cvcl.datasets:names"),
     "labeled": S("int", 4, "labeled training volumes: the first N of the training list", min=1),
     "seed": S("int", 1, "training seed (weights, sampling, augmentation)", min=0),
-    "method": S("choice", "cvcl", "supervised, mean_teacher, ua_mt or cvcl", choices="cvcl.training.objective:METHODS"),
+    "method": S("choice", "cvcl", "the training method (one module each in cvcl/methods)", choices="cvcl.methods:names"),
     "download.synthetic.n_train": S("int", 40, "synthetic-la: training volumes", min=2),
     "download.synthetic.n_test": S("int", 10, "synthetic-la: test volumes", min=1),
     "download.synthetic.shape": S("ints", [80, 72, 48], "synthetic-la: voxels X Y Z", min=16, length=3),
@@ -88,16 +90,16 @@ SETTINGS: dict[str, Setting] = {
     "train.weight_decay": S("float", 0.0001, "weight decay", min=0.0),
     "train.lr_power": S("float", 0.9, "poly decay exponent", min=0.0),
     "train.ema_decay": S("float", 0.99, "teacher EMA decay", min=0.0, max=1.0),
-    "train.workers": S("int", 0, "DataLoader worker processes", min=0),
-    "train.threads": S("int", 0, "torch CPU threads (0: torch's default)", min=0),
-    "train.device": S("str", "auto", "auto, cpu, cuda or cuda:N"),
+    "train.workers": S("int", 0, "DataLoader worker processes", min=0, execution=True),
+    "train.threads": S("int", 0, "torch CPU threads (0: torch's default)", min=0, execution=True),
+    "train.device": S("str", "auto", "auto, cpu, cuda or cuda:N", execution=True),
     "train.amp": S("bool", True, "mixed precision (CUDA only)"),
     "train.channels_last": S("bool", True, "channels_last_3d memory format (CUDA only)"),
     "train.val_every": S("int", 0, "validate every N iterations (0: never)", min=0),
     "train.checkpoint": S("choice", "last", "last or best_val", choices=("last", "best_val")),
     "train.split_bn": S("bool", False, "labeled and unlabeled halves in separate student passes"),
-    "train.checkpoint_every": S("int", 100, "save the training state every N iterations (0: never)", min=0),
-    "train.deterministic": S("bool", False, "CUDA: reproducible kernels, no cuDNN autotuning"),
+    "train.checkpoint_every": S("int", 100, "save the training state every N iterations (0: never)", min=0, execution=True),
+    "train.deterministic": S("bool", False, "CUDA: reproducible kernels, no cuDNN autotuning", execution=True),
     "loss.consistency": S("float", 0.1, "maximum of the consistency ramp w(t)", min=0.0),
     "loss.rampup_epochs": S("float", 40, "R: ramp length in epochs", min=0.0),
     "loss.iters_per_epoch": S("int", 25, "iterations per ramp epoch", min=1),
@@ -108,7 +110,7 @@ SETTINGS: dict[str, Setting] = {
     "loss.temperature": S("float", 0.1, "VCL InfoNCE temperature", min=0.0, min_exclusive=True),
     "loss.n_anchor": S("int", 100, "VCL anchors per image and class", min=2),
     "loss.proto_scale": S("float", 20.0, "s in softmax(s cos(z, p))", min=0.0, min_exclusive=True),
-    "loss.prototype_feature": S("choice", "center", "center or d9", choices="cvcl.training.objective:FEATURE_TAPS"),
+    "loss.prototype_feature": S("choice", "center", "center or d9", choices="cvcl.methods.cvcl:FEATURE_TAPS"),
     "loss.uamt_passes": S("int", 8, "UA-MT noisy teacher passes", min=1),
     "infer.stride": S("ints", [16, 16, 8], "sliding-window step, voxels", length=3, min=1),
     "infer.batch_size": S("int", 4, "windows per forward pass", min=1),
@@ -116,11 +118,15 @@ SETTINGS: dict[str, Setting] = {
     "infer.tta_flip": S("bool", False, "average over X/Y flips"),
     "infer.largest_component": S("bool", False, "keep the largest connected component"),
     "infer.weights": S("choice", "student", "student or teacher", choices=("student", "teacher")),
-    "infer.device": S("str", "auto", "auto, cpu, cuda or cuda:N"),
+    "infer.device": S("str", "auto", "auto, cpu, cuda or cuda:N", execution=True),
     "infer.amp": S("bool", True, "mixed precision (CUDA only)"),
     "evaluate.distance_unit": S("choice", "voxel", "voxel or mm", choices="cvcl.evaluation.summary:DISTANCE_UNITS"),
 }
 del S
+
+# Parameters that choose where and how fast a stage runs: a resumed training may change them,
+# and a comparison of runs does not tell configurations apart by them.
+EXECUTION = frozenset(name for name, setting in SETTINGS.items() if setting.execution)
 
 
 def default(name: str) -> Any:
@@ -129,16 +135,10 @@ def default(name: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def closest(name: str) -> str | None:
-    """The declared name nearest to ``name`` (by spelling), if any is near."""
-    found = difflib.get_close_matches(name, SETTINGS, n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
 def check_known(flat: Mapping[str, Any], source: str = "params.yaml") -> None:
     """Raise :class:`ParamError` for the first key of ``flat`` (dotted names) that is not declared."""
     for name, value in flat.items():
         if name not in SETTINGS:
-            near = closest(name)
+            near = closest(name, SETTINGS)
             hint = f"; did you mean {near}?" if near else ""
             raise ParamError(name, value, f"a known parameter: {source} has no such key{hint}")

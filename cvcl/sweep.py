@@ -15,25 +15,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cvcl import datasets, workspace
 from cvcl.params import load_params
-
-# training cases of the real datasets' fixed lists (method.md)
-KNOWN_TRAINING_CASES = {"la": 80, "la-nrrd": 80, "brats2019": 250, "synthetic-brats": None}
 
 
 def training_cases(root: Path = Path(".")) -> int:
-    """Number of training cases: from the processed lists when present, else from params."""
-    listing = root / "data" / "processed" / "train.list"
-    if listing.is_file():
-        return len([line for line in listing.read_text().splitlines() if line.strip()])
+    """Number of training cases: from the processed lists when present, else what the dataset's
+    params or published lists say (:mod:`cvcl.datasets`)."""
+    counted = workspace.training_cases(root / workspace.PROCESSED)
+    if counted is not None:
+        return counted
     params = load_params(root / "params.yaml")
     dataset = params.get("dataset")
-    if dataset == "synthetic-la":
-        return params.get("download.synthetic.n_train")
-    if dataset == "synthetic-brats":
-        return params.get("download.synthetic_brats.n_train")
-    if KNOWN_TRAINING_CASES.get(dataset):
-        return KNOWN_TRAINING_CASES[dataset]
+    counted = datasets.get(dataset).training_cases(params)
+    if counted is not None:
+        return counted
     raise SystemExit(f"error: cannot tell the number of training cases of {dataset!r}; run `dvc repro preprocess` first")
 
 

@@ -1,18 +1,17 @@
 """Stage `download`: the dataset in its raw form -> data/raw/ (generated, downloaded or copied)."""
 
+from cvcl import workspace
 from cvcl.cli import run_stage
 from cvcl.params import load_params
 from cvcl.sources import fetch
-
-RAW = "data/raw"
 
 
 def main() -> None:
     params = load_params()
     dataset = params.get("dataset")
-    record = fetch(dataset, params, RAW)
+    record = fetch(dataset, params, workspace.RAW)
     lists = record.get("lists") or f"none ({record.get('reason')})"
-    print(f"download: {dataset} -> {RAW}/ (split lists: {lists})")
+    print(f"download: {dataset} -> {workspace.RAW}/ (split lists: {lists})")
 
 
 if __name__ == "__main__":

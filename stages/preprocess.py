@@ -1,18 +1,17 @@
 """Stage `preprocess`: data/raw/ -> data/processed/<case_id>.h5 + manifest.csv."""
 
+from cvcl import workspace
 from cvcl.cli import run_stage
 from cvcl.params import load_params
 from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import preprocess_config
 
-RAW, PROCESSED = "data/raw", "data/processed"
-
 
 def main() -> None:
     params = load_params()
     dataset = params.get("dataset")
-    n = preprocess(dataset, RAW, PROCESSED, config=preprocess_config(params))
-    print(f"preprocess: {n} cases -> {PROCESSED}/")
+    n = preprocess(dataset, workspace.RAW, workspace.PROCESSED, config=preprocess_config(params))
+    print(f"preprocess: {n} cases -> {workspace.PROCESSED}/")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,6 @@ def test_unlabeled_cases_never_carry_their_labels(tmp_path, rng):
                                                  np.ones((20, 20, 20), np.uint8), Geometry.from_spacing((1, 1, 1))))
     ds = PatchDataset(tmp_path, ["lab"], ["unl"], (16, 16, 16))
     lab, unl = ds[(0, 1)], ds[(1, 1)]
-    assert lab["has_label"] and lab["label"].sum() > 0
-    assert not unl["has_label"] and unl["label"].sum() == 0
+    assert lab["label"].sum() > 0
+    assert unl["label"].sum() == 0 and set(unl) == {"image", "label"}
     assert ds.labels[1] is None

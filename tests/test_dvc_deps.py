@@ -6,6 +6,7 @@ serves results of the old code. The closure is computed from the source (imports
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import yaml
 from tests.conftest import ROOT
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+SETTINGS_FILE = ROOT / "cvcl" / "settings.py"
+_MODULE_NAME = re.compile(r"^cvcl(\.[a-z_0-9]+)+(:[A-Za-z_]+)?$")
 
 
 def _module_file(name: str) -> Path | None:
@@ -24,30 +27,63 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported(path: Path) -> set[str]:
+def _runtime_nodes(tree: ast.AST, on_import: bool = False):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (never run); with
+    ``on_import`` only those that run when the module is imported (not function bodies)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                yield child
+                yield from _runtime_nodes(child, on_import)
+            continue
+        if on_import and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield node
+        yield from _runtime_nodes(node, on_import)
+
+
+def _imported(path: Path, on_import: bool = False) -> set[str]:
+    """cvcl modules ``path`` imports: import statements anywhere (a function's import runs when
+    it is called), and modules named in strings, as the registries import them
+    (``converter("cvcl.preprocessing.nifti")``)."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text()), on_import):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names |= {f"{node.module}.{a.name}" for a in node.names}  # submodules imported by name
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_NAME.match(node.value)
+              and not on_import and path != SETTINGS_FILE):  # choices: see the last test
+            names.add(node.value.split(":")[0])
     return {n for n in names if n.split(".")[0] == "cvcl"}
 
 
-def import_closure(script: Path) -> set[Path]:
-    """Files of every cvcl module ``script`` imports, directly or not (package __init__s too)."""
+def _with_discovered(file: Path | None) -> list[Path]:
+    """``file``, and when it is a registry (a package ``__init__`` that finds its modules with
+    pkgutil, as cvcl.datasets and cvcl.methods do), every module of its package."""
+    if file is None:
+        return []
+    if file.name == "__init__.py" and "pkgutil" in file.read_text():
+        return [file, *sorted(p for p in file.parent.glob("*.py") if p != file)]
+    return [file]
+
+
+def import_closure(script: Path, on_import: bool = False) -> set[Path]:
+    """Files of every cvcl module ``script`` imports, directly or not (package __init__s too);
+    with ``on_import`` only the imports that run when the modules are imported."""
     seen: set[Path] = set()
     todo = [script]
     while todo:
         path = todo.pop()
-        for name in _imported(path):
+        for name in _imported(path, on_import):
             parts = name.split(".")
             for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
                 file = _module_file(".".join(parts[:i]))
-                if file is not None and file not in seen:
-                    seen.add(file)
-                    todo.append(file)
+                for found in _with_discovered(file):
+                    if found not in seen:
+                        seen.add(found)
+                        todo.append(found)
     return seen
 
 
@@ -68,5 +104,33 @@ def test_stage_deps_cover_its_import_closure(stage):
 
 def test_the_closure_follows_imports_through_packages(tmp_path):
     closure = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "stages" / "infer.py")}
-    # infer -> cvcl.inference.predict -> cvcl.losses.prototype (class_argmax)
-    assert {"cvcl/inference/predict.py", "cvcl/losses/prototype.py", "cvcl/__init__.py"} <= closure
+    # infer -> cvcl.inference.predict -> cvcl.models.labels (class_argmax)
+    assert {"cvcl/inference/predict.py", "cvcl/models/labels.py", "cvcl/__init__.py"} <= closure
+
+
+def _reads(stage: str, name: str) -> bool:
+    """Whether ``stage`` declares the param ``name`` (itself or a section holding it)."""
+    declared = [next(iter(p)) if isinstance(p, dict) else p for p in STAGES[stage].get("params", [])]
+    return any(name == d or name.startswith(d + ".") for d in declared)
+
+
+def test_the_registries_a_stage_validates_params_with_are_its_deps():
+    """A choice setting names the module listing its valid values ("cvcl.methods:names"): a
+    stage reading that setting imports it, and a registry imports every module of its package,
+    so each stage declaring the param depends on all of them (their imports at import time)."""
+    from cvcl.settings import SETTINGS
+
+    checked = 0
+    for name, setting in SETTINGS.items():
+        if not isinstance(setting.choices, str):
+            continue
+        module = _module_file(setting.choices.split(":")[0])
+        assert module is not None, f"{name}: choices name a module that does not exist"
+        for stage, spec in STAGES.items():
+            if _reads(stage, name):
+                listed = sorted(module.parent.glob("*.py")) if module.name == "__init__.py" else [module]
+                closure = set(listed).union(*(import_closure(f, on_import=True) for f in listed))
+                missing = sorted(str(f.relative_to(ROOT)) for f in closure if not _covered(f, spec["deps"]))
+                assert not missing, f"{stage} reads {name}, whose choices come from modules it does not depend on: {missing}"
+                checked += 1
+    assert checked >= 4  # dataset (download, preprocess, train), method and more

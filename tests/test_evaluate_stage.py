@@ -34,7 +34,7 @@ def test_evaluate_writes_rows_summary_units_and_logs_them(tmp_path, monkeypatch,
     _case(tmp_path, "a", ref, pred, cropped)
     _case(tmp_path, "b", ref, np.zeros(shape, bool), source)  # an empty prediction
     (tmp_path / "data" / "splits").mkdir(parents=True)
-    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"test": ["a", "b"]}))
+    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"labeled": [], "unlabeled": [], "val": [], "test": ["a", "b"]}))
     (tmp_path / "params.yaml").write_text(f"evaluate:\n  distance_unit: {unit}\n")
     monkeypatch.chdir(tmp_path)
     run = start_run("toy", "eval-test", {}, {})
@@ -83,7 +83,7 @@ def _evaluate(tmp_path, monkeypatch, cases):
     for case_id, (label, pred) in cases.items():
         _case(tmp_path, case_id, label, pred, Geometry.from_spacing(SPACING))
     (tmp_path / "data" / "splits").mkdir(parents=True)
-    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"test": list(cases)}))
+    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"labeled": [], "unlabeled": [], "val": [], "test": list(cases)}))
     (tmp_path / "params.yaml").write_text("evaluate:\n  distance_unit: voxel\n")
     monkeypatch.chdir(tmp_path)
     run = start_run("toy", "eval-degenerate", {}, {})

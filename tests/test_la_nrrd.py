@@ -12,7 +12,8 @@ import SimpleITK as sitk
 from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import read_case, to_original_grid, write_nifti
 from cvcl.params import Params
-from cvcl.preprocessing import preprocess, read_manifest
+from cvcl.preprocessing import preprocess
+from cvcl.workspace import read_manifest
 from cvcl.preprocessing.config import CropConfig, PreprocessConfig
 from cvcl.sources import fetch
 from tests.conftest import ball

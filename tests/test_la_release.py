@@ -8,7 +8,8 @@ import pytest
 
 from cvcl.errors import DataError
 from cvcl.io.volume import read_case
-from cvcl.preprocessing import preprocess, read_manifest
+from cvcl.preprocessing import preprocess
+from cvcl.workspace import read_manifest
 from cvcl.sources import la
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR
 from tests.conftest import LA_SAMPLE

@@ -31,6 +31,7 @@ def nnunet_folder(root, rng, cases=("c0", "c1", "c2"), lists=True):
                  root / "imagesTr" / f"{case_id}_0000.nii.gz")
         nib.save(nifti_image(label, AFFINE), root / "labelsTr" / f"{case_id}.nii.gz")
     (root / "imagesTr" / ".DS_Store").write_text("finder")
+    (root / "imagesTr" / "._c0_0000.nii.gz").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork
     (root / "dataset.json").write_text('{"name": "mine"}')
     if lists:
         (root / "train.list").write_text("c2\nc0\n")

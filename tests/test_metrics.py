@@ -10,7 +10,8 @@ from medpy.metric import binary as mb
 from scipy import ndimage as ndi
 
 from cvcl.evaluation import metrics as metrics_module
-from cvcl.evaluation.metrics import METRICS, bounding_box, case_metrics, surface, surface_distances
+from cvcl.evaluation.metrics import METRICS, case_metrics, surface, surface_distances
+from cvcl.regions import bounding_box
 from cvcl.testing.perturb import perturbed_prediction
 from cvcl.evaluation.report import format_table
 from cvcl.evaluation.summary import summarize

@@ -6,7 +6,8 @@ import pytest
 
 from cvcl.errors import DataError
 from cvcl.io.volume import nifti_image, read_case
-from cvcl.preprocessing import preprocess, read_manifest
+from cvcl.preprocessing import preprocess
+from cvcl.workspace import read_manifest
 from cvcl.preprocessing.normalize import zscore
 
 

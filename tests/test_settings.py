@@ -10,7 +10,8 @@ from cvcl.errors import ParamError
 from cvcl.inference.predict import InferConfig
 from cvcl.models.config import ModelConfig
 from cvcl.params import flatten, load_params
-from cvcl.settings import SETTINGS, check_known, closest
+from cvcl.errors import closest
+from cvcl.settings import SETTINGS, check_known
 from cvcl.training.config import TrainConfig
 from cvcl.training.objective import LossConfig
 from tests.conftest import ROOT
@@ -50,7 +51,7 @@ def test_every_declared_choice_list_resolves():
                                              ("train.iteration", "train.iterations"),
                                              ("labelled", "labeled")])
 def test_an_unknown_key_is_refused_with_the_closest_name(typo, suggestion):
-    assert closest(typo) == suggestion
+    assert closest(typo, SETTINGS) == suggestion
     with pytest.raises(ParamError, match=rf"{typo} = 1: expected a known parameter.*did you mean {suggestion}\?"):
         check_known({**PARAMS, typo: 1})
 

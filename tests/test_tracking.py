@@ -16,9 +16,10 @@ def test_root_of_a_queued_experiment_is_the_main_repository(monkeypatch, tmp_pat
 
 
 def test_run_names_are_readable():
-    assert run_name("cvcl", 16, 2, 1.0, 1.0) == "cvcl-l16-pcl1-vcl1-s2"
-    assert run_name("cvcl", 8, 1, 0.0, 0.5) == "cvcl-l8-pcl0-vcl0.5-s1"
-    assert run_name("supervised", 8, 3, 1.0, 1.0) == "supervised-l8-s3"
+    weights = {"loss.pcl_weight": 1.0, "loss.vcl_weight": 1.0}
+    assert run_name("cvcl", 16, 2, weights) == "cvcl-l16-pcl1-vcl1-s2"
+    assert run_name("cvcl", 8, 1, {"loss.pcl_weight": 0.0, "loss.vcl_weight": 0.5}) == "cvcl-l8-pcl0-vcl0.5-s1"
+    assert run_name("supervised", 8, 3, weights) == "supervised-l8-s3"
 
 
 def test_data_version_is_read_from_dvc_lock(tmp_path):

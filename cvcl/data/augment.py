@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvcl.regions import symmetric_pads
+
 
 def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Rotate by a random multiple of 90 degrees in the (X, Y) plane, then flip X or Y."""
@@ -20,10 +22,7 @@ def random_rot_flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generat
 
 def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad (symmetrically) every spatial axis shorter than ``size``."""
-    pads = []
-    for s, p in zip(label.shape, size):
-        extra = max(p - s, 0)
-        pads.append((extra // 2, extra - extra // 2))
+    pads = symmetric_pads(label.shape, size)
     if not any(a or b for a, b in pads):
         return image, label
     return np.pad(image, [(0, 0)] + pads), np.pad(label, pads)

@@ -12,17 +12,16 @@ from torch.utils.data import Dataset
 from cvcl.data.augment import random_crop, random_rot_flip
 from cvcl.errors import DataError
 from cvcl.io.volume import read_case
+from cvcl.workspace import case_file
 
 
 class PatchDataset(Dataset):
     """Random augmented patches of processed cases, indexed by ``(case index, seed)``.
 
     Cases ``[0, n_labeled)`` keep their labels; the others are loaded *without* labels, so an
-    unlabeled case can never leak its ground truth into training (its label patch is zeros
-    and ``has_label`` is False).
+    unlabeled case can never leak its ground truth into training (its label patch is zeros).
 
-    Items: ``image`` float32 ``(C, px, py, pz)``, ``label`` int64 ``(px, py, pz)``,
-    ``has_label`` bool.
+    Items: ``image`` float32 ``(C, px, py, pz)``, ``label`` int64 ``(px, py, pz)``.
     """
 
     def __init__(self, processed_dir: str | Path, labeled: Sequence[str], unlabeled: Sequence[str],
@@ -34,7 +33,7 @@ class PatchDataset(Dataset):
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray | None] = []
         for i, case_id in enumerate(self.case_ids):
-            path = Path(processed_dir) / f"{case_id}.h5"
+            path = case_file(case_id, processed_dir)
             if not path.is_file():
                 raise DataError(path, "not found; the split names a case that was not preprocessed")
             case = read_case(path)
@@ -58,11 +57,9 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng(seed)
         image = self.images[index]
         label = self.labels[index]
-        has_label = label is not None
         if label is None:
             label = np.zeros(image.shape[-3:], dtype=np.uint8)
         if self.augment:
             image, label = random_rot_flip(image, label, rng)
         image, label = random_crop(image, label, self.patch, rng)
-        return {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.int64)),
-                "has_label": torch.tensor(has_label)}
+        return {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.int64))}

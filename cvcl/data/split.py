@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cvcl.errors import DataError, ParamError
-from cvcl.preprocessing import read_list, read_manifest, read_protocol
+from cvcl.workspace import MANIFEST, read_list, read_manifest, read_protocol
 
 STRATEGIES = ("protocol", "random")
 
@@ -32,7 +32,7 @@ def make_split(processed_dir: str | Path, *, labeled: int, strategy: str = "prot
     processed_dir = Path(processed_dir)
     cases = [row["case_id"] for row in read_manifest(processed_dir)]
     if not cases:
-        raise DataError(processed_dir / "manifest.csv", "lists no cases")
+        raise DataError(processed_dir / MANIFEST, "lists no cases")
     record = read_protocol(processed_dir)
     fallback = None
     has_lists = (processed_dir / "train.list").exists() and (processed_dir / "test.list").exists()

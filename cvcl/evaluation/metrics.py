@@ -38,23 +38,13 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from cvcl.regions import bounding_box
+
 METRICS = ("dice", "jaccard", "hd95", "asd", "assd")
 
 # A k-d tree costs about ten times more per surface voxel than a distance transform per box
 # voxel (measured: LA surfaces, random masks); below this surface fraction the tree wins.
 _KDTREE_MAX_SURFACE_FRACTION = 0.15
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The tightest box ``(slice per axis)`` around the True voxels, or None for an empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        if idx.size == 0:
-            return None
-        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(box)
 
 
 def surface(mask: np.ndarray) -> np.ndarray:

@@ -1,18 +1,25 @@
-"""Whole-case prediction: sliding window, optional flip TTA and largest-component cleanup."""
+"""Whole-case prediction: sliding window, optional flip TTA and largest-component cleanup, and
+the infer stage's loop writing each test case's prediction in its source grid."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
+from tqdm import tqdm
 
+from cvcl import workspace
+from cvcl.device import amp_dtype, configure_backend, memory_format, select_device
 from cvcl.errors import ParamError
 from cvcl.inference.sliding_window import sliding_window_probs
-from cvcl.losses.prototype import class_argmax
+from cvcl.models.labels import class_argmax
 from cvcl.params import Params
 from cvcl.io.resample import resize_probabilities
+from cvcl.io.volume import read_case, to_original_grid, write_nifti
+from cvcl.models.checkpoint import load_model
 from cvcl.settings import default
 
 
@@ -83,3 +90,39 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, 
     if cfg.largest_component and label.any():
         label = largest_component(label > 0).astype(np.uint8)
     return label
+
+
+
+@dataclass
+class Predictor:
+    """A trained model ready on its device, with the inference settings it runs under."""
+
+    model: torch.nn.Module
+    cfg: InferConfig
+    device: torch.device
+    memory_format: torch.memory_format
+
+    @classmethod
+    def load(cls, model_file: Path, cfg: InferConfig) -> "Predictor":
+        """The checkpoint's student or teacher (``cfg.weights``) on ``cfg.device``."""
+        device = select_device(cfg.device, "infer.device")
+        configure_backend(device)
+        fmt = memory_format(device, True)
+        model, _ = load_model(model_file, cfg.weights, device)
+        return cls(model.to(memory_format=fmt), cfg, device, fmt)
+
+    def write_predictions(self, case_ids: list[str], processed: Path, out: Path, progress: bool = True) -> None:
+        """Write ``out/<case_id>.nii.gz`` for each processed case.
+
+        Each prediction lands in its case's source grid (original spacing, shape and affine:
+        a resampled case is predicted back onto its source resolution, a crop is undone), so
+        it overlays the original image in ITK-SNAP or 3D Slicer and is scored in the
+        published tables' units.
+        """
+        amp = amp_dtype(self.device, self.cfg.amp)
+        for case_id in tqdm(case_ids, desc="infer", unit="case", disable=not progress):
+            case = read_case(workspace.case_file(case_id, processed))
+            label = predict_volume(self.model, case.image, self.cfg, self.device, amp, self.memory_format,
+                                   output_shape=case.geometry.source_shape)
+            full, affine = to_original_grid(label, case.geometry)
+            write_nifti(out / f"{case_id}.nii.gz", full, affine)

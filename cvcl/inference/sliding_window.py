@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cvcl.device import autocast
+from cvcl.regions import symmetric_pads
 
 Window = tuple[slice, ...]
 
@@ -75,14 +76,6 @@ def gaussian_importance(patch: Sequence[int], sigma_scale: float = 0.125,
         g = torch.exp(x ** 2 / (-2 * (p * sigma_scale) ** 2))
         w = g if w is None else w.unsqueeze(-1) * g.view((1,) * axis + (p,))
     return w.clamp_min(max(float(w.min()), 1e-3))
-
-
-def _pad_amounts(shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int]]:
-    pads = []
-    for s, p in zip(shape, patch):
-        extra = max(p - s, 0)
-        pads.append((extra // 2, extra - extra // 2))
-    return pads
 
 
 def _coverage(shape: Sequence[int], patch: Sequence[int], stride: Sequence[int],
@@ -134,7 +127,7 @@ def sliding_window_probs(model: torch.nn.Module, image: torch.Tensor, patch: Seq
     if not flips:
         raise ValueError("flips needs at least one entry; ((),) means no augmentation")
     device = image.device
-    pads = _pad_amounts(image.shape[1:], patch)
+    pads = symmetric_pads(image.shape[1:], patch)
     if any(a or b for a, b in pads):
         image = F.pad(image, [v for pair in reversed(pads) for v in pair])  # F.pad: last axis first
     shape = tuple(image.shape[1:])

@@ -76,6 +76,15 @@ class Case:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.image.shape[-3:])
 
+    def source_grid(self) -> tuple[tuple[int, int, int], tuple[float, float, float], np.ndarray | None]:
+        """Shape (voxels), spacing (mm) and label of the case before resampling (its own when
+        not resampled): the grid predictions are scored on. The label needs
+        ``read_case(..., load_source_label=True)`` for a resampled case."""
+        g = self.geometry
+        if g.resampled:
+            return g.source_shape, g.source_spacing, self.source_label
+        return self.shape, g.spacing, self.label
+
 
 def write_case(path: str | Path, case: Case) -> None:
     """Write ``case`` to ``path`` in the processed convention (atomically)."""
@@ -192,3 +201,15 @@ def to_original_grid(label: np.ndarray, geometry: Geometry) -> tuple[np.ndarray,
     o = geometry.crop_origin
     full[o[0]:o[0] + label.shape[0], o[1]:o[1] + label.shape[1], o[2]:o[2] + label.shape[2]] = label
     return full, geometry.original_affine
+
+
+def from_original_grid(data: np.ndarray, geometry: Geometry, shape: tuple[int, int, int]) -> np.ndarray:
+    """The inverse of :func:`to_original_grid`: the part of an array in the original volume's
+    grid that a cropped case covers, ``shape`` being the case's grid before resampling
+    (:meth:`Case.source_grid`). Raises ValueError when the array does not fit that grid."""
+    if geometry.crop_origin is not None:
+        o = geometry.crop_origin
+        data = data[o[0]:o[0] + shape[0], o[1]:o[1] + shape[1], o[2]:o[2] + shape[2]]
+    if data.shape != tuple(shape):
+        raise ValueError(f"shape {data.shape} does not match the case's source grid {tuple(shape)}")
+    return data

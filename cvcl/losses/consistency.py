@@ -1,4 +1,4 @@
-"""Mean-teacher consistency and its sigmoid ramp-up (Laine and Aila)."""
+"""Mean-teacher consistency, its sigmoid ramp-up (Laine and Aila) and the teacher's input noise."""
 
 from __future__ import annotations
 
@@ -27,3 +27,15 @@ def consistency_weight(step: int, consistency: float, rampup_epochs: float, iter
 def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of the two softmaxes, ``(B, K, ...)`` each; teacher not differentiated."""
     return torch.mean((torch.softmax(student_logits, 1) - torch.softmax(teacher_logits.detach(), 1)) ** 2)
+
+
+def teacher_input_noise(images: torch.Tensor, std: float) -> torch.Tensor:
+    """``images`` plus Gaussian noise of ``std``, clamped to +-2 std: what the teacher sees.
+
+    One ``randn_like(images)`` draw (none when ``std <= 0``: the images come back as they are,
+    and the random stream is untouched). Any shape; the mean teacher's and UA-MT's passes both
+    perturb their inputs here.
+    """
+    if std <= 0:
+        return images
+    return images + torch.clamp(torch.randn_like(images) * std, -2 * std, 2 * std)

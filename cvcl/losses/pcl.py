@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.prototype import (class_argmax, class_prototypes, prototype_margin, prototype_scores,
+from cvcl.models.labels import class_argmax
+from cvcl.losses.prototype import (class_prototypes, prototype_margin, prototype_scores,
                                    voxel_rows)
 
 

@@ -46,13 +46,6 @@ def _float32(fn):
     return wrapper
 
 
-def class_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """Argmax over the class axis of ``(B, K, ...)`` -> ``(B, ...)`` int64 (ties: lowest class)."""
-    if scores.shape[1] == 2:
-        return (scores[:, 1] > scores[:, 0]).long()
-    return scores.argmax(1)
-
-
 def upsample_to(features: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """Trilinearly resize ``(B, C, ...)`` features to ``size``; the result is channels-last."""
     features = features.contiguous(memory_format=torch.channels_last_3d)

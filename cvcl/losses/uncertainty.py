@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from cvcl.losses.consistency import sigmoid_rampup
+from cvcl.losses.consistency import sigmoid_rampup, teacher_input_noise
 
 
 @torch.no_grad()
@@ -18,7 +18,7 @@ def teacher_uncertainty(teacher: nn.Module, images: torch.Tensor, passes: int = 
     Args:
         images: ``(B, C, X, Y, Z)`` unlabeled inputs.
         passes: ``T``, the number of stochastic passes (input noise and dropout).
-        noise: std of the Gaussian input noise (clamped to +-2 std).
+        noise: std of the Gaussian input noise (clamped to +-2 std; see ``teacher_input_noise``).
         chunk: passes evaluated per forward call (memory versus speed).
     Returns ``(B, 1, X, Y, Z)`` entropy in nats, in ``[0, ln K]``.
     """
@@ -26,8 +26,7 @@ def teacher_uncertainty(teacher: nn.Module, images: torch.Tensor, passes: int = 
     done = 0
     while done < passes:
         n = min(chunk, passes - done)
-        batch = images.repeat(n, 1, 1, 1, 1)
-        batch = batch + torch.clamp(torch.randn_like(batch) * noise, -2 * noise, 2 * noise)
+        batch = teacher_input_noise(images.repeat(n, 1, 1, 1, 1), noise)
         probs = torch.softmax(teacher(batch).logits.float(), dim=1)
         probs = probs.reshape(n, images.shape[0], *probs.shape[1:]).sum(0)
         mean_prob = probs if mean_prob is None else mean_prob + probs

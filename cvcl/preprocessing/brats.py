@@ -28,7 +28,7 @@ from cvcl.errors import DataError
 from cvcl.io.volume import Case, read_nifti
 from cvcl.preprocessing.checks import check_image, check_label, check_same_shape
 from cvcl.preprocessing.config import PreprocessConfig
-from cvcl.preprocessing.crop import bounding_box, crop
+from cvcl.preprocessing.crop import crop, mask_box
 from cvcl.preprocessing.normalize import zscore
 from cvcl.sources.layouts import BRATS_LABELS, BRATS_SEG, find_brats_cases
 
@@ -66,7 +66,7 @@ def convert_case(case_id: str, files: dict[str, Path], modalities: tuple[str, ..
     image = np.stack(channels)
     brain = (image != 0).any(axis=0)
     tumour = seg > 0
-    box = bounding_box(brain | tumour)
+    box = mask_box(brain | tumour)
     assert box is not None  # check_image rejected all-zero volumes
     image, brain, tumour = crop(image, box), crop(brain, box), crop(tumour, box)
     for c in range(len(image)):

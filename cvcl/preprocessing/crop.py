@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvcl.regions import bounding_box
+
 Box = tuple[tuple[int, int, int], tuple[int, int, int]]
 
 
-def bounding_box(mask: np.ndarray) -> Box | None:
+def mask_box(mask: np.ndarray) -> Box | None:
     """``(lo, hi)`` of the True voxels of a 3D ``mask`` (``hi`` exclusive), or None if it is empty."""
-    if not mask.any():
+    slices = bounding_box(mask)
+    if slices is None:
         return None
-    lo, hi = [], []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        lo.append(int(hits[0]))
-        hi.append(int(hits[-1]) + 1)
-    return tuple(lo), tuple(hi)
+    return tuple(s.start for s in slices), tuple(s.stop for s in slices)
 
 
 def grow_box(box: Box, shape: tuple[int, ...], before: tuple[int, int, int], after: tuple[int, int, int],

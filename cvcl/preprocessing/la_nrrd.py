@@ -33,7 +33,7 @@ from cvcl.io.nrrd import read_nrrd
 from cvcl.io.volume import Case
 from cvcl.preprocessing.checks import check_image, check_label, check_same_shape
 from cvcl.preprocessing.config import CropConfig, PreprocessConfig
-from cvcl.preprocessing.crop import Box, bounding_box, crop, grow_box
+from cvcl.preprocessing.crop import Box, crop, grow_box, mask_box
 from cvcl.preprocessing.normalize import zscore
 from cvcl.sources.layouts import find_la_nrrd_cases
 
@@ -42,7 +42,7 @@ ATRIUM = 255
 
 def atrium_box(case_id: str, atrium: np.ndarray, cfg: CropConfig) -> Box:
     """The crop of one case: the atrium's box with seeded random margins (see module docstring)."""
-    box = bounding_box(atrium)
+    box = mask_box(atrium)
     assert box is not None
     # one generator per case, keyed by the case id, so a crop never depends on the other cases
     rng = np.random.default_rng([cfg.seed, zlib.crc32(case_id.encode("utf-8"))])

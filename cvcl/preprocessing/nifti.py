@@ -21,48 +21,14 @@ from cvcl.io.volume import Case, read_nifti
 from cvcl.preprocessing.checks import check_image, check_label, check_same_shape
 from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.preprocessing.normalize import zscore
-from cvcl.sources.layouts import NIFTI_CHANNEL
+from cvcl.sources.layouts import NiftiCase, find_nifti_cases
 
 
-def find_cases(raw_dir: Path) -> dict[str, list[Path]]:
-    """Map each case id to its channel files (sorted by channel number)."""
-    images = raw_dir / "imagesTr"
-    if not images.is_dir():
-        raise DataError(images, "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)")
-    cases: dict[str, list[tuple[int, Path]]] = {}
-    for path in sorted(images.iterdir()):
-        match = NIFTI_CHANNEL.match(path.name)
-        if match:
-            cases.setdefault(match["case"], []).append((int(match["channel"]), path))
-    if not cases:
-        raise DataError(images, "holds no <case>_0000.nii.gz files; the dataset folder is empty")
-    out = {}
-    for case_id, channels in cases.items():
-        channels.sort()
-        numbers = [c for c, _ in channels]
-        if numbers != list(range(len(numbers))):
-            raise DataError(images / f"{case_id}_0000.nii.gz",
-                            f"channels {numbers} are not numbered 0000, 0001, ... without gaps")
-        out[case_id] = [p for _, p in channels]
-    counts = {len(v) for v in out.values()}
-    if len(counts) > 1:
-        raise DataError(images, f"cases have different numbers of channels: {sorted(counts)}")
-    return out
-
-
-def _label_path(raw_dir: Path, case_id: str) -> Path:
-    for suffix in (".nii.gz", ".nii"):
-        path = raw_dir / "labelsTr" / f"{case_id}{suffix}"
-        if path.exists():
-            return path
-    raise DataError(raw_dir / "labelsTr" / f"{case_id}.nii.gz", "not found (every image needs a label)")
-
-
-def convert_case(raw_dir: Path, case_id: str, channel_paths: list[Path], source: str) -> Case:
-    """Read, check and normalise one case."""
+def convert_case(raw_dir: Path, case_id: str, files: NiftiCase, source: str) -> Case:
+    """Read, check and normalise one case: image ``(C, X, Y, Z)`` float32, label uint8."""
     channels = []
     geometry = None
-    for path in channel_paths:
+    for path in files.images:
         data, geo = read_nifti(path)
         if data.ndim != 3:
             raise DataError(path, f"expected a 3D volume per channel file, got shape {data.shape}")
@@ -71,7 +37,9 @@ def convert_case(raw_dir: Path, case_id: str, channel_paths: list[Path], source:
             raise DataError(path, f"shape {data.shape} differs from channel 0 {channels[0].shape}")
         geometry = geometry or geo
         channels.append(data)
-    label_path = _label_path(raw_dir, case_id)
+    label_path = files.label
+    if label_path is None:
+        raise DataError(raw_dir / "labelsTr" / f"{case_id}.nii.gz", "not found (every image needs a label)")
     label, _ = read_nifti(label_path)
     check_same_shape(label_path, channels[0].shape, label.shape)
     check_label(label_path, label)
@@ -82,5 +50,5 @@ def convert_case(raw_dir: Path, case_id: str, channel_paths: list[Path], source:
 def iter_cases(raw_dir: Path, source: str, config: PreprocessConfig | None = None) -> Iterator[tuple[Case, str]]:
     """Yield ``(case, raw image path relative to raw_dir)`` for every case (``config`` is unused:
     the nnU-Net convention has nothing to choose)."""
-    for case_id, paths in find_cases(raw_dir).items():
-        yield convert_case(raw_dir, case_id, paths, source), str(paths[0].relative_to(raw_dir))
+    for case_id, files in find_nifti_cases(raw_dir).items():
+        yield convert_case(raw_dir, case_id, files, source), str(files.images[0].relative_to(raw_dir))

@@ -9,12 +9,14 @@ preprocess stage (which converts them), so both agree on what a case is.
   atrium), the case folders anywhere below the root (the challenge zip has ``Training Set/``).
 - BraTS 2019: ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz`` with the case folders in ``HGG/``
   and ``LGG/`` or directly below the root.
-- nnU-Net raw: ``imagesTr/<case>_0000.nii.gz`` (more channels ``_0001``, ...), ``labelsTr/<case>.nii.gz``.
+- nnU-Net raw: ``imagesTr/<case>_0000.nii.gz`` (more channels ``_0001``, ...), ``labelsTr/<case>.nii.gz``,
+  at the root or in its single dataset sub-folder (``Dataset001_Name/``).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from cvcl.errors import DataError
@@ -32,8 +34,6 @@ _BRATS_FILE = re.compile(r"^(?P<case>.+)_(?P<kind>flair|t1|t1ce|t2|seg)\.nii(\.g
 # nnU-Net raw convention: imagesTr/<case>_<channel, 4 digits>.nii.gz, labelsTr/<case>.nii.gz
 NIFTI_CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
 
-LIST_NAMES = ("train.list", "val.list", "test.list")
-PROTOCOL_FILE = "protocol.json"  # where the lists came from (cvcl.sources.protocol)
 # raw file (relative to data/raw) -> where the user's copy of it came from, so that errors about
 # a raw file name the user's original (a path, "<archive>/<member>", or a URL)
 ORIGINS_FILE = "origins.json"
@@ -100,3 +100,54 @@ def find_brats_cases(root: Path) -> dict[str, dict[str, Path]]:
         raise DataError(root, "holds no BraTS case folders (<case>/<case>_flair.nii.gz, ...); "
                               "the dataset folder is empty")
     return dict(sorted(cases.items()))  # by case id, whichever grade folder holds the case
+
+
+def nifti_root(root: Path) -> Path:
+    """The folder holding ``imagesTr``: ``root`` itself or its single dataset sub-folder."""
+    if (root / "imagesTr").is_dir():
+        return root
+    found = sorted(p.parent for p in root.glob("*/imagesTr") if p.is_dir() and not p.parent.name.startswith("."))
+    if len(found) == 1:
+        return found[0]
+    raise DataError(root / "imagesTr", "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)"
+                    + (f" (several candidates: {', '.join(p.name for p in found)})" if found else ""))
+
+
+@dataclass(frozen=True)
+class NiftiCase:
+    """One case of nnU-Net's raw layout: its channel files in channel order, and its label file
+    (None when ``labelsTr`` lacks it: the converter reports that, naming the file)."""
+
+    images: tuple[Path, ...]
+    label: Path | None
+
+
+def find_nifti_cases(root: Path) -> dict[str, NiftiCase]:
+    """Every case of the nnU-Net raw layout at ``root``, in file-name order.
+
+    Only ``imagesTr/<case>_<4-digit channel>.nii[.gz]`` files count; every case must have the
+    channels 0000, 0001, ... without gaps, and all cases the same number of channels.
+    """
+    images = root / "imagesTr"
+    if not images.is_dir():
+        raise DataError(images, "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)")
+    channels: dict[str, list[tuple[int, Path]]] = {}
+    for path in sorted(images.iterdir()):
+        match = NIFTI_CHANNEL.match(path.name)
+        if match and not _skip(Path(path.name)):
+            channels.setdefault(match["case"], []).append((int(match["channel"]), path))
+    if not channels:
+        raise DataError(images, "holds no <case>_0000.nii.gz files; the dataset folder is empty")
+    cases = {}
+    for case_id, numbered in channels.items():
+        numbered.sort()
+        numbers = [n for n, _ in numbered]
+        if numbers != list(range(len(numbers))):
+            raise DataError(images / f"{case_id}_0000.nii.gz",
+                            f"channels {numbers} are not numbered 0000, 0001, ... without gaps")
+        labels = [root / "labelsTr" / f"{case_id}{suffix}" for suffix in (".nii.gz", ".nii")]
+        cases[case_id] = NiftiCase(tuple(p for _, p in numbered), next((p for p in labels if p.is_file()), None))
+    counts = {len(case.images) for case in cases.values()}
+    if len(counts) > 1:
+        raise DataError(images, f"cases have different numbers of channels: {sorted(counts)}")
+    return cases

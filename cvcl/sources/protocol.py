@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from cvcl import datasets
 from cvcl.errors import DataError
-from cvcl.sources.layouts import LIST_NAMES, PROTOCOL_FILE
+from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, parse_ids, read_list
 
 SHIPPED = Path(__file__).resolve().parent / "data"
 
@@ -48,28 +49,9 @@ class CaseLists:
                          {k: [c for c in v if c in keep] for k, v in self.lists.items()})
 
 
-def _ids(text: str, where: str) -> list[str]:
-    """Case ids of one list (blank lines ignored), rejecting duplicates; ``where`` names the file."""
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
-    seen: set[str] = set()
-    for case_id in ids:
-        if case_id in seen:
-            raise DataError(where, f"lists case {case_id} twice")
-        seen.add(case_id)
-    return ids
-
-
-def read_list_file(path: Path) -> list[str]:
-    """Case ids of one list file."""
-    try:
-        return _ids(path.read_text(), str(path))
-    except UnicodeDecodeError:
-        raise DataError(path, "is not a text file of case ids") from None
-
-
 def parse_lists(texts: dict[str, str], where: str) -> dict[str, list[str]]:
     """Lists from the text of ``train.list`` etc. (``texts`` maps file names to contents)."""
-    lists = {name.removesuffix(".list"): _ids(text, f"{where}/{name}") for name, text in texts.items()}
+    lists = {name.removesuffix(".list"): parse_ids(text, f"{where}/{name}") for name, text in texts.items()}
     _check_lists(lists, where)
     return lists
 
@@ -79,7 +61,7 @@ def read_lists(folder: Path) -> dict[str, list[str]] | None:
     found = {name: folder / name for name in LIST_NAMES if (folder / name).is_file()}
     if not found:
         return None
-    lists = {name.removesuffix(".list"): read_list_file(path) for name, path in found.items()}
+    lists = {name.removesuffix(".list"): read_list(path) for name, path in found.items()}
     _check_lists(lists, str(folder))
     return lists
 
@@ -97,14 +79,15 @@ def _check_lists(lists: dict[str, list[str]], where: str) -> None:
 
 
 def shipped(dataset: str) -> CaseLists:
-    """The published lists the package ships for ``la`` (UA-MT) or ``brats2019`` (SSL4MIS)."""
-    names = {"la": ("ua-mt", "UA-MT's LA split (80 train / 20 test)"),
-             "brats2019": ("ssl4mis", "SSL4MIS's BraTS 2019 split (250 train / 25 val / 60 test)")}
-    name, description = names[dataset]
-    folder = SHIPPED / dataset
-    lists = {subset: read_list_file(folder / f"{subset}.list")
+    """The published lists ``dataset`` follows (its registry entry's ``published``, e.g. UA-MT's
+    for ``la`` and ``la-nrrd``), as the package ships them."""
+    published = datasets.get(dataset).published
+    if published is None:
+        raise ValueError(f"dataset {dataset!r} follows no published lists")
+    folder = SHIPPED / published.folder
+    lists = {subset: read_list(folder / f"{subset}.list")
              for subset in ("train", "val", "test") if (folder / f"{subset}.list").is_file()}
-    return CaseLists(name, description, lists)
+    return CaseLists(published.lists, published.description, lists)
 
 
 def write(out: Path, dataset: str, lists: CaseLists | None, *, reason: str | None = None,

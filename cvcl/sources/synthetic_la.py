@@ -8,12 +8,13 @@ an intensity threshold alone segments them too and scores poorly. A smooth multi
 bias field and Rician noise finish the image. Sizes scale with the volume shape, so a small
 shape gives a small, fast demo and a large one an LA-sized volume.
 
-Raw form written by :func:`generate_dataset` (nnU-Net's raw convention plus LA-style lists)::
+Raw form written by :func:`write_raw` (nnU-Net's raw convention plus LA-style lists)::
 
     <out>/dataset.json
     <out>/imagesTr/<case>_0000.nii.gz     float32 image
     <out>/labelsTr/<case>.nii.gz          uint8 label, 1 = atrium
     <out>/train.list, <out>/test.list     case ids, one a line
+    <out>/protocol.json                   the generator's lists (cvcl.sources.protocol)
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from scipy import ndimage as ndi
 from tqdm import tqdm
 
 from cvcl.io.volume import write_nifti
+from cvcl.params import Params
 from cvcl.settings import default
+from cvcl.sources import protocol
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class SyntheticLAConfig:
     shape: tuple[int, int, int] = default("download.synthetic.shape")
     spacing: tuple[float, float, float] = default("download.synthetic.spacing")
     seed: int = default("download.synthetic.seed")
+
+
+def config(params: Params) -> SyntheticLAConfig:
+    """The generator's settings from ``download.synthetic`` in params.yaml."""
+    return params.config(SyntheticLAConfig, "download.synthetic")
 
 
 def case_ids(cfg: SyntheticLAConfig) -> tuple[list[str], list[str]]:
@@ -222,3 +230,12 @@ def generate_dataset(out_dir: str | Path, cfg: SyntheticLAConfig, *, progress: b
         "file_ending": ".nii.gz",
         "generator": {"seed": cfg.seed, "shape": list(cfg.shape), "spacing": list(cfg.spacing)},
     }, indent=2) + "\n")
+
+
+def write_raw(cfg: SyntheticLAConfig, out: Path, *, progress: bool = True) -> dict:
+    """Generate the dataset into ``out`` (which must exist) with its ``protocol.json``; returns
+    the protocol record."""
+    generate_dataset(out, cfg, progress=progress)
+    train, test = case_ids(cfg)
+    lists = protocol.CaseLists("generator", "the generator's lists", {"train": train, "test": test})
+    return protocol.write(out, "synthetic-la", lists)

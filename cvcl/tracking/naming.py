@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import yaml
+
+from cvcl import methods
+from cvcl.workspace import PROCESSED
 
 
 def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def run_name(method: str, labeled: int, seed: int, pcl_weight: float, vcl_weight: float) -> str:
-    """``cvcl-l16-pcl1-vcl1-s2`` for CVCL, ``mean_teacher-l16-s2`` for the others."""
-    if method == "cvcl":
-        return f"cvcl-l{labeled}-pcl{_num(pcl_weight)}-vcl{_num(vcl_weight)}-s{seed}"
-    return f"{method}-l{labeled}-s{seed}"
+def run_name(method: str, labeled: int, seed: int, values: Mapping[str, float]) -> str:
+    """``cvcl-l16-pcl1-vcl1-s2``: the method, the labeled count, the method's switches
+    (:attr:`cvcl.methods.Method.switches`, read from ``values``: dotted parameter names ->
+    values, e.g. ``LossConfig.as_params()``) and the seed; ``mean_teacher-l16-s2`` for a
+    method without switches."""
+    switches = [f"{s.label}{_num(v)}" for s, v in methods.get(method).switch_values(values)]
+    return "-".join([method, f"l{labeled}", *switches, f"s{seed}"])
 
 
-def data_version(lock_path: str | Path = "dvc.lock", output: str = "data/processed") -> str | None:
+def data_version(lock_path: str | Path = "dvc.lock", output: str = str(PROCESSED)) -> str | None:
     """The content hash DVC recorded for ``output`` (the processed data), if it has one yet."""
     path = Path(lock_path)
     if not path.is_file():

@@ -16,6 +16,7 @@ checkpoint.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from cvcl.io.atomic import atomic_path
+from cvcl.workspace import MANIFEST
 
 STATE_FILE = "state.pt"
 
@@ -90,9 +92,7 @@ def set_rng_state(state: dict) -> None:
 
 def stage_store(root: Path, params_flat: dict, split: Path, processed: Path, every: int) -> CheckpointStore:
     """The checkpoint folder of the train stage for these inputs, under ``root/.cvcl``."""
-    import json
-
     key = inputs_key([json.dumps(params_flat, sort_keys=True, default=str), split.read_bytes(),
-                      (processed / "manifest.csv").read_bytes(),
+                      (processed / MANIFEST).read_bytes(),
                       *(f.read_bytes() for f in code_files(Path.cwd()))])
     return CheckpointStore(root / ".cvcl" / "checkpoints" / key, every)

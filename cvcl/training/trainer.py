@@ -93,7 +93,8 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
     configure_backend(device, cfg.deterministic)
     trainer = TrainStep(objective, model_cfg, cfg, device)
     guard = DivergenceGuard(scaled=trainer.scaler.is_enabled())
-    best = (None, -1.0, None)  # step, dice, state
+    # the best validation so far: a plain dict, so a checkpoint of it loads with weights_only
+    best: dict = {"step": None, "dice": -1.0, "student": None, "teacher": None}
     start = resume["step"] if resume is not None else 0
     loader = make_loader(dataset, cfg, dataset.n_labeled, objective.needs_teacher, seed, start)
     batches = iter(loader)  # draws the loader's base seed from the global generator
@@ -128,9 +129,10 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
             dice = validate(trainer.student)
             trainer.student.train()
             pending[-1][1]["val_dice"] = dice
-            if cfg.checkpoint == "best_val" and dice > best[1]:
-                best = (step, dice, (copy.deepcopy(trainer.student.state_dict()),
-                                     copy.deepcopy(trainer.teacher.state_dict()) if trainer.teacher is not None else None))
+            if cfg.checkpoint == "best_val" and dice > best["dice"]:
+                teacher_state = trainer.teacher.state_dict() if trainer.teacher is not None else None
+                best = {"step": step, "dice": dice, "student": copy.deepcopy(trainer.student.state_dict()),
+                        "teacher": copy.deepcopy(teacher_state)}
         saving = checkpoints is not None and checkpoints.every > 0 and (step + 1) % checkpoints.every == 0
         if len(pending) >= READBACK_EVERY or last_step or validating or saving:
             record = flush()
@@ -142,9 +144,9 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
     bar.close()
 
     student, teacher = trainer.student, trainer.teacher
-    if cfg.checkpoint == "best_val" and best[2] is not None:
-        student.load_state_dict(best[2][0])
-        if teacher is not None and best[2][1] is not None:
-            teacher.load_state_dict(best[2][1])
-        return TrainResult(student, teacher, best[0], best[1], start)
+    if cfg.checkpoint == "best_val" and best["student"] is not None:
+        student.load_state_dict(best["student"])
+        if teacher is not None and best["teacher"] is not None:
+            teacher.load_state_dict(best["teacher"])
+        return TrainResult(student, teacher, best["step"], best["dice"], start)
     return TrainResult(student, teacher, None, None, start)

@@ -1,0 +1,201 @@
+"""The training methods, one module each, found by this package itself.
+
+A method module in this folder (``supervised.py``, ``mean_teacher.py``, ``ua_mt.py``,
+``cvcl.py``) exposes ``METHOD``, a :class:`Method` named after the module, that declares:
+
+- what the method is (``name``, a one-line ``description``, whether it is ``semi_supervised``,
+  i.e. needs a teacher and unlabeled cases);
+- its loss terms (:class:`Term`: the name they are logged under, a one-line help, the plot of
+  ``dvc.yaml`` that draws them and the weight whose 0 removes them);
+- the ``switches`` that tell its configurations apart in run names and result tables
+  (cvcl: ``loss.pcl_weight``, ``loss.vcl_weight``);
+- the computation of its unsupervised terms (:meth:`Method.add_terms`).
+
+Everything else reads the declarations: the generic objective
+(:class:`cvcl.training.objective.Objective`), the train log's columns (:func:`log_columns`),
+run names (:mod:`cvcl.tracking.naming`), result tables (:mod:`cvcl.analysis`), the ``method``
+parameter's choices (:mod:`cvcl.settings`). Adding a method is adding one module here.
+
+The declarations import without torch (``cvcl.settings`` validates ``method`` through
+:func:`names` and must stay light): a method module imports torch inside
+:meth:`Method.add_terms` only, and modules whose name starts with ``_`` are not methods.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
+
+from cvcl.errors import unknown_choice
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+    from cvcl.models.vnet import VNetOutput
+    from cvcl.training.objective import LossConfig
+
+
+@dataclass(frozen=True)
+class Term:
+    """One loss term as the train log, MLflow and ``dvc plots`` show it.
+
+    ``weight`` is the dotted parameter that scales the term (``loss.pcl_weight``); when it is
+    0 the term is neither computed nor logged. ``None``: always on for its method.
+    ``projection``: the term needs the student's projection head.
+    """
+
+    name: str
+    help: str
+    plot: str
+    weight: str | None = None
+    projection: bool = False
+
+    def on(self, values: Mapping[str, float]) -> bool:
+        """Whether the term is computed under ``values`` (dotted parameter names -> values)."""
+        return self.weight is None or values[self.weight] > 0
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A parameter that names a method's configurations: ``label`` in run names and tables
+    (``pcl`` in ``cvcl-l8-pcl1-vcl0-s1``), ``param`` its dotted name (``loss.pcl_weight``)."""
+
+    label: str
+    param: str
+
+    @property
+    def column(self) -> str:
+        """The analysis tables' column of this switch (``pcl_weight``)."""
+        return self.param.rsplit(".", 1)[-1]
+
+
+# computed by the generic objective for every method; logged before the methods' own terms
+SUPERVISED_TERM = Term("loss_sup", "cross-entropy + Dice of the labeled volumes", "training_loss")
+# the train log's columns that are not loss terms, around them
+_LEADING, _TRAILING = ("step", "loss"), ("consistency_weight", "lr", "grad_norm", "amp_scale")
+
+
+@dataclass
+class Batch:
+    """What a method's terms see of one training batch; :class:`cvcl.training.objective.Objective`
+    builds it.
+
+    Shapes: ``B`` volumes of which the first ``n_labeled`` are labeled, ``K`` classes,
+    ``(X, Y, Z)`` the patch. ``total`` and ``terms`` accumulate the loss: a method adds its
+    terms with :meth:`add`, in the order it computes them.
+    """
+
+    cfg: LossConfig
+    values: Mapping[str, float]      # cfg as dotted parameter names -> values
+    student: nn.Module
+    teacher: nn.Module
+    out: VNetOutput                  # the student's outputs of all B volumes
+    logits: torch.Tensor             # (B, K, X, Y, Z) student logits, float32
+    t_out: VNetOutput                # the teacher's outputs of the B - n_labeled unlabeled volumes
+    t_logits: torch.Tensor           # (B - n_labeled, K, X, Y, Z) teacher logits, float32
+    images: torch.Tensor             # (B, C, X, Y, Z)
+    labels: torch.Tensor             # (B, X, Y, Z) int64, real for the first n_labeled
+    n_labeled: int
+    step: int                        # 0-based iteration
+    w: float                         # consistency ramp w(t)
+    total_iterations: int
+    n_classes: int
+    total: torch.Tensor              # the loss so far (0-d)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def uses(self, term: Term) -> bool:
+        """Whether ``term`` is on (its weight is not 0)."""
+        return term.on(self.values)
+
+    def add(self, weighted: torch.Tensor, logged: Mapping[Term, torch.Tensor]) -> None:
+        """Add ``weighted`` (0-d) to the total and log the ``logged`` terms, detached.
+
+        The total sums the terms in the order they are added (a float sum depends on it):
+        ``L_sup``, then each term group as its method computes it."""
+        self.total = self.total + weighted
+        self.terms.update({term.name: value.detach() for term, value in logged.items()})
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training method's declaration; subclasses compute its terms in :meth:`add_terms`.
+
+    ``order``: where it stands in :func:`names` and the log's columns (baselines first).
+    ``reduces_to``: what the method is when every switch is 0 (shown in result tables).
+    """
+
+    name: str
+    description: str
+    order: int
+    semi_supervised: bool = True
+    terms: tuple[Term, ...] = ()
+    switches: tuple[Switch, ...] = ()
+    reduces_to: str | None = None
+
+    def active_terms(self, values: Mapping[str, float]) -> tuple[Term, ...]:
+        """The terms computed under ``values`` (dotted names -> values), in declared order."""
+        return tuple(t for t in self.terms if t.on(values))
+
+    def needs_projection(self, values: Mapping[str, float]) -> bool:
+        """Whether a term computed under ``values`` uses the student's projection head."""
+        return any(t.projection for t in self.active_terms(values))
+
+    def switch_values(self, values: Mapping[str, float]) -> list[tuple[Switch, float]]:
+        """Each switch with its value in ``values`` (dotted names -> values)."""
+        return [(s, float(values[s.param])) for s in self.switches]
+
+    def add_terms(self, batch: Batch) -> None:
+        """Add the method's unsupervised terms to ``batch`` (:meth:`Batch.add`). Called only
+        for semi-supervised methods, on batches with unlabeled volumes; none by default."""
+
+
+def discover() -> dict[str, Method]:
+    """Import every method module of this package (but ``_private`` ones); their ``METHOD``s by
+    name, in ``order``."""
+    found: list[Method] = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        method = getattr(module, "METHOD", None)
+        if not isinstance(method, Method) or method.name != info.name:
+            raise TypeError(f"{module.__name__} must expose METHOD, a cvcl.methods.Method named {info.name!r}")
+        found.append(method)
+    found.sort(key=lambda m: (m.order, m.name))
+    return {m.name: m for m in found}
+
+
+@functools.cache
+def _registry() -> dict[str, Method]:
+    return discover()
+
+
+def names() -> tuple[str, ...]:
+    """The methods' names: supervised, mean_teacher, ua_mt, cvcl (then any added one, by its ``order``)."""
+    return tuple(_registry())
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; :class:`ParamError` (for ``method``) naming the valid ones."""
+    registry = _registry()
+    if isinstance(name, str) and name in registry:
+        return registry[name]
+    raise unknown_choice("method", name, registry)
+
+
+def all_terms() -> tuple[Term, ...]:
+    """``loss_sup`` and every method's terms, in the methods' order, each once."""
+    seen: dict[str, Term] = {SUPERVISED_TERM.name: SUPERVISED_TERM}
+    for method in _registry().values():
+        for term in method.terms:
+            seen.setdefault(term.name, term)
+    return tuple(seen.values())
+
+
+def log_columns() -> list[str]:
+    """The header of ``models/train_log.csv``: step, loss, the terms, then the schedules."""
+    return [*_LEADING, *(t.name for t in all_terms()), *_TRAILING]

@@ -1,0 +1,109 @@
+"""CVCL: the mean teacher plus class-level prototype consistency (PCL) and voxel-level
+prototype-guided contrast (VCL).
+
+    L_cvcl = mt_weight  * w(t) * L_MT
+           + pcl_weight * w(t) * (L_L2U + L_U2L)
+           + vcl_weight * (L_VCL(labeled) + w(t) * L_VCL(unlabeled))
+
+A weight of 0 removes its term and its computation, so ``(pcl, vcl) = (0, 0)`` is exactly the
+mean teacher (docs/method.md: "Loss terms").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cvcl.methods import Batch, Method, Switch, Term
+from cvcl.methods.mean_teacher import MT, add_mean_teacher
+
+if TYPE_CHECKING:
+    import torch
+
+    from cvcl.models.vnet import VNetOutput
+
+FEATURE_TAPS = ("center", "d9")  # loss.prototype_feature: the V-Net output the prototypes pool
+
+L2U = Term("loss_pcl_l2u", "labeled prototypes classify the unlabeled voxels; MSE to the teacher's softmax",
+           "consistency_terms", weight="loss.pcl_weight")
+U2L = Term("loss_pcl_u2l", "unlabeled (teacher) prototypes classify the labeled voxels; CE with the labels",
+           "consistency_terms", weight="loss.pcl_weight")
+VCL_L = Term("loss_vcl_l", "InfoNCE of hard and easy anchors in the labeled volumes (reference: labels)",
+             "contrast_terms", weight="loss.vcl_weight", projection=True)
+VCL_U = Term("loss_vcl_u", "InfoNCE of anchors in the unlabeled volumes (reference: prototype prediction)",
+             "contrast_terms", weight="loss.vcl_weight", projection=True)
+
+
+class Cvcl(Method):
+    def add_terms(self, batch: Batch) -> None:
+        from cvcl.losses.prototype import full_precision  # torch: the declaration imports without it
+
+        add_mean_teacher(batch)
+        if not (batch.uses(L2U) or batch.uses(VCL_L)):
+            return
+        # The prototype terms pool and compare features over millions of voxels: float32 only
+        # (float16 overflows there; see cvcl/losses/prototype.py and docs/method.md).
+        with full_precision(batch.logits.device):
+            _prototype_terms(batch)
+
+
+def _prototype_terms(batch: Batch) -> None:
+    """PCL and VCL of ``batch`` (inside the float32 block)."""
+    import torch
+
+    from cvcl.losses.pcl import pcl_losses
+    from cvcl.losses.prototype import class_prototypes, prototype_logits
+    from cvcl.models.labels import class_argmax
+
+    cfg, n_labeled, out, w = batch.cfg, batch.n_labeled, batch.out, batch.w
+    size = tuple(batch.labels.shape[-3:])
+    probs = torch.softmax(batch.logits, dim=1)
+    # upsampled per half: slicing one upsampled batch would cost two full-size zero-filled
+    # gradient buffers in the backward
+    feat_l = _prototype_features(out, cfg.prototype_feature, size, slice(None, n_labeled))
+    feat_u = _prototype_features(out, cfg.prototype_feature, size, slice(n_labeled, None))
+    label_l = batch.labels[:n_labeled]
+    if batch.uses(L2U):
+        t_probs = torch.softmax(batch.t_logits, dim=1)
+        t_feat = _prototype_features(batch.t_out, cfg.prototype_feature, size)
+        pcl = pcl_losses(feat_l, label_l, probs[:n_labeled].detach(), feat_u, t_probs, t_feat, cfg.proto_scale)
+        batch.add(cfg.pcl_weight * w * (pcl.l2u + pcl.u2l), {L2U: pcl.l2u, U2L: pcl.u2l})
+        reference_u = class_argmax(pcl.l2u_probs.detach())
+    if batch.uses(VCL_L):
+        if not batch.uses(L2U):  # VCL still needs the prototype prediction of the unlabeled voxels
+            with torch.no_grad():
+                proto_l, _ = class_prototypes(feat_l, label_l, probs[:n_labeled])
+                reference_u = class_argmax(prototype_logits(feat_u, proto_l, cfg.proto_scale))
+        prediction = class_argmax(batch.logits.detach())
+        vcl_l = _contrast(batch, out.d9[:n_labeled], label_l, prediction[:n_labeled])
+        vcl_u = _contrast(batch, out.d9[n_labeled:], reference_u, prediction[n_labeled:])
+        batch.add(cfg.vcl_weight * (vcl_l + w * vcl_u), {VCL_L: vcl_l, VCL_U: vcl_u})
+
+
+def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...],
+                        images: slice = slice(None)) -> torch.Tensor:
+    """The ``tap`` features of ``images``, float32, upsampled to the label grid ``size``:
+    ``(b, C, *size)`` channels-last."""
+    from cvcl.losses.prototype import upsample_to
+
+    features = out.center if tap == "center" else out.d9
+    return upsample_to(features[images].float(), size)
+
+
+def _contrast(batch: Batch, d9: torch.Tensor, reference: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+    """VCL of some volumes: ``d9 (b, f, X, Y, Z)`` decoder features, ``reference`` and
+    ``prediction`` ``(b, X, Y, Z)`` label maps choose the anchors; a 0-d InfoNCE."""
+    from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
+
+    anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)
+    features, classes, valid = gather_features(d9, anchors)           # (M, f)
+    features = features.float()
+    # The head is 1x1x1 convolutions: applying it to the gathered voxels only is the same
+    # as projecting the whole volume and gathering after, at a fraction of the cost.
+    embeddings = batch.student.project(features.T[None, :, :, None, None])[0, :, :, 0, 0].T
+    return supervised_infonce(embeddings, classes, valid, batch.cfg.temperature)
+
+
+METHOD = Cvcl(name="cvcl", description="mean teacher + class-level prototype consistency + voxel-level contrast",
+              order=3, terms=(MT, L2U, U2L, VCL_L, VCL_U),
+              switches=(Switch("pcl", "loss.pcl_weight"), Switch("vcl", "loss.vcl_weight")),
+              reduces_to="mean teacher")

@@ -1,0 +1,152 @@
+"""One training as the ``train`` stage runs it: checks, resume, MLflow run, trainer, outputs.
+
+:func:`run_training` takes the params and the split and writes the checkpoint, the training
+curves (``models/train_log.csv``, ``models/val_log.csv``) and the MLflow run record
+(``models/mlflow_run.json``) that the later stages log to. A run interrupted by a crash or a
+kill resumes from its last checkpoint when rerun with the same inputs
+(:mod:`cvcl.training.resume`); a failed run ends FAILED in MLflow with its curves.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cvcl import methods, workspace
+from cvcl.data.dataset import PatchDataset
+from cvcl.device import select_device
+from cvcl.errors import ParamError
+from cvcl.io.atomic import atomic_path
+from cvcl.models.checkpoint import save_checkpoint
+from cvcl.models.config import ModelConfig, model_config
+from cvcl.params import Params
+from cvcl.settings import EXECUTION
+from cvcl.tracking.naming import data_version, run_name
+from cvcl.tracking.run import Run, last_logged_step, resume_run, start_run, stage_status
+from cvcl.tracking.store import project_root
+from cvcl.training.config import TrainConfig, loss_config, train_config
+from cvcl.training.objective import Objective
+from cvcl.training.resume import stage_store
+from cvcl.training.trainer import train
+from cvcl.training.validation import make_validator
+
+TRACKED = ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a finished training reports: its method, length, time and MLflow run."""
+
+    method: str
+    iterations: int
+    seconds: float
+    run_id: str
+
+
+def check_split(method: str, split: dict, cfg: TrainConfig) -> None:
+    """Refuse a split the method cannot train on, naming the parameter to change."""
+    if methods.get(method).semi_supervised and not split["unlabeled"]:
+        raise ParamError("labeled", len(split["labeled"]),
+                         f"fewer than the {len(split['labeled'])} training cases: method {method} needs unlabeled cases")
+    if cfg.val_every and not split["val"]:
+        raise ParamError("train.val_every", cfg.val_every, "0 when the split has no validation cases (set split.val)")
+
+
+def check_patch(cfg: TrainConfig, dataset: PatchDataset, model_cfg: ModelConfig) -> None:
+    """Refuse a patch larger than every volume, or too small for instance norm's bottleneck."""
+    largest = [max(s[a] for s in dataset.shapes()) for a in range(3)]
+    if any(p > m for p, m in zip(cfg.patch, largest)):
+        raise ParamError("train.patch", list(cfg.patch),
+                         f"a patch no larger than the largest volume, {'x'.join(map(str, largest))} voxels")
+    if model_cfg.norm == "instance" and max(cfg.patch) < 32:
+        raise ParamError("train.patch", list(cfg.patch),
+                         "a size of 32 or more along one axis with model.norm=instance "
+                         "(the 1/16 bottleneck needs more than one voxel to normalise)")
+
+
+def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
+    """``rows`` as a CSV file with ``header`` (keys outside it ignored), written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_training(params: Params, split: dict, processed: Path = workspace.PROCESSED,
+                 split_file: Path = workspace.SPLIT) -> Trained:
+    """Train ``params``' method on ``split`` and write the train stage's outputs."""
+    method = params.get("method")
+    dataset_name = params.get("dataset")
+    seed = params.get("seed")
+    cfg = train_config(params)
+    losses = loss_config(params)
+    check_split(method, split, cfg)
+    device = select_device(cfg.device)
+    semi = methods.get(method).semi_supervised
+    dataset = PatchDataset(processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
+    model_cfg = model_config(params, dataset.in_channels)
+    check_patch(cfg, dataset, model_cfg)
+    objective = Objective(method, losses, cfg.iterations, split_bn=cfg.split_bn)
+    validate = make_validator(processed, split["val"], params, device) if cfg.val_every else None
+
+    name = run_name(method, len(split["labeled"]), seed, losses.as_params())
+    tags = {"dataset": dataset_name, "method": method, "split_protocol": split["protocol"]}
+    version = data_version()
+    if version:
+        tags["data_version"] = version
+    # a change in where or how fast training runs is no reason to start afresh
+    inputs = {k: v for k, v in params.flat(TRACKED).items() if k not in EXECUTION}
+    store = stage_store(project_root(), inputs, split_file, processed, cfg.checkpoint_every)
+    state = store.load()
+    if state is not None:
+        extra = state["extra"]
+        run = resume_run(extra["run_id"], f"cvcl-{dataset_name}", name)
+        rows, val_rows, logged = extra["rows"], extra["val_rows"], last_logged_step(run)
+        print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
+    else:
+        if store.others():
+            print(f"train: starting from iteration 0: no checkpoint for these params, data and code "
+                  f"({len(store.others())} of other inputs kept in {store.folder.parent})")
+        run = start_run(dataset_name, name, params.flat(TRACKED), tags)
+        rows, val_rows, logged = [], [], -1
+
+    def on_step(step: int, record: dict) -> None:
+        row = {"step": step, **{k: v for k, v in record.items() if k != "val_dice"}}
+        rows.append(row)
+        if step > logged:  # a resumed run recomputes steps the store may already hold
+            run.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
+        if "val_dice" in record:
+            val_rows.append({"step": step, "val_dice": record["val_dice"]})
+            if step > logged:
+                run.log_metrics({"val_dice": record["val_dice"]}, step)
+
+    def extra_state() -> dict:
+        run.flush()  # the store then holds every step up to the checkpoint
+        return {"run_id": run.run_id, "rows": list(rows), "val_rows": list(val_rows)}
+
+    with stage_status(run):
+        start = time.perf_counter()
+        result = train(dataset, model_cfg, cfg, objective, device, seed, on_step=on_step, validate=validate,
+                       checkpoints=store, resume=state, extra_state=extra_state)
+        seconds = time.perf_counter() - start
+        trained = cfg.iterations - result.resumed_from
+        run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / max(trained, 1)})
+        meta = {"method": method, "iterations": cfg.iterations, "seed": seed, "dataset": dataset_name,
+                "labeled": split["labeled"], "best_step": result.best_step, "best_val_dice": result.best_val,
+                "patch": list(cfg.patch)}
+        _write_outputs(run, result, model_cfg, meta, rows, val_rows)
+    store.clear()
+    return Trained(method, cfg.iterations, seconds, run.run_id)
+
+
+def _write_outputs(run: Run, result, model_cfg: ModelConfig, meta: dict, rows: list[dict],
+                   val_rows: list[dict]) -> None:
+    save_checkpoint(workspace.MODEL, result.student, result.teacher, model_cfg, meta)
+    columns = [c for c in methods.log_columns() if c == "step" or c in rows[0]]
+    write_csv(workspace.TRAIN_LOG, columns, rows)
+    write_csv(workspace.VAL_LOG, ["step", "val_dice"], val_rows)
+    run.log_artifact(workspace.TRAIN_LOG)
+    run.log_artifact(workspace.MODEL)
+    run.to_file(workspace.TRAIN_RUN)
