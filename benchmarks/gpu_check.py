@@ -53,6 +53,7 @@ from cvcl.training.config import loss_config, train_config  # noqa: E402
 from cvcl.training.objective import Objective  # noqa: E402
 from cvcl.training.step import DivergenceGuard, TrainStep  # noqa: E402
 from cvcl.training.trainer import make_loader, read_back, seed_everything  # noqa: E402
+from cvcl.workspace import case_file, read_list  # noqa: E402
 
 # the default side-by-side comparison; --variants takes any method of cvcl.methods
 DEFAULT_VARIANTS = ("supervised", "mean_teacher", "cvcl")
@@ -83,19 +84,15 @@ def preset_params(overrides: dict) -> Params:
     return Params(data, source="presets/paper-la.yaml")
 
 
-def read_list(folder: Path, name: str) -> list[str]:
-    return [line.strip() for line in (folder / name).read_text().splitlines() if line.strip()]
-
-
 def prepare(data: Path, out: Path, n_labeled: int, n_unlabeled: int, n_test: int) -> dict[str, list[str]]:
     """Convert the chosen release cases to the processed convention in ``out``."""
     files = find_la_h5_cases(data)
-    train_ids = [c for c in read_list(data, "train.list") if c in files]
-    test_ids = [c for c in read_list(data, "test.list") if c in files][:n_test]
+    train_ids = [c for c in read_list(data / "train.list") if c in files]
+    test_ids = [c for c in read_list(data / "test.list") if c in files][:n_test]
     split = {"labeled": train_ids[:n_labeled], "unlabeled": train_ids[n_labeled:n_labeled + n_unlabeled],
              "test": test_ids}
     for case_id in [c for ids in split.values() for c in ids]:
-        write_case(out / f"{case_id}.h5", read_release_case(files[case_id], case_id, "la"))
+        write_case(case_file(case_id, out), read_release_case(files[case_id], case_id, "la"))
     return split
 
 
@@ -143,7 +140,7 @@ def run_child(args) -> None:
         net.eval()
         rows = []
         for case_id in split["test"]:
-            case = read_case(Path(args.processed) / f"{case_id}.h5")
+            case = read_case(case_file(case_id, args.processed))
             pred = predict_volume(net, case.image, infer, device, step.dtype, step.format)
             m = case_metrics(pred > 0, case.label > 0)
             rows.append({"case": case_id, "dice": m["dice"], "hd95": m["hd95"], "asd": m["asd"],

@@ -1,6 +1,4 @@
 import numpy as np
-import pytest
-import torch
 
 from cvcl.data.augment import random_crop, random_rot_flip
 from cvcl.data.dataset import PatchDataset

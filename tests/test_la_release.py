@@ -1,7 +1,5 @@
 """`la`: the h5 release (the shared sample, and broken files written here) -> processed cases."""
 
-import shutil
-
 import h5py
 import numpy as np
 import pytest

@@ -23,7 +23,7 @@ from cvcl.io.resample import resample_case
 from cvcl.io.volume import write_case
 from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.sources.layouts import ORIGINS_FILE
-from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, read_list, write_manifest
+from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, case_file, read_list, write_manifest
 
 
 def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
@@ -45,7 +45,7 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
         for case, source in tqdm(cases, desc=f"preprocess {dataset}", unit="case", disable=not progress):
             if config.resample is not None:
                 case = resample_case(case, config.resample)
-            write_case(tmp / f"{case.case_id}.h5", case)
+            write_case(case_file(case.case_id, tmp), case)
             rows.append({
                 "case_id": case.case_id,
                 "subset": subsets.get(case.case_id, ""),

@@ -12,6 +12,7 @@ from cvcl.evaluation.metrics import case_metrics
 from cvcl.inference.predict import InferConfig, predict_volume
 from cvcl.io.volume import read_case
 from cvcl.params import Params
+from cvcl.workspace import case_file
 
 
 def make_validator(processed_dir: str | Path, case_ids: Sequence[str], params: Params,
@@ -23,7 +24,7 @@ def make_validator(processed_dir: str | Path, case_ids: Sequence[str], params: P
     """
     patch = tuple(params.get("train.patch"))
     cfg = InferConfig(patch=patch, stride=tuple(max(1, p // 2) for p in patch), batch_size=2)
-    cases = [read_case(Path(processed_dir) / f"{c}.h5") for c in case_ids]
+    cases = [read_case(case_file(c, processed_dir)) for c in case_ids]
 
     def validate(student: torch.nn.Module) -> float:
         student.eval()
