@@ -1,18 +1,23 @@
 """``synthetic-brats``: generated brains with a glioma, written in BraTS 2019's layout.
 
 Written by :mod:`cvcl.sources.synthetic_brats` (``download.synthetic_brats``), with the
-generator's own train/val/test lists; converted as ``brats2019`` (:mod:`cvcl.preprocessing.brats`).
+generator's own train/val/test lists; everything after the raw form is ``brats2019``'s (the
+same converter, the same labels).
 """
 
-from cvcl.datasets import Dataset, converter, generated
+from dataclasses import replace
 
-DATASET = Dataset(
+from cvcl.datasets import generated
+from cvcl.datasets.brats2019 import DATASET as BRATS2019
+
+DATASET = replace(
+    BRATS2019,
     name="synthetic-brats",
     description="generated multi-modal brain MRI with a glioma, in BraTS 2019's layout (offline)",
     order=1,
-    labels=(0, 1),  # background, whole tumour: the converter merges BraTS's 1, 2 and 4
     writer=generated("cvcl.sources.synthetic_brats"),
-    iter_cases=converter("cvcl.preprocessing.brats"),
     # its own section, not download.synthetic (synthetic-la's)
     training_cases=lambda params: params.get("download.synthetic_brats.n_train"),
+    published=None,  # the generator writes its own lists
+    layout=None,     # generated, not copied
 )
