@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui exp sweep help
+.PHONY: setup repro test test-fast ui exp sweep server help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
@@ -23,6 +23,7 @@ help:
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
 	@echo "make exp [PRESET=paper-la] [ARGS='-S labeled=16']   one experiment (no activated .venv needed)"
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
+	@echo "make server [SERVER_ARGS='--host 0.0.0.0']   the team's MLflow server (PostgreSQL, logins) on port 5000"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +55,6 @@ exp: setup
 
 sweep: setup
 	$(BIN)/python -m cvcl.sweep --start $(JOBS)
+
+server: setup
+	$(BIN)/python -m cvcl.tracking.server $(SERVER_ARGS)

@@ -22,8 +22,8 @@ from typing import Any, Iterator
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import write_json
-from cvcl.tracking.store import (prepare_sqlite, project_root, quiet_mlflow_logs, store_lock,
-                                 tracking_uri, with_retries)
+from cvcl.tracking.store import (check_server, prepare_sqlite, project_root, quiet_mlflow_logs,
+                                 store_lock, tracking_uri, with_retries)
 
 BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 # Buffered metrics are written at least this often, so a run killed without warning
@@ -36,6 +36,7 @@ def _client():
     from mlflow import MlflowClient
 
     uri = tracking_uri()
+    check_server(uri)  # a one-line error now, rather than retries and a traceback mid-stage
     with store_lock(uri):
         prepare_sqlite(uri)
         client = MlflowClient(tracking_uri=uri)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import sqlite3
 import subprocess
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 from filelock import FileLock
+
+from cvcl.errors import CvclError
 
 T = TypeVar("T")
 _QUEUE_MARK = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
@@ -92,3 +95,48 @@ def quiet_mlflow_logs() -> None:
     """Hide the store's migration chatter; warnings and errors still show."""
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class TrackingServerError(CvclError):
+    """The tracking server named by ``MLFLOW_TRACKING_URI`` cannot be used (down, or a refused login)."""
+
+    def __init__(self, uri: str, problem: str) -> None:
+        self.uri = uri
+        super().__init__(f"MLflow tracking server {uri}: {problem}")
+
+
+def check_server(uri: str, timeout_s: float = 15.0) -> None:
+    """Fail fast, in one line, when the tracking server at ``uri`` is down or refuses this login.
+
+    Without it, a stage would learn this at its first MLflow call, after MLflow's own retries
+    (minutes), as a traceback. Stores that are not an HTTP server (SQLite, a database URI) are
+    left to MLflow.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
+                                params={"max_results": 1}, max_retries=2, backoff_factor=1, timeout=timeout_s)
+    except Exception as exc:  # requests' connection errors, wrapped by MLflow in its own type
+        text = " ".join(str(exc).split())
+        errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+        reason = (errno.group(0).strip() if errno else
+                  f"no answer within {timeout_s:.0f} s" if "timed out" in text.lower() else text[:150])
+        raise TrackingServerError(uri, f"cannot be reached ({reason}); start it (make server) "
+                                       "or fix MLFLOW_TRACKING_URI") from None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if response.status_code == 401:
+        problem = (f"MLFLOW_TRACKING_USERNAME/PASSWORD (user {user!r}) were refused (HTTP 401)" if user
+                   else "it needs a login (HTTP 401) and MLFLOW_TRACKING_USERNAME is not set")
+        raise TrackingServerError(uri, f"{problem}; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                                       "to your account on this server (its admin adds accounts)")
+    if response.status_code == 403:
+        raise TrackingServerError(uri, f"user {user!r} may not read experiments (HTTP 403); "
+                                       "ask the server's admin for a permission")
+    if response.status_code != 200:
+        text = " ".join(response.text.split())[:200]
+        raise TrackingServerError(uri, f"answered HTTP {response.status_code} ({text}); is this an MLflow "
+                                       "tracking server?")

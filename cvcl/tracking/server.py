@@ -1,0 +1,274 @@
+"""The team's MLflow tracking server: runs in PostgreSQL, artifacts proxied, logins required.
+
+``make server`` runs ``python -m cvcl.tracking.server``, which starts ``mlflow server`` with
+MLflow's basic-auth app on 127.0.0.1:5000 (``--host 0.0.0.0`` to serve the lab's network).
+Stages log to it with no code change once ``MLFLOW_TRACKING_URI``, ``MLFLOW_TRACKING_USERNAME``
+and ``MLFLOW_TRACKING_PASSWORD`` are set.
+
+What it keeps lives in a state folder (``--state-dir``, default ``~/cvcl-tracking``):
+
+- ``postgres/``: a PostgreSQL cluster of its own, created on the first start and run for as
+  long as the server runs, reached only through a Unix socket in that folder (no TCP port).
+  ``--backend-uri postgresql://...`` names an existing database instead.
+- ``artifacts/``: the files that clients upload through the server (``--artifacts`` names
+  another folder, or an object store such as ``s3://lab-bucket/cvcl``).
+- ``basic_auth.ini``: MLflow's auth configuration (read through ``MLFLOW_AUTH_CONFIG_PATH``);
+  the users live in the database ``mlflow_auth`` of the same cluster.
+- ``admin_password`` and ``secret_key``: made on the first start (mode 600), unless
+  ``MLFLOW_AUTH_ADMIN_PASSWORD`` / ``MLFLOW_FLASK_SERVER_SECRET_KEY`` are set. MLflow uses the
+  admin password only to create the admin user, when the user store is new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from cvcl.cli import run_stage
+from cvcl.errors import CvclError
+
+DB_USER = "mlflow"  # the cluster's superuser; only the local socket reaches it
+PG_PORT = 5432  # names the socket file only: the cluster listens on no TCP port
+SOCKET_PATH_MAX = 107  # sun_path limit on Linux, terminating NUL excluded
+
+
+class ServerError(CvclError):
+    """The server or its database cannot be set up as asked."""
+
+
+def pg_binary(name: str) -> str:
+    """The path of PostgreSQL's program ``name``: from PATH, or from Debian's versioned folders
+    (``/usr/lib/postgresql/<version>/bin``, not on PATH), the newest version first."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                      key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if not versions:
+        raise ServerError(f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql), "
+                          "or pass --backend-uri postgresql://... of an existing database")
+    return versions[-1]
+
+
+class LocalPostgres:
+    """A PostgreSQL cluster in ``folder``, reachable only through a Unix socket there.
+
+    PostgreSQL refuses to run as root, so when this process is root, the cluster's programs run
+    as ``os_user`` (who then owns ``folder``)."""
+
+    def __init__(self, folder: Path, os_user: str | None = None) -> None:
+        self.folder = folder.resolve()
+        self.data = self.folder / "data"
+        self.log = self.folder / "postgres.log"
+        self.os_user = os_user
+
+    def _run(self, *cmd: str) -> subprocess.CompletedProcess:
+        argv = ["runuser", "-u", self.os_user, "--", *cmd] if self.os_user else list(cmd)
+        return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+    def _check(self, what: str, proc: subprocess.CompletedProcess) -> None:
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ServerError(f"{what} failed in {self.folder}: {lines[-1] if lines else f'exit {proc.returncode}'}"
+                              f" (log: {self.log})")
+
+    def uri(self, database: str) -> str:
+        """The SQLAlchemy URI of ``database`` in this cluster, through its socket."""
+        return f"postgresql+psycopg://{DB_USER}@/{database}?host={quote(str(self.folder))}&port={PG_PORT}"
+
+    def _prepare_folder(self) -> None:
+        socket = self.folder / f".s.PGSQL.{PG_PORT}"
+        if len(str(socket)) > SOCKET_PATH_MAX:
+            raise ServerError(f"{self.folder}: too long a path for PostgreSQL's socket ({len(str(socket))} "
+                              f"characters, at most {SOCKET_PATH_MAX}); choose a shorter --state-dir")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)  # the socket in it admits without a password: its owner only
+        if self.os_user:
+            entry = pwd.getpwnam(self.os_user)
+            os.chown(self.folder, entry.pw_uid, entry.pw_gid)
+            if self._run("test", "-w", str(self.folder)).returncode != 0:
+                raise ServerError(f"PostgreSQL runs as user {self.os_user}, who cannot reach {self.folder}: "
+                                  "choose a --state-dir whose parent folders that user may enter")
+
+    def start(self) -> None:
+        """Create the cluster if it does not exist yet, and start it."""
+        self._prepare_folder()
+        if not (self.data / "PG_VERSION").is_file():
+            # trust on the socket alone: the folder is the owner's only, and TCP is switched off
+            self._check("initdb", self._run(pg_binary("initdb"), "-D", str(self.data), "-U", DB_USER,
+                                            "-E", "UTF8", "--locale=C", "--auth-local=trust",
+                                            "--auth-host=reject"))
+            settings = (f"\n# set by cvcl.tracking.server\nlisten_addresses = ''\n"
+                        f"unix_socket_directories = '{self.folder}'\nport = {PG_PORT}\n")
+            with open(self.data / "postgresql.conf", "a") as conf:
+                conf.write(settings)
+        if self.running():
+            return
+        self._check("starting PostgreSQL", self._run(pg_binary("pg_ctl"), "-D", str(self.data), "-l",
+                                                     str(self.log), "-w", "-t", "120", "start"))
+
+    def running(self) -> bool:
+        return self._run(pg_binary("pg_ctl"), "-D", str(self.data), "status").returncode == 0
+
+    def stop(self) -> None:
+        if self.running():
+            self._check("stopping PostgreSQL", self._run(pg_binary("pg_ctl"), "-D", str(self.data),
+                                                         "-m", "fast", "-w", "stop"))
+
+    def create_database(self, name: str) -> None:
+        """Create database ``name`` unless it exists."""
+        import psycopg
+
+        # autocommit: CREATE DATABASE cannot run inside a transaction
+        with psycopg.connect(host=str(self.folder), port=PG_PORT, user=DB_USER, dbname="postgres",
+                             autocommit=True) as con:
+            if con.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                con.execute(f'CREATE DATABASE "{name}"')
+
+
+def _secret(path: Path, env_name: str) -> str:
+    """The value of ``env_name`` if set, else the one kept in ``path`` (made once, mode 600)."""
+    if os.environ.get(env_name):
+        return os.environ[env_name]
+    if not path.is_file():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def write_auth_config(path: Path, database_uri: str, default_permission: str, admin: str) -> None:
+    """MLflow's basic-auth configuration (the ini file ``MLFLOW_AUTH_CONFIG_PATH`` names)."""
+    path.touch(mode=0o600)  # an external database URI may hold a password
+    path.write_text("[mlflow]\n"
+                    f"default_permission = {default_permission}\n"
+                    f"database_uri = {database_uri}\n"
+                    f"admin_username = {admin}\n"
+                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+
+
+def _artifacts(value: str) -> str:
+    if "://" in value:  # an object store (s3://, gs://, ...): MLflow reaches it
+        return value
+    folder = Path(value).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
+def _pg_user(name: str | None) -> str | None:
+    """The OS user who runs PostgreSQL: None (this process's own) unless this process is root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(name or "postgres")
+    except KeyError:
+        raise ServerError(f"PostgreSQL refuses to run as root and there is no user {name or 'postgres'!r}: "
+                          "pass --pg-user with an existing unprivileged user") from None
+    return name or "postgres"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cvcl.tracking.server", description=__doc__.split("\n\n")[0],
+        epilog="Arguments after -- go to `mlflow server` unchanged (e.g. -- --allowed-hosts mlflow.lab.org).")
+    parser.add_argument("--state-dir", type=Path, default=Path("~/cvcl-tracking"),
+                        help="where the database cluster, artifacts and credentials live (default: ~/cvcl-tracking)")
+    parser.add_argument("--backend-uri", help="an existing postgresql:// database for the runs, instead of "
+                                              "a cluster of its own in the state folder")
+    parser.add_argument("--auth-uri", help="the database for users and permissions (default: the cluster's "
+                                           "mlflow_auth, or --backend-uri)")
+    parser.add_argument("--artifacts", help="a folder or object store URI for artifacts (default: STATE/artifacts)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to serve (default: loopback only)")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (default: 2)")
+    parser.add_argument("--default-permission", default="EDIT", choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"],
+                        help="what each user may do in experiments others created (default: EDIT, "
+                             "as every stage logs into the shared experiment cvcl-<dataset>)")
+    parser.add_argument("--pg-user", help="when run as root: the unprivileged user who runs PostgreSQL "
+                                          "(default: postgres)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    elif extra:
+        parser.error(f"unknown arguments {' '.join(extra)} (put arguments for mlflow server after --)")
+    args.mlflow_args = extra
+    return args
+
+
+def server_env(state: Path, admin: str) -> dict[str, str]:
+    """This environment plus what MLflow's auth app needs, its secrets kept in ``state``."""
+    env = {**os.environ,
+           "MLFLOW_AUTH_CONFIG_PATH": str(state / "basic_auth.ini"),
+           "MLFLOW_AUTH_ADMIN_USERNAME": admin,
+           "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password", "MLFLOW_AUTH_ADMIN_PASSWORD"),
+           # signs the login form's CSRF token: the same across restarts and workers
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(state / "secret_key", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    # MLflow's job runner serves its GenAI features (scorers, trace rollups), which no stage
+    # uses; off, it costs no extra processes
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return env
+
+
+def _run_until_stopped(cmd: list[str], env: dict[str, str]) -> int:
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    finally:  # SIGTERM (raised as SystemExit by run_stage) or Ctrl-C: end it before its database
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Start the database (if it is ours) and the MLflow server; stop both when the server ends."""
+    state = args.state_dir.expanduser().resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    if args.backend_uri and not args.backend_uri.startswith("postgresql"):
+        raise ServerError(f"--backend-uri {args.backend_uri}: expected a postgresql:// URI")
+    cluster = None if args.backend_uri else LocalPostgres(state / "postgres", _pg_user(args.pg_user))
+    if cluster is not None:
+        cluster.start()
+    try:
+        if cluster is None:
+            backend, auth = args.backend_uri, args.auth_uri or args.backend_uri
+        else:
+            for name in ("mlflow", "mlflow_auth"):
+                cluster.create_database(name)
+            backend, auth = cluster.uri("mlflow"), args.auth_uri or cluster.uri("mlflow_auth")
+        admin = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
+        write_auth_config(state / "basic_auth.ini", auth, args.default_permission, admin)
+        cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
+               "--backend-store-uri", backend, "--serve-artifacts",
+               "--artifacts-destination", _artifacts(args.artifacts or str(state / "artifacts")),
+               "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),
+               *args.mlflow_args]
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        password = ("MLFLOW_AUTH_ADMIN_PASSWORD" if os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+                    else state / "admin_password")
+        print(f"MLflow tracking server on http://{shown}:{args.port}; admin user {admin!r} "
+              f"(first password: {password}); state in {state}", flush=True)
+        return _run_until_stopped(cmd, server_env(state, admin))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def main() -> None:
+    code = serve(parse_args())
+    if code != 0:
+        raise ServerError(f"mlflow server exited with status {code} (its messages are above)")
+
+
+if __name__ == "__main__":
+    run_stage(main)
