@@ -9,6 +9,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 JOBS       ?= 2
+EXECUTOR   ?= local
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -23,6 +24,7 @@ help:
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
 	@echo "make exp [PRESET=paper-la] [ARGS='-S labeled=16']   one experiment (no activated .venv needed)"
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
+	@echo "make sweep EXECUTOR=ray ADDRESS=HEAD:6379   the same grid on a Ray cluster (README)"
 	@echo "make server [SERVER_ARGS='--host 0.0.0.0']   the team's MLflow server (PostgreSQL, logins) on port 5000"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -54,7 +56,8 @@ exp: setup
 	dvc exp run $(if $(PRESET),$$($(BIN)/python -m cvcl.presets $(PRESET))) $(ARGS)
 
 sweep: setup
-	$(BIN)/python -m cvcl.sweep --start $(JOBS)
+	@if [ "$(EXECUTOR)" = ray ] && [ -z "$(ADDRESS)" ]; then echo "error: make sweep EXECUTOR=ray needs ADDRESS=<ray head host:port>"; exit 2; fi
+	$(BIN)/python -m cvcl.sweep $(if $(filter ray,$(EXECUTOR)),--executor ray --address $(ADDRESS),--start $(JOBS))
 
 server: setup
 	$(BIN)/python -m cvcl.tracking.server $(SERVER_ARGS)

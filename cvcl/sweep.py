@@ -6,6 +6,7 @@ on, (pcl_weight, vcl_weight) in {(0, 0), (1, 0), (0, 1), (1, 1)}; the supervised
 where params.yaml switches the term off; ``--on PCL VCL`` sets it (the paper: ``--on 1 0.6``).
 ``python -m cvcl.sweep`` queues them (``dvc exp run --queue``) and ``--start N`` starts N
 workers (``dvc queue start -j N``); ``--dry-run`` only prints the commands.
+``--executor ray --address HEAD`` runs the same grid on a Ray cluster instead (:mod:`cvcl.sweep_ray`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from cvcl import datasets, workspace
+from cvcl.errors import CvclError
 from cvcl.params import load_params
 
 
@@ -63,11 +65,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--on", type=float, nargs=2, metavar=("PCL", "VCL"), default=None,
                     help="weights of a term switched on (default: params.yaml's, or 1 where it is 0)")
+    ap.add_argument("--executor", choices=("local", "ray"), default="local",
+                    help="local: queue on this machine (dvc queue); ray: one task per experiment on a Ray cluster")
+    ap.add_argument("--address", default=None, help="the Ray head (HOST:PORT) for --executor ray")
     args = ap.parse_args(argv)
+    if args.executor == "ray" and not args.address and not args.dry_run:
+        ap.error("--executor ray needs --address HOST:PORT (the head of `ray start --head`)")
     on = tuple(args.on) if args.on else on_weights()
     if min(on) <= 0:
         ap.error(f"--on: expected two positive weights, got {args.on}")
     cmds = commands(training_cases(), on=on)
+    if args.executor == "ray":
+        from cvcl import sweep_ray
+
+        if args.dry_run:
+            for point in sweep_ray.points_of(cmds):
+                print(sweep_ray.exp_name(point), " ".join(f"-S {k}={v}" for k, v in point.items()))
+            return 0
+        try:
+            return sweep_ray.report(sweep_ray.sweep(sweep_ray.points_of(cmds), args.address))
+        except CvclError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.start:
         cmds.append(["dvc", "queue", "start", "-j", str(args.start)])
     for cmd in cmds:

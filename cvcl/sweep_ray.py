@@ -1,0 +1,282 @@
+"""The ablation grid on a Ray cluster (``python -m cvcl.sweep --executor ray --address HEAD``).
+
+One Ray task per grid point. Each task clones the git remote ``origin`` at the baseline commit
+into a temporary folder on its node, ``dvc pull``s what the DVC remote holds (the pipeline reruns
+what it lacks), runs ``dvc exp run -n NAME -S ...`` with the driver's ``MLFLOW_TRACKING_*``
+variables (the team server), tags the run with the node it ran on (``cvcl.node``) and pushes the
+experiment (``dvc exp push origin NAME``). A task asks for one GPU when the cluster has GPUs, one
+CPU otherwise. A task that fails (its node dies, or a command exits non-zero) is retried once,
+then reported. Points that already have a FINISHED MLflow run with the same params on the same
+commit are skipped, so a rerun of the sweep only does what is missing.
+``python -m cvcl.sweep_ray --address HEAD -S method=cvcl,supervised -S seed=1,2`` runs a grid of
+one's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cvcl.errors import CvclError
+
+Point = dict[str, str]
+# A test hook: "MARKER:NAME" kills the first attempt of point NAME (the task's process and its
+# `dvc exp run`) once its MLflow run is RUNNING (at most KILL_AFTER_S s in); MARKER records it.
+KILL_HOOK = "CVCL_SWEEP_KILL_ONCE"
+KILL_AFTER_S = 300.0
+PASSED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+              "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS")
+
+
+class SweepError(CvclError):
+    """The cluster, the remotes or the baseline are not usable for a sweep."""
+
+
+# -- the grid --------------------------------------------------------------------------------
+
+def grid(overrides: list[str]) -> list[Point]:
+    """The points of ``-S key=v1,v2`` overrides (DVC's comma syntax): their cartesian product."""
+    axes = []
+    for item in overrides:
+        key, sep, values = item.partition("=")
+        if not sep or not key:
+            raise SweepError(f"-S {item!r}: expected key=value[,value...]")
+        axes.append([(key, v) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
+def points_of(commands: list[list[str]]) -> list[Point]:
+    """Every point of queued ``dvc exp run --queue -S ...`` commands (:func:`cvcl.sweep.commands`)."""
+    points = []
+    for cmd in commands:
+        points += grid([cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-S"])
+    return points
+
+
+def exp_name(point: Point) -> str:
+    """A readable DVC experiment name (a valid git ref) for a point."""
+    text = "-".join(f"{k.split('.')[-1]}{v}" for k, v in point.items())
+    return "ray-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._-")
+
+
+def _same(logged: str | None, wanted: str) -> bool:
+    if logged is None:
+        return False
+    a, b = yaml.safe_load(logged), yaml.safe_load(wanted)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+# -- the driver's checks -----------------------------------------------------------------------
+
+def _git(*args: str, cwd: Path | str = ".") -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SweepError(f"git {' '.join(args)}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return proc.stdout.strip()
+
+
+def baseline(root: Path = Path(".")) -> tuple[str, str]:
+    """(origin's URL, the baseline commit): HEAD, which must be in ``origin``, with a DVC remote."""
+    try:
+        url = _git("remote", "get-url", "origin", cwd=root)
+    except SweepError:
+        raise SweepError("no git remote 'origin': the workers clone it (git remote add origin URL)") from None
+    commit = _git("rev-parse", "HEAD", cwd=root)
+    _git("fetch", "-q", "origin", cwd=root)
+    if not _git("branch", "-r", "--contains", commit, cwd=root):
+        raise SweepError(f"commit {commit[:8]} is not in origin: git push origin HEAD first (the workers clone it)")
+    remotes = subprocess.run(["dvc", "remote", "default"], cwd=root, capture_output=True, text=True)
+    if remotes.returncode or not remotes.stdout.strip():
+        raise SweepError("no default DVC remote: the workers pull data and push experiments there "
+                         "(dvc remote add -d NAME URL, committed)")
+    return url, commit
+
+
+def connect(address: str) -> Any:
+    """``ray.init(address)``, or a one-line :class:`SweepError` when no cluster answers there."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("ray is not installed: pip install -e '.[cluster]'") from None
+    if address != "auto":  # ray.init waits minutes for a head that is not there
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise SweepError(f"--address {address}: no Ray head answers there ({exc}); "
+                             "start one with ray start --head, or give its HOST:PORT") from None
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise SweepError(f"--address {address}: no Ray cluster there ({first}); start one with "
+                         "ray start --head") from None
+    return ray
+
+
+# -- one task -----------------------------------------------------------------------------------
+
+def _step(cmd: list[str], cwd: Path, env: dict[str, str], times: dict[str, float], key: str) -> str:
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    times[key] = times.get(key, 0.0) + time.monotonic() - started
+    if proc.returncode:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"{' '.join(cmd[:4])} exited {proc.returncode}: {tail[-600:]}")
+    return proc.stdout
+
+
+def _exp_run(cmd: list[str], cwd: Path, env: dict[str, str], name: str) -> subprocess.CompletedProcess:
+    """``dvc exp run``, or (the test hook) its first attempt killed with the task's process while
+    its MLflow run is RUNNING (mid-training)."""
+    marker, _, target = os.environ.get(KILL_HOOK, "").partition(":")
+    if target != name or not marker or os.path.exists(marker):
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    from mlflow import MlflowClient
+
+    Path(marker).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
+    child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    client, query = MlflowClient(env["MLFLOW_TRACKING_URI"]), f"tags.`cvcl.node` = '{env['CVCL_RAY_NODE']}'"
+    deadline = time.monotonic() + KILL_AFTER_S
+    while child.poll() is None and time.monotonic() < deadline:
+        experiments = [e.experiment_id for e in client.search_experiments(max_results=100)]
+        runs = client.search_runs(experiments, query) if experiments else []
+        if any(r.info.status == "RUNNING" for r in runs):
+            break
+        time.sleep(0.5)
+    os.killpg(child.pid, 9)  # a node that dies takes its children with it
+    os.kill(os.getpid(), 9)
+    raise AssertionError("unreachable")
+
+
+def run_point(point: Point, origin: str, commit: str) -> dict[str, Any]:
+    """One grid point in a fresh clone: clone, pull, ``dvc exp run``, ``dvc exp push``."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1", "CVCL_RAY_NODE": f"{node} {socket.gethostname()}:{os.getpid()}"}
+    name, times = exp_name(point), {}
+    work = Path(tempfile.mkdtemp(prefix="cvcl-sweep-"))
+    try:
+        repo = work / "repo"
+        _step(["git", "clone", "-q", origin, str(repo)], work, env, times, "clone")
+        _step(["git", "-c", "advice.detachedHead=false", "checkout", "-q", commit], repo, env, times, "clone")
+        started = time.monotonic()  # data the remote lacks is made by the stages in exp run
+        subprocess.run(["dvc", "pull", "-q", "--allow-missing"], cwd=repo, env=env, capture_output=True)
+        times["pull"] = time.monotonic() - started
+        cmd = ["dvc", "exp", "run", "-n", name] + [a for k, v in point.items() for a in ("-S", f"{k}={v}")]
+        started = time.monotonic()
+        proc = _exp_run(cmd, repo, env, name)
+        times["exp_run"] = time.monotonic() - started
+        if proc.returncode:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            raise RuntimeError(f"dvc exp run {name} exited {proc.returncode}: {tail[-600:]}")
+        _step(["dvc", "exp", "push", "-f", "origin", name], repo, env, times, "push")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"name": name, "point": point, "node": node, "host": socket.gethostname(), "times": times}
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+def finished_points(points: list[Point], commit: str, experiment: str) -> tuple[list[Point], str]:
+    """The points with a FINISHED and evaluated run (it has ``dice``) on ``commit`` in MLflow
+    experiment ``experiment``, and its URL. A run the train stage finished but whose task died
+    before evaluate is not done."""
+    from mlflow import MlflowClient
+
+    from cvcl.tracking.store import check_server, quiet_mlflow_logs, tracking_uri
+
+    quiet_mlflow_logs()
+    uri = tracking_uri()
+    check_server(uri)
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return [], f"{uri} (experiment {experiment}, created by the first run)"
+    url = f"{uri.rstrip('/')}/#/experiments/{found.experiment_id}" if uri.startswith("http") else uri
+    runs = client.search_runs([found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = 'FINISHED'",
+                              max_results=5000)
+    runs = [r for r in runs if "dice" in r.data.metrics]
+    done = [p for p in points if any(all(_same(r.data.params.get(k), v) for k, v in p.items()) for r in runs)]
+    return done, url
+
+
+def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str, Any]:
+    """Run ``points`` on the cluster at ``address``; returns what ran, what failed, what was skipped."""
+    from cvcl.params import load_params
+
+    origin, commit = baseline(root)
+    experiment = f"cvcl-{load_params(root / 'params.yaml').get('dataset')}"
+    skipped, url = finished_points(points, commit, experiment)
+    todo = [p for p in points if p not in skipped]
+    ray = connect(address)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    env = {k: os.environ[k] for k in PASSED_ENV + (KILL_HOOK,) if os.environ.get(k)}
+    task = ray.remote(run_point).options(
+        num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=1, retry_exceptions=True,
+        scheduling_strategy="SPREAD", runtime_env={"env_vars": env} if env else None)
+    print(f"sweep of {len(points)} points on commit {commit[:8]} at {address} "
+          f"({'1 GPU' if gpus else '1 CPU'} a task); {len(skipped)} already FINISHED, skipped", flush=True)
+    print(f"MLflow: {url}", flush=True)
+    started = time.monotonic()
+    pending = {task.remote(p, origin, commit): p for p in todo}
+    done, failed = [], []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        point = pending.pop(ready[0])
+        try:
+            done.append(ray.get(ready[0]))
+        except Exception as exc:  # after its retry
+            failed.append({"point": point, "error": " ".join(str(exc).split())[-400:]})
+            print(f"FAILED {exp_name(point)}: {failed[-1]['error'][-200:]}", flush=True)
+        print(f"[{time.monotonic() - started:6.0f} s] done {len(done)} / running {len(pending)} / "
+              f"failed {len(failed)} / skipped {len(skipped)}", flush=True)
+    ray.shutdown()
+    return {"commit": commit, "url": url, "done": done, "failed": failed, "skipped": skipped,
+            "seconds": time.monotonic() - started}
+
+
+def report(result: dict[str, Any]) -> int:
+    """Print the sweep's outcome and overheads; 1 if a point failed."""
+    for r in result["done"]:
+        t = r["times"]
+        print(f"  {r['name']:<40} node {r['node'][:8]}  clone {t.get('clone', 0):5.1f} s  pull "
+              f"{t.get('pull', 0):5.1f} s  exp run {t.get('exp_run', 0):6.1f} s  push {t.get('push', 0):5.1f} s")
+    print(f"{len(result['done'])} done, {len(result['failed'])} failed, {len(result['skipped'])} skipped "
+          f"in {result['seconds']:.0f} s; MLflow: {result['url']}")
+    print("summary:", json.dumps(result), flush=True)
+    return 1 if result["failed"] else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cvcl.sweep_ray", description=__doc__.splitlines()[0])
+    ap.add_argument("--address", required=True, help="the Ray head, HOST:PORT (ray start --head), or 'auto'")
+    ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=V1,V2", help="a grid axis")
+    args = ap.parse_args(argv)
+    try:
+        return report(sweep(grid(args.set), args.address))
+    except CvclError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
