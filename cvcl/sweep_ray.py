@@ -219,6 +219,27 @@ def finished_points(points: list[Point], commit: str, experiment: str) -> tuple[
     return done, url
 
 
+def close_killed_attempts(point: Point, commit: str, experiment: str) -> int:
+    """Close as KILLED the runs a killed attempt of ``point`` left RUNNING (its retry has
+    finished, so nothing of this point still runs); returns how many. A killed process cannot
+    close its own run, and on another host the stages' own check cannot see that it died."""
+    from mlflow import MlflowClient
+
+    from cvcl.tracking.store import tracking_uri
+
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return 0
+    running = client.search_runs([found.experiment_id],
+                                 f"tags.git_commit = '{commit}' and attributes.status = 'RUNNING'")
+    stale = [r for r in running if all(_same(r.data.params.get(k), v) for k, v in point.items())]
+    for r in stale:
+        client.set_tag(r.info.run_id, "cvcl.end_reason", "its Ray task was killed; the retry finished the point")
+        client.set_terminated(r.info.run_id, "KILLED")
+    return len(stale)
+
+
 def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str, Any]:
     """Run ``points`` on the cluster at ``address``; returns what ran, what failed, what was skipped."""
     from cvcl.params import load_params
@@ -244,6 +265,7 @@ def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str
         point = pending.pop(ready[0])
         try:
             done.append(ray.get(ready[0]))
+            close_killed_attempts(point, commit, experiment)
         except Exception as exc:  # after its retry
             failed.append({"point": point, "error": " ".join(str(exc).split())[-400:]})
             print(f"FAILED {exp_name(point)}: {failed[-1]['error'][-200:]}", flush=True)

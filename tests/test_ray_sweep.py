@@ -162,8 +162,10 @@ def test_a_killed_task_is_retried_and_its_point_finishes_once(lab, swept):
     same = [r for r in _runs(lab) if r.data.params.get("method") == "cvcl" and r.data.params.get("seed") == "1"]
     statuses = sorted(r.info.status for r in same)
     print(f"\nruns of the killed point: {statuses}")
-    # the killed attempt's run: closed as KILLED by the next stage on this host (cvcl.tracking.run)
-    assert statuses == ["FINISHED", "KILLED"] or statuses == ["FINISHED", "RUNNING"], statuses
+    # the killed attempt's run is closed KILLED by the sweep once the retry has finished the point
+    assert statuses == ["FINISHED", "KILLED"], statuses
+    killed = next(r for r in same if r.info.status == "KILLED")
+    assert "killed" in killed.data.tags.get("cvcl.end_reason", "")
 
 
 def test_the_experiments_reach_a_fresh_clone_with_exp_pull(lab, swept):
