@@ -1,8 +1,8 @@
 """A 2x2 sweep on a two-node Ray cluster on loopback (slow; README, "Sweeps on a Ray cluster").
 
 A bare git remote ``origin`` and a folder DVC remote hold the baseline commit and its data (the
-fixture runs the data stages once and pushes them); a plain ``mlflow server`` on SQLite stands in
-for the team server (tests/test_team_server.py tests the PostgreSQL + login one); ``ray start``
+fixture runs the data stages once and pushes them); the runs go to the team server (PostgreSQL,
+basic auth, as ``make server`` starts it: tests/team_server.py) as the user alice; ``ray start``
 makes a head and one worker node of one CPU each. The sweep's driver is the user's command,
 ``python -m cvcl.sweep_ray``, run as a subprocess. One point's first attempt is killed mid-run
 (the task's process and its ``dvc exp run``) to show the retry.
@@ -12,7 +12,6 @@ makes a head and one worker node of one CPU each. The sweep's driver is the user
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from cvcl.sweep_ray import KILL_HOOK, exp_name
-from tests.helpers import BIN, TINY, copy_repository, env, run, set_params
+from tests.helpers import BIN, TINY, copy_repository, run, set_params
+from tests.team_server import free_port, running_team_server
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray", reason="ray is not installed: pip install -e '.[cluster]'")
@@ -31,28 +31,6 @@ ITERATIONS = 4  # TINY's; the killed attempt is killed during them
 GRID = ["-S", "method=cvcl,supervised", "-S", "seed=1,2"]
 KILLED = {"method": "cvcl", "seed": "1"}
 TIMES: dict[str, float] = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    import requests
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow server exited: {log.read_text()[-1000:]}")
-        try:
-            if requests.get(url + "/health", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    pytest.fail(f"mlflow server did not answer in {timeout} s: {log.read_text()[-1000:]}")
 
 
 def ray_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -81,39 +59,27 @@ def lab(tmp_path_factory):
     branch = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], repo).stdout.strip()
     run(["git", "push", "-q", "-u", "origin", branch], repo)
 
-    port, ray_port = _free_port(), _free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = root / "mlflow.log"
+    ray_port = free_port()
     raytmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths live here
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"], cwd=root, env=env(), stdout=out, stderr=out)
-    try:
-        started = time.time()
-        ray_cmd("start", "--head", "--port", str(ray_port), "--num-cpus", "1", "--include-dashboard", "false",
-                "--temp-dir", str(raytmp))
-        ray_cmd("start", "--address", f"127.0.0.1:{ray_port}", "--num-cpus", "1")
-        TIMES["ray start (head + worker)"] = time.time() - started
-        _wait_http(uri, server, log)
-        yield {"root": root, "origin": origin, "repo": repo, "branch": branch, "uri": uri,
-               "address": f"127.0.0.1:{ray_port}", "marker": root / "killed-once"}
-    finally:
-        ray_cmd("stop", "--force", check=False)
-        server.terminate()
+    with running_team_server() as team:
         try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(raytmp, ignore_errors=True)
+            started = time.time()
+            ray_cmd("start", "--head", "--port", str(ray_port), "--num-cpus", "1", "--include-dashboard", "false",
+                    "--temp-dir", str(raytmp))
+            ray_cmd("start", "--address", f"127.0.0.1:{ray_port}", "--num-cpus", "1")
+            TIMES["ray start (head + worker)"] = time.time() - started
+            yield {"root": root, "origin": origin, "repo": repo, "branch": branch, "uri": team.uri,
+                   "env": team.env(), "address": f"127.0.0.1:{ray_port}", "marker": root / "killed-once"}
+        finally:
+            ray_cmd("stop", "--force", check=False)
+            shutil.rmtree(raytmp, ignore_errors=True)
         print("\n" + "\n".join(f"TIME {k}: {v:.1f} s" for k, v in TIMES.items()))  # pytest -s shows them
 
 
 def sweep(lab, extra_env: dict[str, str] | None = None, address: str | None = None) -> tuple[dict, str]:
     started = time.time()
     proc = run([sys.executable, "-m", "cvcl.sweep_ray", "--address", address or lab["address"], *GRID], lab["repo"],
-               check=False, timeout=900, extra_env={"MLFLOW_TRACKING_URI": lab["uri"], **(extra_env or {})})
+               check=False, timeout=900, extra_env={**lab["env"], **(extra_env or {})})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     summary = json.loads(out.split("summary:", 1)[1].splitlines()[0])
@@ -135,9 +101,18 @@ def swept(lab):
 def _runs(lab) -> list:
     from mlflow import MlflowClient
 
-    client = MlflowClient(lab["uri"])
-    exp = client.get_experiment_by_name("cvcl-synthetic-la")
-    return client.search_runs([exp.experiment_id], max_results=100)
+    saved = {k: os.environ.get(k) for k in lab["env"]}
+    os.environ.update(lab["env"])  # MLflow's client reads the login from the environment
+    try:
+        client = MlflowClient(lab["uri"])
+        exp = client.get_experiment_by_name("cvcl-synthetic-la")
+        return client.search_runs([exp.experiment_id], max_results=100)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def test_the_grid_runs_across_both_nodes_as_four_finished_runs(lab, swept):
@@ -186,7 +161,7 @@ def test_a_rerun_skips_every_finished_point(lab, swept):
 
 def test_a_bad_address_or_missing_remote_is_one_line(lab, tmp_path):
     proc = run([sys.executable, "-m", "cvcl.sweep", "--executor", "ray", "--address", "127.0.0.1:1"], lab["repo"],
-               check=False, extra_env={"MLFLOW_TRACKING_URI": lab["uri"]})
+               check=False, extra_env=lab["env"])
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "error: --address 127.0.0.1:1: no Ray head answers there" in proc.stderr
     lone = tmp_path / "lone"
@@ -200,7 +175,7 @@ def test_a_bad_address_or_missing_remote_is_one_line(lab, tmp_path):
 @pytest.mark.skipif(not os.environ.get("CVCL_RAY_TIMING"), reason="timing only: set CVCL_RAY_TIMING=1")
 def test_timing_of_the_grid_on_one_node(lab, tmp_path):
     """The same grid (new seeds, so nothing is skipped) on a one-node cluster of its own."""
-    port = _free_port()
+    port = free_port()
     raytmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
     global GRID
     try:
