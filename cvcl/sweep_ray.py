@@ -196,44 +196,46 @@ def run_point(point: Point, origin: str, commit: str) -> dict[str, Any]:
 
 # -- the driver ------------------------------------------------------------------------------
 
+def _runs_on(commit: str, experiment: str, status: str) -> tuple[Any, list, str]:
+    """(client, the runs of ``experiment`` on ``commit`` with ``status``, the experiment's URL)."""
+    from mlflow import MlflowClient
+
+    from cvcl.tracking.store import tracking_uri
+
+    uri = tracking_uri()
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return client, [], f"{uri} (experiment {experiment}, created by the first run)"
+    url = f"{uri.rstrip('/')}/#/experiments/{found.experiment_id}" if uri.startswith("http") else uri
+    runs = client.search_runs([found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = '{status}'",
+                              max_results=5000)
+    return client, runs, url
+
+
+def _of_point(run: Any, point: Point) -> bool:
+    return all(_same(run.data.params.get(k), v) for k, v in point.items())
+
+
 def finished_points(points: list[Point], commit: str, experiment: str) -> tuple[list[Point], str]:
     """The points with a FINISHED and evaluated run (it has ``dice``) on ``commit`` in MLflow
     experiment ``experiment``, and its URL. A run the train stage finished but whose task died
     before evaluate is not done."""
-    from mlflow import MlflowClient
-
     from cvcl.tracking.store import check_server, quiet_mlflow_logs, tracking_uri
 
     quiet_mlflow_logs()
-    uri = tracking_uri()
-    check_server(uri)
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return [], f"{uri} (experiment {experiment}, created by the first run)"
-    url = f"{uri.rstrip('/')}/#/experiments/{found.experiment_id}" if uri.startswith("http") else uri
-    runs = client.search_runs([found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = 'FINISHED'",
-                              max_results=5000)
-    runs = [r for r in runs if "dice" in r.data.metrics]
-    done = [p for p in points if any(all(_same(r.data.params.get(k), v) for k, v in p.items()) for r in runs)]
-    return done, url
+    check_server(tracking_uri())
+    _, runs, url = _runs_on(commit, experiment, "FINISHED")
+    evaluated = [r for r in runs if "dice" in r.data.metrics]
+    return [p for p in points if any(_of_point(r, p) for r in evaluated)], url
 
 
 def close_killed_attempts(point: Point, commit: str, experiment: str) -> int:
     """Close as KILLED the runs a killed attempt of ``point`` left RUNNING (its retry has
     finished, so nothing of this point still runs); returns how many. A killed process cannot
     close its own run, and on another host the stages' own check cannot see that it died."""
-    from mlflow import MlflowClient
-
-    from cvcl.tracking.store import tracking_uri
-
-    client = MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return 0
-    running = client.search_runs([found.experiment_id],
-                                 f"tags.git_commit = '{commit}' and attributes.status = 'RUNNING'")
-    stale = [r for r in running if all(_same(r.data.params.get(k), v) for k, v in point.items())]
+    client, running, _ = _runs_on(commit, experiment, "RUNNING")
+    stale = [r for r in running if _of_point(r, point)]
     for r in stale:
         client.set_tag(r.info.run_id, "cvcl.end_reason", "its Ray task was killed; the retry finished the point")
         client.set_terminated(r.info.run_id, "KILLED")

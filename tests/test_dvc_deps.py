@@ -61,10 +61,10 @@ def _imported(path: Path, on_import: bool = False) -> set[str]:
 
 def _with_discovered(file: Path | None) -> list[Path]:
     """``file``, and when it is a registry (a package ``__init__`` that finds its modules with
-    pkgutil, as cvcl.datasets and cvcl.methods do), every module of its package."""
+    ``cvcl.registry.discover_members``, as cvcl.datasets and cvcl.methods do), every module of its package."""
     if file is None:
         return []
-    if file.name == "__init__.py" and "pkgutil" in file.read_text():
+    if file.name == "__init__.py" and "discover_members(" in file.read_text():
         return [file, *sorted(p for p in file.parent.glob("*.py") if p != file)]
     return [file]
 

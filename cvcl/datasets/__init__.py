@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from cvcl.errors import unknown_choice
+from cvcl.registry import discover_members, member
 
 if TYPE_CHECKING:
     from cvcl.io.volume import Case
@@ -83,18 +82,7 @@ class Dataset:
 @functools.cache
 def _registry() -> dict[str, Dataset]:
     """Every module of this package (but ``_private`` ones), by dataset name, in ``order``."""
-    found: dict[str, Dataset] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        dataset = getattr(module, "DATASET", None)
-        if not isinstance(dataset, Dataset):
-            raise TypeError(f"{module.__name__}: a dataset module must define DATASET = Dataset(...)")
-        if dataset.name in found:
-            raise TypeError(f"{module.__name__}: dataset {dataset.name!r} is defined twice")
-        found[dataset.name] = dataset
-    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
+    return discover_members(__name__, __path__, "DATASET", Dataset)
 
 
 def names() -> tuple[str, ...]:
@@ -105,10 +93,7 @@ def names() -> tuple[str, ...]:
 def get(name: str) -> Dataset:
     """The dataset called ``name``; an unknown name is a :class:`ParamError` on ``dataset``
     suggesting the closest valid name."""
-    registry = _registry()
-    if isinstance(name, str) and name in registry:
-        return registry[name]
-    raise unknown_choice("dataset", name, registry)
+    return member(_registry(), "dataset", name)
 
 
 def converter(module: str) -> Converter:

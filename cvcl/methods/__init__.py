@@ -24,12 +24,10 @@ The declarations import without torch (``cvcl.settings`` validates ``method`` th
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
-from cvcl.errors import unknown_choice
+from cvcl.registry import discover_members, member
 
 if TYPE_CHECKING:
     import torch
@@ -156,17 +154,7 @@ class Method:
 def discover() -> dict[str, Method]:
     """Import every method module of this package (but ``_private`` ones); their ``METHOD``s by
     name, in ``order``."""
-    found: list[Method] = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        method = getattr(module, "METHOD", None)
-        if not isinstance(method, Method) or method.name != info.name:
-            raise TypeError(f"{module.__name__} must expose METHOD, a cvcl.methods.Method named {info.name!r}")
-        found.append(method)
-    found.sort(key=lambda m: (m.order, m.name))
-    return {m.name: m for m in found}
+    return discover_members(__name__, __path__, "METHOD", Method, named_after_module=True)
 
 
 @functools.cache
@@ -181,10 +169,7 @@ def names() -> tuple[str, ...]:
 
 def get(name: str) -> Method:
     """The method called ``name``; :class:`ParamError` (for ``method``) naming the valid ones."""
-    registry = _registry()
-    if isinstance(name, str) and name in registry:
-        return registry[name]
-    raise unknown_choice("method", name, registry)
+    return member(_registry(), "method", name)
 
 
 def all_terms() -> tuple[Term, ...]:
