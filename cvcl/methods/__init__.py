@@ -151,15 +151,11 @@ class Method:
         for semi-supervised methods, on batches with unlabeled volumes; none by default."""
 
 
-def discover() -> dict[str, Method]:
-    """Import every method module of this package (but ``_private`` ones); their ``METHOD``s by
-    name, in ``order``."""
-    return discover_members(__name__, __path__, "METHOD", Method, named_after_module=True)
-
-
 @functools.cache
 def _registry() -> dict[str, Method]:
-    return discover()
+    """Every method module of this package (but ``_private`` ones): their ``METHOD``s by name,
+    in ``order``."""
+    return discover_members(__name__, __path__, "METHOD", Method, named_after_module=True)
 
 
 def names() -> tuple[str, ...]:

@@ -49,7 +49,3 @@ def train_config(params: Params) -> TrainConfig:
 
 def loss_config(params: Params) -> LossConfig:
     return params.config(LossConfig, "loss")
-
-
-def method(params: Params) -> str:
-    return params.get("method")
