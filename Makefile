@@ -10,13 +10,15 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 JOBS       ?= 2
 EXECUTOR   ?= local
+MODEL      ?= models/model.pt
+METRIC     ?= val_dice
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui exp sweep server help
+.PHONY: setup repro test test-fast ui exp sweep server predict register help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
@@ -26,6 +28,8 @@ help:
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
 	@echo "make sweep EXECUTOR=ray ADDRESS=HEAD:6379   the same grid on a Ray cluster (README)"
 	@echo "make server [SERVER_ARGS='--host 0.0.0.0']   the team's MLflow server (PostgreSQL, logins) on port 5000"
+	@echo "make predict INPUT=scans/ OUTPUT=segs/ [MODEL=runs:/<run_id>/model] [LABELS=refs/] [ARGS='--tta-flip']"
+	@echo "make register EXPERIMENT=cvcl-la NAME=la-cvcl [METRIC=val_dice] [FILTER=\"params.method = 'cvcl'\"]"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +46,7 @@ repro: setup
 	@$(BIN)/python -m cvcl.evaluation.report metrics/metrics.json
 	@echo
 	@echo "Runs are in MLflow: 'make ui', then open http://127.0.0.1:5000"
+	@echo "Segment new scans with this model: make predict INPUT=<scan or folder> OUTPUT=<folder>"
 
 test: setup
 	$(BIN)/python -m pytest
@@ -50,7 +55,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
 ui: setup
-	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --app-name cvcl --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
 
 exp: setup
 	dvc exp run $(if $(PRESET),$$($(BIN)/python -m cvcl.presets $(PRESET))) $(ARGS)
@@ -61,3 +66,11 @@ sweep: setup
 
 server: setup
 	$(BIN)/python -m cvcl.tracking.server $(SERVER_ARGS)
+
+predict: setup
+	@if [ -z "$(INPUT)" ] || [ -z "$(OUTPUT)" ]; then echo "error: make predict needs INPUT=<scan or folder> OUTPUT=<folder> (MODEL=$(MODEL) by default; runs:/<run_id>/model or models:/<name>/<version> work too)"; exit 2; fi
+	$(BIN)/python -m cvcl.predict --model "$(MODEL)" --input "$(INPUT)" --output "$(OUTPUT)" $(if $(LABELS),--labels "$(LABELS)") $(ARGS)
+
+register: setup
+	@if [ -z "$(EXPERIMENT)" ] || [ -z "$(NAME)" ]; then echo "error: make register needs EXPERIMENT=cvcl-<dataset> NAME=<registered model name>"; exit 2; fi
+	$(BIN)/python -m cvcl.register --experiment "$(EXPERIMENT)" --name "$(NAME)" --metric "$(METRIC)" $(if $(FILTER),--filter "$(FILTER)") $(ARGS)

@@ -11,13 +11,15 @@ class CvclError(Exception):
 
 
 class ParamError(CvclError):
-    """A value in params.yaml has the wrong type or is out of range."""
+    """A value in params.yaml (or a command-line option, ``name`` starting with ``--``) has the
+    wrong type or is out of range."""
 
     def __init__(self, name: str, value: object, expected: str) -> None:
         self.name = name
         self.value = value
         self.expected = expected
-        super().__init__(f"params.yaml: {name} = {value!r}: expected {expected}")
+        where = name if name.startswith("--") else f"params.yaml: {name} ="
+        super().__init__(f"{where} {value!r}: expected {expected}")
 
 
 def closest(value: object, valid: Iterable[str]) -> str | None:

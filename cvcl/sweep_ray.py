@@ -157,7 +157,9 @@ def _exp_run(cmd: list[str], cwd: Path, env: dict[str, str], name: str) -> subpr
     while child.poll() is None and time.monotonic() < deadline:
         experiments = [e.experiment_id for e in client.search_experiments(max_results=100)]
         runs = client.search_runs(experiments, query) if experiments else []
-        if any(r.info.status == "RUNNING" for r in runs):
+        # a run caught between its creation and its params could not be told apart from
+        # another point's: wait for the params (logged just before training starts)
+        if any(r.info.status == "RUNNING" and r.data.params.get("method") for r in runs):
             break
         time.sleep(0.5)
     os.killpg(child.pid, 9)  # a node that dies takes its children with it
@@ -201,13 +203,14 @@ def _runs_on(commit: str, experiment: str, status: str) -> tuple[Any, list, str]
     from mlflow import MlflowClient
 
     from cvcl.tracking.store import tracking_uri
+    from cvcl.tracking.ui import RUNS_VIEW_TAG, runs_url
 
     uri = tracking_uri()
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return client, [], f"{uri} (experiment {experiment}, created by the first run)"
-    url = f"{uri.rstrip('/')}/#/experiments/{found.experiment_id}" if uri.startswith("http") else uri
+    url = runs_url(uri, found.experiment_id, RUNS_VIEW_TAG in found.tags) if uri.startswith("http") else uri
     runs = client.search_runs([found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = '{status}'",
                               max_results=5000)
     return client, runs, url

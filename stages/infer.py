@@ -1,5 +1,6 @@
 """Stage `infer`: models/model.pt + test cases -> predictions/<case_id>.nii.gz in each case's
-source grid (the original spacing and shape: resampling and cropping are undone)."""
+source grid (the original spacing and shape: resampling and cropping are undone), and the
+network as the run's MLflow model (``runs:/<run_id>/model``, usable by ``cvcl.predict``)."""
 
 import time
 
@@ -8,6 +9,7 @@ from cvcl.cli import run_stage
 from cvcl.inference.predict import Predictor, infer_config
 from cvcl.io.atomic import atomic_path
 from cvcl.params import load_params
+from cvcl.tracking.model import log_model
 from cvcl.tracking.run import open_run, stage_status
 
 
@@ -22,6 +24,7 @@ def main() -> None:
         predictor.write_predictions(test, workspace.PROCESSED, out)
         seconds = time.perf_counter() - start
         run.log_metrics({"infer_seconds_per_case": seconds / max(len(test), 1)})
+        log_model(run, predictor.model, predictor.model_metadata())
         run.to_file(workspace.INFER_RUN)
     print(f"infer: {len(test)} cases in {seconds:.1f} s -> {workspace.PREDICTIONS}/")
 

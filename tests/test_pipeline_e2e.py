@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -93,7 +94,7 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in (out.stdout + out.stderr).lower()
 
 
-def test_mlflow_run_has_params_curves_metrics_tags_and_artifacts(repo):
+def test_mlflow_run_has_params_curves_metrics_tags_and_artifacts(repo, monkeypatch):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("cvcl-synthetic-la")
     runs = client.search_runs([exp.experiment_id])
@@ -113,6 +114,19 @@ def test_mlflow_run_has_params_curves_metrics_tags_and_artifacts(repo):
     assert r.data.tags["git_commit"] == head
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"metrics.json", "per_case.csv", "train_log.csv", "model.pt"} <= artifacts
+    # the network as the run's MLflow model, with what cvcl.predict needs as metadata
+    [output] = client.get_run(r.info.run_id).outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert logged.name == "model" and logged.source_run_id == r.info.run_id
+    from mlflow.models import get_model_info
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
+    info = get_model_info(f"runs:/{r.info.run_id}/model")
+    meta = info.metadata["cvcl"]
+    assert meta["preprocessing"]["dataset"] == "synthetic-la" and meta["preprocessing"]["intensity"]["mask"] == "all"
+    assert meta["inference"]["stride"] == [16, 16, 16] and meta["inference"]["patch"] == [32, 32, 16]
+    assert meta["method"] == "cvcl" and meta["model_config"]["base_filters"] == 4
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, -1, -1, -1]
 
 
 def test_exp_run_with_labeled_reruns_only_downstream_stages(repo):
@@ -132,3 +146,49 @@ def test_exp_run_with_labeled_reruns_only_downstream_stages(repo):
     assert new.info.status == "FINISHED" and new.info.run_name == "cvcl-l3-pcl1-vcl1-s1"
     assert new.data.tags.get("dvc_exp_name")  # the experiment DVC named
     assert "dice" in new.data.metrics
+
+
+def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo, tmp_path):
+    """The issue's acceptance: ``cvcl.predict --model runs:/<id>/model`` on NIfTI files outside every
+    split; the predictions open over their scans (SimpleITK) and follow the training preprocessing."""
+    from scipy.spatial.transform import Rotation
+
+    from cvcl.io.volume import nifti_image
+    from cvcl.params import load_params
+    from cvcl.sources.synthetic_la import config, generate_case
+
+    run_id = json.loads((repo / "models" / "mlflow_run.json").read_text())["run_id"]
+    scans, labels = tmp_path / "scans", tmp_path / "labels"
+    scans.mkdir()
+    labels.mkdir()
+    # a new patient: a case the generator makes beyond the dataset, on an oblique, anisotropic grid
+    cfg = config(load_params(repo / "params.yaml"))
+    image, label = generate_case(40, cfg)
+    oblique = np.eye(4)
+    oblique[:3, :3] = Rotation.from_euler("xyz", [25, -10, 40], degrees=True).as_matrix() @ np.diag([1.1, 1.3, 1.6])
+    oblique[:3, 3] = [-20.0, 15.0, 42.0]
+    nib.save(nifti_image(image.astype(np.float32), oblique), str(scans / "new_patient.nii.gz"))
+    nib.save(nifti_image(label.astype(np.uint8), oblique), str(labels / "new_patient.nii.gz"))
+    # a test case's voxels under another name and a rotated grid: it must get the infer stage's answer
+    source = nib.load(repo / "data" / "raw" / "imagesTr" / "synla_005_0000.nii.gz")
+    turned = np.eye(4)
+    turned[:3, :3] = Rotation.from_euler("z", 30, degrees=True).as_matrix() @ source.affine[:3, :3]
+    nib.save(nifti_image(np.asarray(source.dataobj, np.float32), turned), str(scans / "colleague_scan.nii.gz"))
+    nib.save(nifti_image(np.zeros(source.shape, np.uint8), turned), str(labels / "colleague_scan.nii.gz"))
+
+    out = run([sys.executable, "-m", "cvcl.predict", "--model", f"runs:/{run_id}/model", "--input", str(scans),
+               "--output", str(tmp_path / "segs"), "--labels", str(labels)], repo)
+    assert "predict: 2 prediction(s)" in out.stdout
+    for name in ("new_patient", "colleague_scan"):
+        pred = sitk.ReadImage(str(tmp_path / "segs" / f"{name}.nii.gz"))
+        scan = sitk.ReadImage(str(scans / f"{name}.nii.gz"))
+        assert pred.GetSize() == scan.GetSize()
+        np.testing.assert_allclose(pred.GetOrigin(), scan.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(pred.GetSpacing(), scan.GetSpacing(), atol=1e-5)
+        np.testing.assert_allclose(pred.GetDirection(), scan.GetDirection(), atol=1e-5)
+    same = np.asarray(nib.load(tmp_path / "segs" / "colleague_scan.nii.gz").dataobj)
+    np.testing.assert_array_equal(same, np.asarray(nib.load(repo / "predictions" / "synla_005.nii.gz").dataobj))
+    scored = json.loads((tmp_path / "segs" / "metrics.json").read_text())
+    assert scored["n_cases"] == 2 and 0.0 <= scored["dice"] <= 1.0
+    with open(tmp_path / "segs" / "per_case.csv") as f:
+        assert [r["case_id"] for r in csv.DictReader(f)] == ["colleague_scan", "new_patient"]

@@ -102,3 +102,11 @@ def test_the_runs_and_logins_survive_a_server_restart(server, pipeline):
     assert after["data"]["metrics"] == before["data"]["metrics"]
     assert after["data"]["params"] == before["data"]["params"]
     assert len(server.api("metrics/get-history", run_id=record["run_id"], metric_key="loss")["metrics"]) == 4
+
+
+def test_the_team_servers_ui_asks_a_login_and_opens_experiments_on_their_runs(server):
+    from cvcl.tracking.ui_app import LANDING_SCRIPT
+
+    assert requests.get(f"{server.uri}/", timeout=30).status_code == 401
+    page = requests.get(f"{server.uri}/", auth=(USER, PASSWORD), timeout=30)
+    assert page.status_code == 200 and "<head>" + LANDING_SCRIPT in page.text

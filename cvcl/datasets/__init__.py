@@ -51,6 +51,26 @@ class Published:
 
 
 @dataclass(frozen=True)
+class Intensity:
+    """How the converter turns a scan's intensities into the network's input, restated so that a
+    scan outside the dataset (``cvcl.predict``) goes through the same steps.
+
+    - ``mask``: ``"all"`` z-scores each channel over every voxel; ``"nonzero"`` over the voxels
+      where any channel is non-zero (skull-stripped scans: the background stays out);
+    - ``clip_percentile``: first clip each channel at this percentile of the masked voxels;
+    - ``crop_nonzero``: crop to the box of non-zero voxels before normalising (the prediction is
+      padded back with background).
+    """
+
+    mask: str = "all"
+    clip_percentile: float | None = None
+    crop_nonzero: bool = False
+
+    def as_dict(self) -> dict:
+        return {"mask": self.mask, "clip_percentile": self.clip_percentile, "crop_nonzero": self.crop_nonzero}
+
+
+@dataclass(frozen=True)
 class Dataset:
     """One dataset: its params name, what it is, and the code that fetches and converts it.
 
@@ -65,7 +85,8 @@ class Dataset:
     - ``published``: the shipped lists its cases follow, or None;
     - ``layout(root)``: for a dataset read from a local copy (``download.local_path``), the files
       of the copy at ``root`` that make its raw form (:func:`cvcl.sources.local.write_raw`);
-    - ``order``: where it stands in :func:`names` (the order the docs list datasets in).
+    - ``order``: where it stands in :func:`names` (the order the docs list datasets in);
+    - ``intensity``: the converter's normalisation of a raw scan (:class:`Intensity`).
     """
 
     name: str
@@ -77,6 +98,7 @@ class Dataset:
     training_cases: Callable[[Params], int | None]
     published: Published | None = None
     layout: Callable[[Path], CopyPlan] | None = None
+    intensity: Intensity = Intensity()
 
 
 @functools.cache

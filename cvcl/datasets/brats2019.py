@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cvcl.datasets import Dataset, converter, Published, local_copy, published_training_cases
+from cvcl.datasets import Dataset, Intensity, Published, converter, local_copy, published_training_cases
 
 if TYPE_CHECKING:
     from cvcl.sources.local import CopyPlan
@@ -38,4 +38,6 @@ DATASET = Dataset(
     training_cases=published_training_cases("brats2019"),
     published=SSL4MIS,
     layout=layout,
+    # SSL4MIS: brain box, brightest 0.1% of the brain clipped, z-score over the brain
+    intensity=Intensity(mask="nonzero", clip_percentile=99.9, crop_nonzero=True),
 )

@@ -3,7 +3,7 @@ the infer stage's loop writing each test case's prediction in its source grid.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,11 @@ class InferConfig:
     weights: str = default("infer.weights")
     device: str = default("infer.device")
     amp: bool = default("infer.amp")
+
+    def window_settings(self) -> dict:
+        """The settings that decide the prediction (not where it runs): what a logged model keeps."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
+                if k not in ("device", "amp")}
 
 
 def infer_config(params: Params) -> InferConfig:
@@ -95,21 +100,39 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, 
 
 @dataclass
 class Predictor:
-    """A trained model ready on its device, with the inference settings it runs under."""
+    """A trained model ready on its device, with the inference settings it runs under and the
+    checkpoint's ``meta`` (method, dataset, ``model_config``, ``preprocessing``...)."""
 
     model: torch.nn.Module
     cfg: InferConfig
     device: torch.device
     memory_format: torch.memory_format
+    meta: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, model_file: Path, cfg: InferConfig) -> "Predictor":
         """The checkpoint's student or teacher (``cfg.weights``) on ``cfg.device``."""
-        device = select_device(cfg.device, "infer.device")
+        model, meta = load_model(model_file, cfg.weights)
+        return cls.on_device(model, cfg, meta, "infer.device")
+
+    @classmethod
+    def on_device(cls, model: torch.nn.Module, cfg: InferConfig, meta: dict, device_name: str) -> "Predictor":
+        """``model`` moved to ``cfg.device`` (``device_name`` is what an error about it names)."""
+        device = select_device(cfg.device, device_name)
         configure_backend(device)
         fmt = memory_format(device, True)
-        model, _ = load_model(model_file, cfg.weights, device)
-        return cls(model.to(memory_format=fmt), cfg, device, fmt)
+        return cls(model.to(device, memory_format=fmt).eval(), cfg, device, fmt, meta)
+
+    def amp(self) -> torch.dtype | None:
+        return amp_dtype(self.device, self.cfg.amp)
+
+    def model_metadata(self) -> dict:
+        """What a logged model carries for ``cvcl.predict`` (:mod:`cvcl.tracking.model`)."""
+        m = self.meta
+        return {"format_version": 1, "method": m.get("method"), "dataset": m.get("dataset"),
+                "seed": m.get("seed"), "iterations": m.get("iterations"), "labeled": len(m.get("labeled") or []),
+                "weights": self.cfg.weights, "model_config": m["model_config"],
+                "preprocessing": m.get("preprocessing"), "inference": self.cfg.window_settings()}
 
     def write_predictions(self, case_ids: list[str], processed: Path, out: Path, progress: bool = True) -> None:
         """Write ``out/<case_id>.nii.gz`` for each processed case.
@@ -119,7 +142,7 @@ class Predictor:
         it overlays the original image in ITK-SNAP or 3D Slicer and is scored in the
         published tables' units.
         """
-        amp = amp_dtype(self.device, self.cfg.amp)
+        amp = self.amp()
         for case_id in tqdm(case_ids, desc="infer", unit="case", disable=not progress):
             case = read_case(workspace.case_file(case_id, processed))
             label = predict_volume(self.model, case.image, self.cfg, self.device, amp, self.memory_format,

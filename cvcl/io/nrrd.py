@@ -1,4 +1,4 @@
-"""Reading NRRD volumes (the LA challenge's original format) with their geometry, via pynrrd.
+"""Reading and writing NRRD volumes (the LA challenge's original format) with their geometry, via pynrrd.
 
 NRRD states positions in the coordinate system its ``space`` field names, usually
 ``left-posterior-superior`` (LPS, ITK's own convention). The project's affines are RAS, as NIfTI's,
@@ -22,6 +22,7 @@ import nrrd
 import numpy as np
 
 from cvcl.errors import DataError
+from cvcl.io.atomic import atomic_path
 from cvcl.io.volume import Geometry
 
 # handedness of each NRRD space relative to RAS: the sign to apply to x, y, z
@@ -78,3 +79,14 @@ def read_nrrd(path: str | Path) -> tuple[np.ndarray, Geometry]:
         raise DataError(path, f"has an unusable geometry: {exc}") from None
     spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
     return np.asarray(data, dtype=np.float32), Geometry(spacing, affine)
+
+
+def write_nrrd(path: str | Path, data: np.ndarray, affine: np.ndarray) -> None:
+    """Write a 3D ``data`` array ``(X, Y, Z)`` as a gzipped NRRD whose geometry is the RAS
+    ``affine``, stated in LPS as ITK writes it (atomically). :func:`read_nrrd` of the file gives
+    back ``affine``; ITK-SNAP and 3D Slicer place it where a NIfTI with that affine goes."""
+    lps = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)[:3]
+    header = {"space": "left-posterior-superior", "space directions": lps[:, :3].T,
+              "space origin": lps[:, 3], "kinds": ["domain"] * 3, "encoding": "gzip"}
+    with atomic_path(path) as tmp:
+        nrrd.write(str(tmp), np.asarray(data), header, index_order="F")

@@ -30,7 +30,8 @@ def save_checkpoint(path: str | Path, student: VNet, teacher: VNet | None, model
 
 
 def load_model(path: str | Path, weights: str = "student", device: torch.device | str = "cpu") -> tuple[VNet, dict]:
-    """Rebuild the network of a checkpoint in eval mode; returns ``(model, checkpoint meta)``.
+    """Rebuild the network of a checkpoint in eval mode; returns ``(model, checkpoint meta)``,
+    the meta holding ``model_config`` as well.
 
     ``weights`` is ``"student"`` or ``"teacher"`` (the EMA model of semi-supervised methods).
     The projection head is dropped: inference does not need it.
@@ -49,4 +50,4 @@ def load_model(path: str | Path, weights: str = "student", device: torch.device 
     model = build_model(cfg, with_projection=False)
     state = {k: v for k, v in state.items() if not k.startswith("projection.")}
     model.load_state_dict(state)
-    return model.to(device).eval(), payload["meta"]
+    return model.to(device).eval(), {**payload["meta"], "model_config": cfg.as_dict()}

@@ -123,3 +123,15 @@ class VNet(nn.Module):
         if self.projection is None:
             raise RuntimeError("this VNet was built with embed_dim=0 (no projection head)")
         return self.projection(features)
+
+
+class VNetLogits(nn.Module):
+    """A V-Net as other tools call a segmentation network: image ``(B, C, X, Y, Z)`` ->
+    class logits ``(B, K, X, Y, Z)`` (the MLflow model's form: MLflow expects one tensor out)."""
+
+    def __init__(self, vnet: VNet) -> None:
+        super().__init__()
+        self.vnet = vnet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vnet(x).logits

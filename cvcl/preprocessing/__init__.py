@@ -18,12 +18,13 @@ from tqdm import tqdm
 
 from cvcl import datasets
 from cvcl.errors import DataError
-from cvcl.io.atomic import atomic_path
+from cvcl.io.atomic import atomic_path, write_json
 from cvcl.io.resample import resample_case
-from cvcl.io.volume import write_case
+from cvcl.io.volume import Case, write_case
 from cvcl.preprocessing.config import PreprocessConfig
+from cvcl.preprocessing.recipe import make_recipe
 from cvcl.sources.layouts import ORIGINS_FILE
-from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, case_file, read_list, write_manifest
+from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, RECIPE, case_file, read_list, write_manifest
 
 
 def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
@@ -39,13 +40,15 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
         listing = raw_dir / f"{subset}.list"
         if listing.exists():
             subsets.update({case_id: subset for case_id in read_list(listing)})
-    rows = []
+    rows, spacings, channels = [], [], ("image",)
     with atomic_path(out_dir, directory=True) as tmp, _naming_originals(raw_dir):
         cases = convert(raw_dir, dataset, config)
         for case, source in tqdm(cases, desc=f"preprocess {dataset}", unit="case", disable=not progress):
             if config.resample is not None:
                 case = resample_case(case, config.resample)
             write_case(case_file(case.case_id, tmp), case)
+            spacings.append(case.geometry.spacing)
+            channels = channel_names(case)
             rows.append({
                 "case_id": case.case_id,
                 "subset": subsets.get(case.case_id, ""),
@@ -61,7 +64,18 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
             if (raw_dir / name).is_file():  # the fixed split travels with the data it names
                 shutil.copyfile(raw_dir / name, tmp / name)
         write_manifest(tmp, rows)
+        recipe = make_recipe(dataset, datasets.get(dataset).intensity, channels, config.resample, spacings)
+        write_json(tmp / RECIPE.name, recipe.as_dict())
     return len(rows)
+
+
+def channel_names(case: Case) -> tuple[str, ...]:
+    """The names of a case's image channels: the modalities a converter recorded, else ``image``
+    (one channel) or ``channel0``, ``channel1``..."""
+    if case.extra.get("modalities"):
+        return tuple(str(case.extra["modalities"]).split(","))
+    n = case.image.shape[0]
+    return ("image",) if n == 1 else tuple(f"channel{c}" for c in range(n))
 
 
 @contextlib.contextmanager

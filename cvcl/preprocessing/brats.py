@@ -24,15 +24,17 @@ from typing import Iterator
 
 import numpy as np
 
+from cvcl.datasets.brats2019 import DATASET as BRATS2019
 from cvcl.errors import DataError
 from cvcl.io.volume import Case, read_nifti
 from cvcl.preprocessing.checks import check_image, check_label, check_same_shape
 from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.preprocessing.crop import crop, mask_box
-from cvcl.preprocessing.normalize import zscore
+from cvcl.preprocessing.normalize import clip_and_zscore
 from cvcl.sources.layouts import BRATS_LABELS, BRATS_SEG, find_brats_cases
 
-CLIP_PERCENTILE = 99.9  # SSL4MIS clips the brightest 0.1% of the brain before normalising
+INTENSITY = BRATS2019.intensity  # declared once, where cvcl.predict reads it too
+CLIP_PERCENTILE = INTENSITY.clip_percentile  # SSL4MIS clips the brightest 0.1% of the brain
 
 
 def _require(case_id: str, files: dict[str, Path], kinds: tuple[str, ...]) -> None:
@@ -69,10 +71,7 @@ def convert_case(case_id: str, files: dict[str, Path], modalities: tuple[str, ..
     box = mask_box(brain | tumour)
     assert box is not None  # check_image rejected all-zero volumes
     image, brain, tumour = crop(image, box), crop(brain, box), crop(tumour, box)
-    for c in range(len(image)):
-        top = np.percentile(image[c][brain], CLIP_PERCENTILE)
-        image[c] = np.minimum(image[c], top)
-    image = zscore(image, brain)
+    image = clip_and_zscore(image, brain, CLIP_PERCENTILE)
     return Case(case_id, image, tumour.astype(np.uint8), geometry.cropped(box[0], seg.shape), source,
                 extra={"modalities": ",".join(modalities)})
 

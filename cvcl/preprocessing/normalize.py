@@ -20,3 +20,16 @@ def zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         std = values.std(dtype=np.float64)
         out[c] = (channel - mean) / max(std, 1e-8)
     return out[0] if img.ndim == 3 else out
+
+
+def clip_and_zscore(image: np.ndarray, mask: np.ndarray | None = None,
+                    clip_percentile: float | None = None) -> np.ndarray:
+    """:func:`zscore` after clipping each channel at ``clip_percentile`` of its ``mask`` voxels
+    (no clipping when None). ``image`` is ``(C, X, Y, Z)``; returns float32."""
+    image = np.asarray(image, dtype=np.float32)
+    if clip_percentile is not None:
+        image = image.copy()
+        for c in range(len(image)):
+            values = image[c][mask] if mask is not None else image[c]
+            image[c] = np.minimum(image[c], np.percentile(values, clip_percentile))
+    return zscore(image, mask)

@@ -24,6 +24,8 @@ from cvcl.errors import DataError
 from cvcl.io.atomic import write_json
 from cvcl.tracking.store import (check_server, prepare_sqlite, project_root, quiet_mlflow_logs,
                                  store_lock, tracking_uri, with_retries)
+from cvcl.tracking.ui import experiment_defaults, missing_defaults, source_tags
+from cvcl.workspace import PROCESSED
 
 BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 # Buffered metrics are written at least this often, so a run killed without warning
@@ -45,20 +47,38 @@ def _client():
 
 
 def _experiment_id(client, dataset: str) -> str:
+    """The id of experiment ``cvcl-<dataset>``, created if new, with the tags that make the
+    MLflow UI show it as model training (:mod:`cvcl.tracking.ui`)."""
     from mlflow.exceptions import MlflowException
 
     name = f"cvcl-{dataset}"
     found = with_retries(lambda: client.get_experiment_by_name(name))
-    if found is not None:
-        return found.experiment_id
-    uri = tracking_uri()
-    # With a local store, artifacts go next to it (not into a queued experiment's temporary
-    # workspace, which DVC deletes afterwards).
-    location = (project_root() / "mlruns" / name).as_uri() if uri.startswith("sqlite:") else None
-    try:
-        return with_retries(lambda: client.create_experiment(name, artifact_location=location))
-    except MlflowException:  # another worker created it first
-        return with_retries(lambda: client.get_experiment_by_name(name)).experiment_id
+    if found is None:
+        uri = tracking_uri()
+        # With a local store, artifacts go next to it (not into a queued experiment's temporary
+        # workspace, which DVC deletes afterwards).
+        location = (project_root() / "mlruns" / name).as_uri() if uri.startswith("sqlite:") else None
+        tags = experiment_defaults(int(time.time() * 1000))
+        try:
+            return with_retries(lambda: client.create_experiment(name, artifact_location=location, tags=tags))
+        except MlflowException:  # another worker created it first
+            found = with_retries(lambda: client.get_experiment_by_name(name))
+    _add_missing_defaults(client, found)
+    return found.experiment_id
+
+
+def _add_missing_defaults(client, experiment) -> None:
+    """Give an experiment made before the UI defaults existed the ones it lacks. A user who may
+    log runs but not edit the experiment (a read-mostly server permission) keeps it as it is:
+    the defaults are a convenience, no reason to stop a stage."""
+    from mlflow.exceptions import MlflowException
+
+    for key, value in missing_defaults(experiment.tags, int(time.time() * 1000)).items():
+        try:
+            with_retries(lambda: client.set_experiment_tag(experiment.experiment_id, key, value))
+        except MlflowException as exc:
+            print(f"note: could not set the tag {key} of experiment {experiment.name}: {str(exc)[:200]}")
+            return
 
 
 def _param_value(value: Any) -> str:
@@ -118,6 +138,20 @@ class Run:
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         if items:
             with_retries(lambda: self.client.log_batch(self.run_id, tags=items))
+
+    def log_dataset(self, name: str, version: str | None, source: str | Path = PROCESSED,
+                    context: str = "training") -> None:
+        """Log the data the run used as an MLflow dataset input: the UI's Dataset column then
+        shows ``name (version)``. ``version`` is the data's content hash (DVC's, from
+        :func:`cvcl.tracking.naming.data_version`); MLflow keeps 36 characters of it, the length
+        of DVC's ``<md5>.dir``."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        dataset = Dataset(name=name, digest=(version or "unversioned")[:36], source_type="local",
+                          source=json.dumps({"uri": Path(source).as_posix()}))
+        item = DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        with_retries(lambda: self.client.log_inputs(self.run_id, datasets=[item]))
 
     # -- metrics -----------------------------------------------------------------------
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
@@ -187,16 +221,24 @@ def close_abandoned_runs(client, experiment_id: str) -> list[str]:
     return closed
 
 
-def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> Run:
+def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str], *,
+              dataset_version: str | None = None) -> Run:
     """Create a run in experiment ``cvcl-<dataset>`` with params and tags, status RUNNING
-    (runs of the experiment abandoned by killed stages are closed first)."""
+    (runs of the experiment abandoned by killed stages are closed first).
+
+    The run's source is this process's script (the stage that starts it: ``stages/train.py``)
+    and its commit; its dataset input is ``dataset`` at ``dataset_version`` (the processed
+    data's hash, "unversioned" when unknown).
+    """
     client = _client()
     exp = _experiment_id(client, dataset)
     close_abandoned_runs(client, exp)
-    all_tags = {**context_tags(), **tags}
+    context = context_tags()
+    all_tags = {**context, **source_tags(context.get("git_commit")), **tags}
     created = with_retries(lambda: client.create_run(exp, tags=all_tags, run_name=run_name))
     run = Run(client, created.info.run_id, f"cvcl-{dataset}", run_name)
     run.log_params(params)
+    run.log_dataset(dataset, dataset_version)
     return run
 
 
@@ -223,13 +265,16 @@ def _fork(source: Run, reason: str, params: dict[str, Any]) -> Run:
 
     client = source.client
     old = with_retries(lambda: client.get_run(source.run_id))
-    tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.")}
+    # the source stays the stage that trained the model (the fork only re-infers or re-evaluates it)
+    tags = {k: v for k, v in old.data.tags.items() if not k.startswith("mlflow.") or k.startswith("mlflow.source.")}
     tags.update(context_tags())
     tags.update({"cvcl.forked_from": source.run_id, "cvcl.fork_reason": reason})
     name = f"{old.info.run_name}-{time.strftime('%H%M%S')}"
     created = with_retries(lambda: client.create_run(old.info.experiment_id, tags=tags, run_name=name))
     run = Run(client, created.info.run_id, source.experiment, name)
     run.log_params({**{k: v for k, v in old.data.params.items() if k not in params}, **params})
+    if old.inputs is not None and old.inputs.dataset_inputs:
+        with_retries(lambda: client.log_inputs(run.run_id, datasets=list(old.inputs.dataset_inputs)))
     for key in old.data.metrics:
         history = with_retries(lambda: client.get_metric_history(source.run_id, key))
         run._pending += [Metric(m.key, m.value, m.timestamp, m.step) for m in history]

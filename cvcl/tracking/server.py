@@ -248,7 +248,7 @@ def serve(args: argparse.Namespace) -> int:
             backend, auth = cluster.uri("mlflow"), args.auth_uri or cluster.uri("mlflow_auth")
         admin = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
         write_auth_config(state / "basic_auth.ini", auth, args.default_permission, admin)
-        cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
+        cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "cvcl-basic-auth",
                "--backend-store-uri", backend, "--serve-artifacts",
                "--artifacts-destination", _artifacts(args.artifacts or str(state / "artifacts")),
                "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),

@@ -92,7 +92,9 @@ def with_retries(call: Callable[[], T], attempts: int = 8, base_delay: float = 0
 
 
 def quiet_mlflow_logs() -> None:
-    """Hide the store's migration chatter; warnings and errors still show."""
+    """Hide the store's migration chatter (warnings and errors still show), and keep MLflow's
+    usage telemetry off: stages and tests must not reach out to the network on their own."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

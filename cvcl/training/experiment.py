@@ -10,6 +10,7 @@ kill resumes from its last checkpoint when rerun with the same inputs
 from __future__ import annotations
 
 import csv
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         if store.others():
             print(f"train: starting from iteration 0: no checkpoint for these params, data and code "
                   f"({len(store.others())} of other inputs kept in {store.folder.parent})")
-        run = start_run(dataset_name, name, params.flat(TRACKED), tags)
+        run = start_run(dataset_name, name, params.flat(TRACKED), tags, dataset_version=version)
         rows, val_rows, logged = [], [], -1
 
     def on_step(step: int, record: dict) -> None:
@@ -135,10 +136,16 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / max(trained, 1)})
         meta = {"method": method, "iterations": cfg.iterations, "seed": seed, "dataset": dataset_name,
                 "labeled": split["labeled"], "best_step": result.best_step, "best_val_dice": result.best_val,
-                "patch": list(cfg.patch)}
+                "patch": list(cfg.patch), "preprocessing": _recipe(processed)}
         _write_outputs(run, result, model_cfg, meta, rows, val_rows)
     store.clear()
     return Trained(method, cfg.iterations, seconds, run.run_id)
+
+
+def _recipe(processed: Path) -> dict | None:
+    """The preprocess stage's record of how cases were made (None for cases written otherwise)."""
+    path = Path(processed) / workspace.RECIPE.name
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _write_outputs(run: Run, result, model_cfg: ModelConfig, meta: dict, rows: list[dict],

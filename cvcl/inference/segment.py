@@ -1,0 +1,128 @@
+"""Segmenting scans outside the pipeline's splits with any trained model (``cvcl.predict``).
+
+A model comes from a checkpoint (``models/model.pt``) or from MLflow (``runs:/<run_id>/model``,
+``models:/<name>/<version>``); either way it brings the preprocessing it was trained with
+(:mod:`cvcl.preprocessing.recipe`) and the sliding-window settings it was evaluated with, so a
+new scan is normalised, resampled and windowed as the test cases were. Each prediction is then
+put back into its scan's grid (:mod:`cvcl.inference.scans`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from cvcl.errors import DataError, ParamError
+from cvcl.inference.predict import InferConfig, Predictor, predict_volume
+from cvcl.inference.scans import Scan, read_preprocessed, read_scan, write_prediction
+from cvcl.io.resample import resample_case
+from cvcl.io.volume import to_original_grid
+from cvcl.models.checkpoint import load_model
+from cvcl.preprocessing.recipe import Recipe, prepare, spacing_mismatch
+from cvcl.tracking.model import is_model_uri, load_mlflow_model
+
+
+@dataclass(frozen=True)
+class Segmented:
+    """A written prediction: its scan's name, the file, and the scan's voxel size (mm)."""
+
+    name: str
+    path: Path
+    spacing: tuple[float, float, float]
+
+
+@dataclass
+class TrainedModel:
+    """A network with what it was trained and evaluated with: the recipe (None for a model of
+    cases written without the preprocess stage: only ``.h5`` inputs then), the window settings,
+    and its provenance (``meta``: method, dataset, weights, model_config...)."""
+
+    network: torch.nn.Module
+    recipe: Recipe | None
+    window: dict
+    meta: dict
+    source: str
+    resample: tuple[float, float, float] | None = None  # mm; the recipe's unless overridden
+
+    def __post_init__(self) -> None:
+        if self.resample is None and self.recipe is not None:
+            self.resample = self.recipe.resample
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        if self.recipe is not None:
+            return self.recipe.channels
+        n = int(self.meta["model_config"]["in_channels"])
+        return ("image",) if n == 1 else tuple(f"channel{c}" for c in range(n))
+
+
+def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
+    """The model named by ``spec``: a checkpoint path or an MLflow model URI. ``weights``
+    (``student``/``teacher``) picks a checkpoint's network; an MLflow model holds one."""
+    if is_model_uri(spec):
+        if weights is not None:
+            raise DataError(spec, f"an MLflow model holds one network (the infer stage's); --weights {weights} "
+                                  "applies to a checkpoint file (models/model.pt)")
+        logged = load_mlflow_model(spec)
+        meta = logged.metadata
+        window = dict(meta.get("inference") or {})
+        network = logged.network
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise DataError(path, "not found; expected a checkpoint (models/model.pt), runs:/<run_id>/model "
+                                  "or models:/<name>/<version>")
+        network, meta = load_model(path, weights or "student")
+        meta = {**meta, "weights": weights or "student"}
+        window = {"patch": meta.get("patch")} if meta.get("patch") else {}
+    record = meta.get("preprocessing")
+    recipe = Recipe.from_dict(record, spec) if record else None
+    return TrainedModel(network, recipe, window, meta, spec)
+
+
+def inference_config(trained: TrainedModel, overrides: dict) -> InferConfig:
+    """The model's window settings, then ``overrides`` (None values ignored), over the defaults."""
+    names = {f.name for f in fields(InferConfig)}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {k: v for k, v in {**trained.window, **given}.items() if k in names and v is not None}
+    return replace(InferConfig(), **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def segment_scans(trained: TrainedModel, scans: list[Scan], output: Path, cfg: InferConfig,
+                  progress: bool = True, warn: Callable[[str], None] = tqdm.write) -> list[Segmented]:
+    """Predict every scan into ``output`` (created if needed), in order; warnings go to ``warn``."""
+    if any(p % 16 for p in cfg.patch):
+        raise ParamError("--patch", list(cfg.patch), "sizes divisible by 16 (the V-Net halves a window four times)")
+    if any(s > p for s, p in zip(cfg.stride, cfg.patch)):
+        raise ParamError("--stride", list(cfg.stride), f"steps no larger than the patch {list(cfg.patch)}")
+    raw = next((scan for scan in scans if scan.kind != "h5"), None)
+    if raw is not None and trained.recipe is None:
+        raise DataError(trained.source, f"records no preprocessing (its cases were not made by the preprocess "
+                                        f"stage), so {raw.files[0].name} cannot be prepared; give .h5 processed cases")
+    predictor = Predictor.on_device(trained.network, cfg, trained.meta, "--device")
+    amp = predictor.amp()
+    output.mkdir(parents=True, exist_ok=True)
+    done = []
+    for scan in tqdm(scans, desc="predict", unit="scan", disable=not progress):
+        if scan.kind == "h5":
+            case = read_preprocessed(scan, len(trained.channels))
+            if trained.resample is not None and not case.geometry.resampled:
+                case = resample_case(case, trained.resample)
+            spacing = case.source_grid()[1]
+        else:
+            image, geometry = read_scan(scan, trained.channels)
+            recipe = replace(trained.recipe, resample=trained.resample)
+            if message := spacing_mismatch(recipe, geometry.spacing):
+                warn(f"warning: {scan.files[0]}: {message}")
+            case = prepare(image, geometry, recipe, scan.name)
+            spacing = geometry.spacing
+        label = predict_volume(predictor.model, case.image, cfg, predictor.device, amp, predictor.memory_format,
+                               output_shape=case.geometry.source_shape)
+        full, affine = to_original_grid(label, case.geometry)
+        done.append(Segmented(scan.name, write_prediction(scan, output, full, affine),
+                              tuple(float(s) for s in spacing)))
+    return done
