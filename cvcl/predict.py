@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = summarize(rows, args.distance_unit)
         write_per_case(args.output / "per_case.csv", rows)
         write_json(args.output / "metrics.json", summary)
-        print(format_table(summary).replace("test cases", "scans"))
+        print(format_table(summary).replace("test cases", "scan(s)"))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ def log_model(run: Run, network: torch.nn.Module, metadata: dict) -> str:
         logged = mlflow.initialize_logged_model(name=MODEL_NAME, source_run_id=run.run_id,
                                                 experiment_id=experiment_id,
                                                 tags={"cvcl.method": str(metadata.get("method", ""))})
+        # pickled, not MLflow's pt2 export: that needs an example input and traces fixed shapes,
+        # where a sliding window and the whole-volume use need any size; MLflow warns of pickle
+        # each time, which says nothing new to a stage's reader
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         info = mlflow.pytorch.log_model(
             VNetLogits(vnet), name=MODEL_NAME, model_id=logged.model_id, run_id=run.run_id,
             signature=signature, metadata={METADATA_KEY: metadata}, serialization_format="pickle",
@@ -168,8 +173,10 @@ def register_best(experiment: str, metric: str, name: str, filter_string: str = 
         raise DataError(filter_string or experiment, f"is not a usable run filter ({str(exc).splitlines()[0]})") from None
     scored = [r for r in runs if metric in r.data.metrics]
     if not scored:
+        hint = ("; runs log val_dice with validation cases: set split.val and train.val_every"
+                if metric == "val_dice" else "")
         raise DataError(experiment, f"has no FINISHED run with metric {metric!r}"
-                                    + (f" matching {filter_string!r}" if filter_string else ""))
+                                    + (f" matching {filter_string!r}" if filter_string else "") + hint)
     for run in scored:
         if with_retries(lambda: client.get_run(run.info.run_id)).outputs.model_outputs:
             with _tracking() as mlflow:
