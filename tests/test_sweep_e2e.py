@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import time
 
 import nbformat
@@ -24,17 +25,35 @@ def wait_for_queue(repo, timeout=1200):
     raise AssertionError(f"queue not drained after {timeout} s:\n{status}")
 
 
+def kill_leftover_workers(repo) -> None:
+    """Kill DVC queue processes still running in ``repo``: now and then a worker whose monitor
+    thread died ignores `dvc queue stop` and would outlive the test."""
+    for proc in os.listdir("/proc"):
+        try:
+            if not proc.isdigit() or os.readlink(f"/proc/{proc}/cwd") != str(repo):
+                continue
+            cmdline = open(f"/proc/{proc}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"queue-worker" in cmdline or b"queue" in cmdline[2:4]:
+            os.kill(int(proc), 9)
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     repo = copy_repository(tmp_path_factory.mktemp("sweep"))
     set_params(repo, TINY)
     run(["git", "commit", "-q", "-am", "tiny params"], repo)
     run(["dvc", "exp", "run", "--queue", "-S", "method=cvcl,supervised", "-S", "seed=1,2"], repo)
-    run(["dvc", "queue", "start", "-j", "2"], repo)
+    # no pipes: the workers `dvc queue start` leaves behind would hold them open, and the call
+    # would last as long as the workers (for ever, if one never shuts down); the status tells
+    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=repo, env=env(), stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
     try:
         status = wait_for_queue(repo)
     finally:
         run(["dvc", "queue", "stop", "--kill"], repo, check=False)
+        kill_leftover_workers(repo)
     assert "Failed" not in status, status
     return repo
 
