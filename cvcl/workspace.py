@@ -89,11 +89,10 @@ def read_manifest(processed: str | Path = PROCESSED) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def read_protocol(folder: str | Path) -> dict:
-    """The ``protocol.json`` record of a raw or processed folder ({} when there is none)."""
-    path = Path(folder) / PROTOCOL_FILE
+def _read_record(path: Path) -> dict | None:
+    """A JSON object file (None when there is none); DataError naming it when it is not one."""
     if not path.is_file():
-        return {}
+        return None
     try:
         record = json.loads(path.read_text())
     except json.JSONDecodeError:
@@ -101,6 +100,17 @@ def read_protocol(folder: str | Path) -> dict:
     if not isinstance(record, dict):
         raise DataError(path, "expected a JSON object")
     return record
+
+
+def read_protocol(folder: str | Path) -> dict:
+    """The ``protocol.json`` record of a raw or processed folder ({} when there is none)."""
+    return _read_record(Path(folder) / PROTOCOL_FILE) or {}
+
+
+def read_recipe(processed: str | Path = PROCESSED) -> dict | None:
+    """The preprocess stage's ``preprocessing.json`` (:mod:`cvcl.preprocessing.recipe`), or None
+    for processed cases written otherwise."""
+    return _read_record(Path(processed) / RECIPE.name)
 
 
 def training_cases(processed: str | Path = PROCESSED) -> int | None:

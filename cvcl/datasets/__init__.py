@@ -66,9 +66,6 @@ class Intensity:
     clip_percentile: float | None = None
     crop_nonzero: bool = False
 
-    def as_dict(self) -> dict:
-        return {"mask": self.mask, "clip_percentile": self.clip_percentile, "crop_nonzero": self.crop_nonzero}
-
 
 @dataclass(frozen=True)
 class Dataset:

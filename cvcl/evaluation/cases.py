@@ -17,10 +17,8 @@ from cvcl.errors import DataError
 from cvcl.evaluation.overlays import pick_cases, save_overlay
 from cvcl.evaluation.summary import case_row
 from cvcl.io.resample import resize_image
-from cvcl.io.nrrd import read_nrrd
+from cvcl.io.formats import VOLUME_SUFFIXES, read_volume
 from cvcl.io.volume import Case, from_original_grid, read_case, read_nifti
-
-REFERENCE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 
 
 def prediction_on_source_grid(path: Path, case: Case) -> np.ndarray:
@@ -65,16 +63,12 @@ def find_references(names: list[str], folder: Path) -> dict[str, Path]:
     ``.nrrd`` (``cvcl.predict --labels``); DataError naming the first one missing."""
     found = {}
     for name in names:
-        paths = [folder / f"{name}{suffix}" for suffix in REFERENCE_SUFFIXES]
+        paths = [folder / f"{name}{suffix}" for suffix in VOLUME_SUFFIXES]
         path = next((p for p in paths if p.is_file()), None)
         if path is None:
             raise DataError(paths[0], f"not found: no reference label for scan {name} (.nii.gz, .nii or .nrrd)")
         found[name] = path
     return found
-
-
-def _read_volume(path: Path) -> np.ndarray:
-    return (read_nrrd(path) if path.name.lower().endswith(".nrrd") else read_nifti(path))[0]
 
 
 def score_predictions(predictions: dict[str, tuple[Path, tuple[float, float, float]]],
@@ -83,7 +77,7 @@ def score_predictions(predictions: dict[str, tuple[Path, tuple[float, float, flo
     against its reference on the scan's grid; ``predictions`` maps a name to (file, spacing mm)."""
     rows = []
     for name, (path, spacing) in predictions.items():
-        pred, truth = _read_volume(path) > 0.5, _read_volume(references[name])
+        pred, truth = read_volume(path)[0] > 0.5, read_volume(references[name])[0]
         if truth.shape != pred.shape:
             raise DataError(references[name], f"label shape {truth.shape} differs from its scan's {pred.shape}")
         rows.append(case_row(name, pred, truth > 0, spacing, unit))

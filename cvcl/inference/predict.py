@@ -20,6 +20,7 @@ from cvcl.params import Params
 from cvcl.io.resample import resize_probabilities
 from cvcl.io.volume import read_case, to_original_grid, write_nifti
 from cvcl.models.checkpoint import load_model
+from cvcl.models.vnet import check_patch
 from cvcl.settings import default
 
 
@@ -50,13 +51,19 @@ class InferConfig:
                 if k not in ("device", "amp")}
 
 
+def check_window(patch: tuple[int, ...], stride: tuple[int, ...], patch_name: str, stride_name: str) -> None:
+    """ParamError naming the parameter (or option) when the V-Net cannot take ``patch`` or the
+    windows of ``stride`` would skip voxels."""
+    check_patch(patch, patch_name)
+    if any(s > p for s, p in zip(stride, patch)):
+        raise ParamError(stride_name, list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)")
+
+
 def infer_config(params: Params) -> InferConfig:
     """Read and check ``train.patch`` and the ``infer`` section (ParamError on a bad value)."""
     patch = tuple(params.get("train.patch"))
     stride = tuple(params.get("infer.stride"))
-    too_big = [s for s, p in zip(stride, patch) if s > p]
-    if too_big:
-        raise ParamError("infer.stride", list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)")
+    check_window(patch, stride, "train.patch", "infer.stride")
     return params.config(InferConfig, "infer", patch=patch, stride=stride)
 
 

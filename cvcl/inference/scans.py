@@ -25,11 +25,10 @@ import h5py
 import numpy as np
 
 from cvcl.errors import DataError
-from cvcl.io.nrrd import read_nrrd, write_nrrd
-from cvcl.io.volume import Case, Geometry, read_case, read_nifti, write_nifti
-from cvcl.sources.layouts import LA_SPACING_MM
+from cvcl.io.formats import VOLUME_SUFFIXES, read_volume, write_volume
+from cvcl.io.volume import Case, Geometry, read_case
 
-SUFFIXES = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".h5": "h5"}
+SUFFIXES = {**VOLUME_SUFFIXES, ".h5": "h5"}
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 RELEASE_NAME = "mri_norm2"  # every case file of the LA release is <case>/mri_norm2.h5
 
@@ -94,10 +93,10 @@ def _check_3d(path: Path, shape: tuple[int, ...]) -> None:
         raise DataError(path, f"is a 2D image (shape {'x'.join(map(str, shape))}); expected a 3D volume")
 
 
-def _read_one(path: Path, kind: str) -> tuple[np.ndarray, Geometry]:
+def _read_one(path: Path) -> tuple[np.ndarray, Geometry]:
     """One file as ``(C, X, Y, Z)`` float32 with its geometry."""
     try:
-        data, geometry = read_nrrd(path) if kind == "nrrd" else read_nifti(path)
+        data, geometry = read_volume(path)
     except DataError as exc:  # both readers refuse fewer than three axes
         if "expected a 3D volume" in exc.problem:
             raise DataError(path, "is a 2D image; " + exc.problem) from None
@@ -115,7 +114,7 @@ def read_scan(scan: Scan, channels: tuple[str, ...]) -> tuple[np.ndarray, Geomet
     when it is unreadable, not 3D, not finite, or has another channel count than ``channels``."""
     images, geometry = [], None
     for path in scan.files:
-        data, geo = _read_one(path, scan.kind)
+        data, geo = _read_one(path)
         if geometry is None:
             geometry = geo
         elif data.shape[1:] != images[0].shape[1:] or not np.allclose(geo.affine, geometry.affine, atol=1e-3):
@@ -133,17 +132,18 @@ def read_scan(scan: Scan, channels: tuple[str, ...]) -> tuple[np.ndarray, Geomet
 
 
 def read_preprocessed(scan: Scan, channels: int) -> Case:
-    """An ``.h5`` scan as a processed case. A file that states no geometry is taken for the LA
-    release's (0.625 mm voxels, axis-aligned), the one format that states none."""
+    """An ``.h5`` scan as a processed case: the pipeline's convention when the file states its
+    geometry, else the LA release's format, read as the ``la`` converter reads it (0.625 mm
+    voxels, axis-aligned)."""
+    from cvcl.preprocessing.la_h5 import read_release_case
+
     path = scan.files[0]
-    case = read_case(path)
     try:
         with h5py.File(path, "r") as f:
             located = "affine" in f.attrs or "spacing" in f.attrs
     except OSError as exc:
         raise DataError(path, f"cannot be read as HDF5 ({exc})") from None
-    if not located:
-        case.geometry = Geometry.from_spacing((LA_SPACING_MM,) * 3)
+    case = read_case(path) if located else read_release_case(path, scan.name, "la")
     _check_3d(path, case.shape)
     if case.image.shape[0] != channels:
         raise DataError(path, f"has {case.image.shape[0]} channel(s); the model expects {channels}")
@@ -153,8 +153,5 @@ def read_preprocessed(scan: Scan, channels: int) -> Case:
 def write_prediction(scan: Scan, folder: Path, label: np.ndarray, affine: np.ndarray) -> Path:
     """Write the label map ``(X, Y, Z)`` of ``scan`` into ``folder`` in the scan's format (atomically)."""
     path = folder / scan.output_name
-    if scan.kind == "nrrd":
-        write_nrrd(path, label.astype(np.uint8), affine)
-    else:
-        write_nifti(path, label.astype(np.uint8), affine)
+    write_volume(path, label.astype(np.uint8), affine)
     return path

@@ -16,13 +16,13 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from cvcl.errors import DataError, ParamError
-from cvcl.inference.predict import InferConfig, Predictor, predict_volume
+from cvcl.errors import DataError
+from cvcl.inference.predict import InferConfig, Predictor, check_window, predict_volume
 from cvcl.inference.scans import Scan, read_preprocessed, read_scan, write_prediction
 from cvcl.io.resample import resample_case
 from cvcl.io.volume import to_original_grid
 from cvcl.models.checkpoint import load_model
-from cvcl.preprocessing.recipe import Recipe, prepare, spacing_mismatch
+from cvcl.preprocessing.recipe import Recipe, channel_names, prepare, spacing_mismatch
 from cvcl.tracking.model import is_model_uri, load_mlflow_model
 
 
@@ -56,8 +56,7 @@ class TrainedModel:
     def channels(self) -> tuple[str, ...]:
         if self.recipe is not None:
             return self.recipe.channels
-        n = int(self.meta["model_config"]["in_channels"])
-        return ("image",) if n == 1 else tuple(f"channel{c}" for c in range(n))
+        return channel_names(int(self.meta["model_config"]["in_channels"]))
 
 
 def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
@@ -87,18 +86,14 @@ def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
 def inference_config(trained: TrainedModel, overrides: dict) -> InferConfig:
     """The model's window settings, then ``overrides`` (None values ignored), over the defaults."""
     names = {f.name for f in fields(InferConfig)}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    values = {k: v for k, v in {**trained.window, **given}.items() if k in names and v is not None}
-    return replace(InferConfig(), **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    values = {**trained.window, **{k: v for k, v in overrides.items() if v is not None}}
+    return replace(InferConfig(), **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
 
 
 def segment_scans(trained: TrainedModel, scans: list[Scan], output: Path, cfg: InferConfig,
                   progress: bool = True, warn: Callable[[str], None] = tqdm.write) -> list[Segmented]:
     """Predict every scan into ``output`` (created if needed), in order; warnings go to ``warn``."""
-    if any(p % 16 for p in cfg.patch):
-        raise ParamError("--patch", list(cfg.patch), "sizes divisible by 16 (the V-Net halves a window four times)")
-    if any(s > p for s, p in zip(cfg.stride, cfg.patch)):
-        raise ParamError("--stride", list(cfg.stride), f"steps no larger than the patch {list(cfg.patch)}")
+    check_window(cfg.patch, cfg.stride, "--patch", "--stride")
     raw = next((scan for scan in scans if scan.kind != "h5"), None)
     if raw is not None and trained.recipe is None:
         raise DataError(trained.source, f"records no preprocessing (its cases were not made by the preprocess "

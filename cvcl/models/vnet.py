@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cvcl.errors import ParamError
+
 NORMALIZATIONS = ("batch", "instance", "none")
 
 
@@ -123,6 +125,13 @@ class VNet(nn.Module):
         if self.projection is None:
             raise RuntimeError("this VNet was built with embed_dim=0 (no projection head)")
         return self.projection(features)
+
+
+def check_patch(patch: tuple[int, ...], name: str) -> None:
+    """ParamError naming ``name`` unless every size of ``patch`` is divisible by 16 (the V-Net
+    halves its input four times)."""
+    if any(s % 16 for s in patch):
+        raise ParamError(name, list(patch), "3 sizes divisible by 16 (the V-Net downsamples 4 times)")
 
 
 class VNetLogits(nn.Module):

@@ -20,9 +20,9 @@ from cvcl import datasets
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path, write_json
 from cvcl.io.resample import resample_case
-from cvcl.io.volume import Case, write_case
+from cvcl.io.volume import write_case
 from cvcl.preprocessing.config import PreprocessConfig
-from cvcl.preprocessing.recipe import make_recipe
+from cvcl.preprocessing.recipe import channel_names, make_recipe
 from cvcl.sources.layouts import ORIGINS_FILE
 from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, RECIPE, case_file, read_list, write_manifest
 
@@ -48,7 +48,7 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
                 case = resample_case(case, config.resample)
             write_case(case_file(case.case_id, tmp), case)
             spacings.append(case.geometry.spacing)
-            channels = channel_names(case)
+            channels = channel_names(case.image.shape[0], str(case.extra.get("modalities", "")))
             rows.append({
                 "case_id": case.case_id,
                 "subset": subsets.get(case.case_id, ""),
@@ -67,15 +67,6 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
         recipe = make_recipe(dataset, datasets.get(dataset).intensity, channels, config.resample, spacings)
         write_json(tmp / RECIPE.name, recipe.as_dict())
     return len(rows)
-
-
-def channel_names(case: Case) -> tuple[str, ...]:
-    """The names of a case's image channels: the modalities a converter recorded, else ``image``
-    (one channel) or ``channel0``, ``channel1``..."""
-    if case.extra.get("modalities"):
-        return tuple(str(case.extra["modalities"]).split(","))
-    n = case.image.shape[0]
-    return ("image",) if n == 1 else tuple(f"channel{c}" for c in range(n))
 
 
 @contextlib.contextmanager

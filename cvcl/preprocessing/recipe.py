@@ -14,7 +14,7 @@ repeated on a new scan: the sliding window then covers the whole scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from statistics import median
 from typing import Sequence
 
@@ -48,7 +48,7 @@ class Recipe:
 
     def as_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "dataset": self.dataset, "channels": list(self.channels),
-                "intensity": self.intensity.as_dict(),
+                "intensity": asdict(self.intensity),
                 "resample": list(self.resample) if self.resample is not None else None,
                 "spacing": list(self.spacing)}
 
@@ -67,6 +67,14 @@ class Recipe:
             raise DataError(where, f"holds no usable preprocessing record ({type(exc).__name__}: {exc})") from None
 
 
+def channel_names(n: int, modalities: str = "") -> tuple[str, ...]:
+    """Names of ``n`` image channels: the modalities a converter recorded (``"flair,t1"``), else
+    ``image`` for one channel and ``channel0``, ``channel1``... for several."""
+    if modalities:
+        return tuple(modalities.split(","))
+    return ("image",) if n == 1 else tuple(f"channel{c}" for c in range(n))
+
+
 def make_recipe(dataset: str, intensity: Intensity, channels: Sequence[str],
                 resample: Sequence[float] | None, spacings: Sequence[Sequence[float]]) -> Recipe:
     """The recipe of a preprocess run; ``spacings`` are the processed cases' (mm per axis)."""
@@ -82,7 +90,8 @@ def prepare(image: np.ndarray, geometry: Geometry, recipe: Recipe, case_id: str 
     intensity = recipe.intensity
     image = np.asarray(image, dtype=np.float32)
     shape = tuple(image.shape[-3:])
-    nonzero = (image != 0).any(axis=0)
+    # a full pass over the volume, made only where a step needs the non-zero voxels
+    nonzero = (image != 0).any(axis=0) if intensity.crop_nonzero or intensity.mask == "nonzero" else None
     if intensity.crop_nonzero:
         box = mask_box(nonzero)
         if box is None:

@@ -56,7 +56,8 @@ def _tracking() -> Iterator:
 
 def log_model(run: Run, network: torch.nn.Module, metadata: dict) -> str:
     """Log ``network`` (a :class:`~cvcl.models.vnet.VNet`) as the run's MLflow model with
-    ``metadata`` (which holds ``model_config``, see :func:`model_metadata`) under ``cvcl``; returns the model's ``models:/<model_id>`` URI.
+    ``metadata`` under ``cvcl`` (:meth:`cvcl.inference.predict.Predictor.model_metadata`, which
+    holds ``model_config``); returns the model's ``models:/<model_id>`` URI.
 
     The logged model lives in the run's experiment and is linked to the run as its output, so
     ``runs:/<run_id>/model`` finds it and the runs table's Models column shows it.
@@ -177,8 +178,8 @@ def register_best(experiment: str, metric: str, name: str, filter_string: str = 
                 if metric == "val_dice" else "")
         raise DataError(experiment, f"has no FINISHED run with metric {metric!r}"
                                     + (f" matching {filter_string!r}" if filter_string else "") + hint)
-    for run in scored:
-        if with_retries(lambda: client.get_run(run.info.run_id)).outputs.model_outputs:
+    for run in scored:  # search results carry each run's outputs: no request per run
+        if run.outputs is not None and run.outputs.model_outputs:
             with _tracking() as mlflow:
                 version = mlflow.register_model(f"runs:/{run.info.run_id}/{MODEL_NAME}", name,
                                                 tags={"cvcl.selected_by": metric,

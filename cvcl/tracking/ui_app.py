@@ -15,6 +15,7 @@ It is an MLflow app plugin (entry points ``mlflow.app`` in pyproject.toml), so `
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -36,15 +37,22 @@ def with_landing_default(index_html: str) -> str:
     return index_html[:at] + LANDING_SCRIPT + index_html[at:]
 
 
+@functools.cache
+def _index_page(static_folder: str) -> str | None:
+    """The served page, made once per process (None where MLflow's build has no UI)."""
+    page = Path(static_folder) / "index.html"
+    return with_landing_default(page.read_text(encoding="utf-8")) if page.is_file() else None
+
+
 def _serve_index():
     from flask import Response, current_app
 
-    page = Path(current_app.static_folder) / "index.html"
-    if not page.is_file():  # MLflow's own message for a source install without the built UI
+    page = _index_page(str(current_app.static_folder))
+    if page is None:  # MLflow's own message for a source install without the built UI
         from mlflow.server import serve
 
         return serve()
-    return Response(with_landing_default(page.read_text(encoding="utf-8")), mimetype="text/html")
+    return Response(page, mimetype="text/html")
 
 
 def _mlflow_flask_app():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cvcl.errors import ParamError
+from cvcl.models.vnet import check_patch
 from cvcl.params import Params
 from cvcl.training.objective import LossConfig
 from cvcl.settings import default
@@ -41,9 +42,7 @@ def train_config(params: Params) -> TrainConfig:
     cfg = params.config(TrainConfig, p)
     if cfg.labeled_bs > cfg.batch_size:
         raise ParamError(f"{p}.labeled_bs", cfg.labeled_bs, f"an integer in [1, {cfg.batch_size}] (train.batch_size)")
-    bad = [s for s in cfg.patch if s % 16]
-    if bad:
-        raise ParamError(f"{p}.patch", list(cfg.patch), "3 sizes divisible by 16 (the V-Net downsamples 4 times)")
+    check_patch(cfg.patch, f"{p}.patch")
     return cfg
 
 

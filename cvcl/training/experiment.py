@@ -10,7 +10,6 @@ kill resumes from its last checkpoint when rerun with the same inputs
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,16 +135,10 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / max(trained, 1)})
         meta = {"method": method, "iterations": cfg.iterations, "seed": seed, "dataset": dataset_name,
                 "labeled": split["labeled"], "best_step": result.best_step, "best_val_dice": result.best_val,
-                "patch": list(cfg.patch), "preprocessing": _recipe(processed)}
+                "patch": list(cfg.patch), "preprocessing": workspace.read_recipe(processed)}
         _write_outputs(run, result, model_cfg, meta, rows, val_rows)
     store.clear()
     return Trained(method, cfg.iterations, seconds, run.run_id)
-
-
-def _recipe(processed: Path) -> dict | None:
-    """The preprocess stage's record of how cases were made (None for cases written otherwise)."""
-    path = Path(processed) / workspace.RECIPE.name
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _write_outputs(run: Run, result, model_cfg: ModelConfig, meta: dict, rows: list[dict],
