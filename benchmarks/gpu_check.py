@@ -189,11 +189,10 @@ def main() -> None:
     args.patch, args.filters = ([32, 32, 16], 2) if args.tiny else ([112, 112, 80], 16)
     for spec in args.variants:
         parse_variant(spec)
-    overrides = {"train.iterations": args.iterations, "train.workers": args.workers,
-                 "loss.iters_per_epoch": max(1, args.iterations // 40)}  # the ramp spans the run
+    overrides = {"train.iterations": args.iterations, "train.workers": args.workers}
     if args.tiny:
         overrides.update({"train.patch": args.patch, "model.base_filters": 2, "infer.stride": args.patch,
-                          "loss.n_anchor": 8, "train.iterations": 4, "loss.iters_per_epoch": 1,
+                          "loss.n_anchor": 8, "train.iterations": 4,
                           "train.workers": 0})
         args.repeats, args.test = 1, 1
     say(f"torch {torch.__version__}, device: "

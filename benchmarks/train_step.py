@@ -36,7 +36,7 @@ METHODS = ("supervised", "mean_teacher", "cvcl")
 def make_step(method: str, cfg: ModelConfig, device: torch.device, images, labels, labeled_bs: int,
               split_bn: bool = False, amp: bool = True, channels_last: bool = True):
     semi = methods.get(method).semi_supervised  # ParamError for a name not in cvcl.methods
-    objective = Objective(method, LossConfig(iters_per_epoch=1, rampup_epochs=1, vcl_weight=0.6),
+    objective = Objective(method, LossConfig(rampup_length=0.0, vcl_weight=0.6),
                           total_iterations=1000, split_bn=split_bn)
     torch.manual_seed(0)
     train_cfg = TrainConfig(iterations=1000, batch_size=images.shape[0], labeled_bs=labeled_bs,

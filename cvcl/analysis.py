@@ -10,21 +10,29 @@ Runs that differ in any other tracked parameter (``model.norm``, ``train.iterati
 different configurations: where a run's value is not the most common one, it is appended to
 its ``config``, e.g. ``mean_teacher [model.norm=batch]`` (that suffix alone is the ``variant``
 column, empty for the most common settings), so such runs are never averaged together.
+
+Differences between configs: :func:`paired_intervals` on the per-case metrics of
+:func:`load_per_case` gives each one a 95% interval over seeds and test cases.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+import os
+import warnings
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from cvcl import methods
+from cvcl import methods, statistics
 from cvcl.methods import Switch
 from cvcl.settings import EXECUTION
 
 METRICS = ("dice", "jaccard", "hd95", "asd")
+PERCENT = ("dice", "jaccard")       # fractions in the runs, % (points) in the tables
+LOWER_IS_BETTER = ("hd95", "asd")   # distances: a negative difference is an improvement
+PER_CASE_ARTIFACT = "per_case.csv"  # logged by stages/evaluate.py at the artifact root
 
 
 def _switches() -> list[Switch]:
@@ -42,18 +50,19 @@ def _named() -> set[str]:
 
 
 def config_name(method: str, values: Mapping[str, float]) -> str:
-    """``cvcl (pcl 1, vcl 0)``: the method and its switches, read from ``values`` (dotted
-    parameter names -> values); ``cvcl (pcl 0, vcl 0) = mean teacher`` when every switch is 0
-    and the method declares what it then reduces to; the bare name for a method without
-    switches, or one no longer in :mod:`cvcl.methods` (older runs)."""
+    """``cvcl (pcl 1, vcl 0) = PCL only``: the method and its named switches, read from
+    ``values`` (dotted parameter names -> values; a switch at its ``quiet`` value is not
+    spelt), then the configuration's alias where the method declares one
+    (:attr:`cvcl.methods.Method.aliases`: ``= mean teacher``, ``= released code: supervised +
+    VCL``); the bare name for a method without switches, or one no longer in
+    :mod:`cvcl.methods` (older runs)."""
     if method not in methods.names() or not methods.get(method).switches:
         return method
     declared = methods.get(method)
-    switched = declared.switch_values(values)
-    name = f"{method} ({', '.join(f'{s.label} {v:g}' for s, v in switched)})"
-    if declared.reduces_to and all(v == 0 for _, v in switched):
-        name += f" = {declared.reduces_to}"
-    return name
+    shown = declared.named_switches(values)
+    name = f"{method} ({', '.join(f'{s.label} {v:g}' for s, v in shown)})"
+    alias = declared.alias(values)
+    return f"{name} = {alias}" if alias else name
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -80,7 +89,7 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
         "method": raw["params.method"],
         "labeled": raw["params.labeled"].astype(int),
         "seed": raw["params.seed"].astype(int),
-        **{s.column: raw[f"params.{s.param}"].astype(float) for s in switches},
+        **{s.column: _switch_column(raw, s) for s in switches},
         **{m: raw[f"metrics.{m}"].astype(float) for m in METRICS},
     })
     # a switch only means something for the methods that declare it
@@ -97,6 +106,17 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
     df.insert(2, "config", names)
     df["variant"] = variant
     return df.reset_index(drop=True)
+
+
+def _switch_column(raw: pd.DataFrame, switch: Switch) -> pd.Series:
+    """A switch's values in the runs; runs logged before a ``quiet`` switch existed get that value."""
+    column = f"params.{switch.param}"
+    if column not in raw:
+        if switch.quiet is None:
+            raise KeyError(f"the runs have no parameter {switch.param}")
+        return pd.Series(switch.quiet, index=raw.index, dtype=float)
+    values = raw[column].astype(float)
+    return values if switch.quiet is None else values.fillna(switch.quiet)
 
 
 def _varying_params(raw: pd.DataFrame) -> pd.DataFrame:
@@ -164,17 +184,29 @@ def paired_comparison(df: pd.DataFrame, reference: str | None = None, metric: st
     Columns: ``reference``, ``baseline``, ``labeled``, ``pairs``, ``mean_diff`` (reference minus
     baseline, in Dice points), ``std_diff``, ``wins`` (seeds where the reference is better),
     ``p_value`` (paired t-test; NaN with fewer than 2 pairs).
+
+    This sees only each run's mean over the test cases, so it says nothing about how much the
+    difference owes to the particular test cases; with a handful of seeds neither the t-test
+    nor a bootstrap over seeds alone is much to go on. For intervals a reader can trust (over
+    seeds *and* cases) use :func:`paired_intervals` with :func:`load_per_case`.
     """
-    variants = df["variant"] if "variant" in df else pd.Series("", index=df.index)
-    if reference is not None:
-        chosen = variants[df["config"] == reference]
-        refs = [(reference, chosen.iloc[0] if len(chosen) else "")]
-    else:
-        refs = [(full_cvcl_config(df[variants == v]), v) for v in sorted(set(variants))]
-    rows = [row for ref, v in refs if ref is not None
-            for row in _paired_rows(df[variants == v], ref, metric)]
+    rows = [row for ref, v in _references(df, reference) for row in _paired_rows(df[_variants(df) == v], ref, metric)]
     return pd.DataFrame(rows, columns=["reference", "baseline", "labeled", "pairs", "mean_diff", "std_diff", "wins",
                                        "p_value"])
+
+
+def _variants(df: pd.DataFrame) -> pd.Series:
+    return df["variant"] if "variant" in df else pd.Series("", index=df.index)
+
+
+def _references(df: pd.DataFrame, reference: str | None) -> list[tuple[str, str]]:
+    """(reference config, its variant): ``reference`` alone, else the full CVCL of each variant."""
+    variants = _variants(df)
+    if reference is not None:
+        chosen = variants[df["config"] == reference]
+        return [(reference, chosen.iloc[0] if len(chosen) else "")]
+    refs = [(full_cvcl_config(df[variants == v]), v) for v in sorted(set(variants))]
+    return [(ref, v) for ref, v in refs if ref is not None]
 
 
 def _paired_rows(df: pd.DataFrame, reference: str, metric: str) -> list[dict]:
@@ -195,6 +227,121 @@ def _paired_rows(df: pd.DataFrame, reference: str, metric: str) -> list[dict]:
                      "mean_diff": diff.mean(), "std_diff": diff.std(ddof=1) if len(diff) > 1 else math.nan,
                      "wins": int((diff > 0).sum()), "p_value": p})
     return rows
+
+
+def load_per_case(runs: pd.DataFrame, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The per-case metrics of ``runs`` (from :func:`load_runs`), read from each run's
+    ``per_case.csv`` artifact, in long format: one row per (run, test case) with the columns
+    ``run_id``, ``config``, ``variant``, ``labeled``, ``seed``, ``case_id`` (a string) and
+    :data:`METRICS` (Dice and Jaccard as fractions, like the runs table; distances in the
+    evaluation's unit, NaN where undefined). A run without the artifact (evaluate not logged,
+    or an older run) is skipped with a warning. ``tracking_uri``: default MLflow's current one.
+    """
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from cvcl.tracking.store import quiet_mlflow_logs
+
+    quiet_mlflow_logs()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    columns = ["run_id", "config", "variant", "labeled", "seed", "case_id", *METRICS]
+    frames = []
+    with tempfile.TemporaryDirectory(prefix="cvcl-per-case-") as tmp:
+        for _, run in runs.iterrows():
+            try:
+                path = mlflow.artifacts.download_artifacts(run_id=run["run_id"], artifact_path=PER_CASE_ARTIFACT,
+                                                           dst_path=os.path.join(tmp, run["run_id"]),
+                                                           tracking_uri=tracking_uri)
+            except (MlflowException, OSError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                warnings.warn(f"run {run['run_id']} ({run['config']}): no {PER_CASE_ARTIFACT}, skipped ({first})",
+                              stacklevel=2)
+                continue
+            cases = pd.read_csv(path, dtype={"case_id": str})
+            frames.append(pd.DataFrame({
+                **{key: run[key] for key in ("run_id", "config")}, "variant": run.get("variant", ""),
+                **{key: run[key] for key in ("labeled", "seed")}, "case_id": cases["case_id"],
+                **{m: cases[m].astype(float) if m in cases else math.nan for m in METRICS}}, columns=columns))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def chain_pairs(runs: pd.DataFrame, chain: Sequence[str] = ("supervised", "mean_teacher", "cvcl")) -> list[tuple[str, str]]:
+    """(reference, baseline) config pairs along ``chain`` (methods, each adding to the one
+    before), per variant: ``(mean_teacher, supervised)``, ``(cvcl, mean_teacher)``; a method
+    without runs is skipped, so its neighbours are paired. A method's config is its most common
+    one (cvcl: :func:`full_cvcl_config`). Empty when fewer than two are there."""
+    variants, pairs = _variants(runs), []
+    for v in sorted(set(variants)):
+        same = runs[variants == v]
+        present = []
+        for method in chain:
+            ran = same[same["method"] == method]
+            config = full_cvcl_config(same) if method == "cvcl" else (
+                str(ran["config"].value_counts().index[0]) if len(ran) else None)
+            if config is not None:
+                present.append(config)
+        pairs += list(zip(present[1:], present[:-1]))
+    return pairs
+
+
+def paired_intervals(runs: pd.DataFrame, per_case: pd.DataFrame, reference: str | None = None, metric: str = "dice",
+                     n_boot: int = 10_000, seed: int = 0,
+                     pairs: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Each paired difference (reference minus baseline) with a 95% bootstrap interval over
+    seeds and test cases (:mod:`cvcl.statistics`), per labeled count.
+
+    ``per_case``: rows ``run_id``, ``case_id``, ``metric`` (:func:`load_per_case`); each run's
+    config, labeled count and seed are read from ``runs``, so filtering ``runs`` filters this.
+    Compared: the explicit ``pairs`` of configs when given; else ``reference`` (default: the
+    full CVCL of each variant, as :func:`paired_comparison`) against every other config of its
+    variant. A pair uses the seeds both configs have and the test cases both were scored on
+    (repeated runs of a seed are averaged per case), as ``diff[seed, case]``: in points for
+    Dice and Jaccard, in the evaluation's unit for distances, where lower is better (so a
+    negative difference reads "better"). ``seed`` fixes the bootstrap's draws.
+
+    Columns: ``reference``, ``baseline``, ``labeled``, ``metric``, ``seeds``, ``cases`` (after
+    dropping missing values), ``mean_diff``, ``ci_low``, ``ci_high``, ``wilcoxon_p`` (over the
+    seed-averaged per-case differences; NaN under 6 cases), ``resolved`` (the interval excludes
+    0) and ``verdict`` (``+3.12 [+1.05, +5.20]: better``, or ``...: not resolved``).
+    """
+    if pairs is None:
+        variants = _variants(runs)
+        pairs = [(ref, base) for ref, v in _references(runs, reference)
+                 for base in sorted(set(runs.loc[variants == v, "config"]) - {ref})]
+    keys = runs[["run_id", "config", "labeled", "seed"]]
+    scores = per_case[["run_id", "case_id", metric]].merge(keys, on="run_id")
+    scores[metric] = scores[metric].astype(float) * (100 if metric in PERCENT else 1)
+    # one value per (config, labeled, seed, case): repeated runs of a seed are averaged
+    grids = {key: g.groupby(["seed", "case_id"])[metric].mean().unstack("case_id")
+             for key, g in scores.groupby(["config", "labeled"])}
+    rows = []
+    for ref, base in pairs:
+        for labeled in sorted({l for c, l in grids if c == ref} & {l for c, l in grids if c == base}):
+            a, b = grids[(ref, labeled)], grids[(base, labeled)]
+            seeds, cases = a.index.intersection(b.index), a.columns.intersection(b.columns)
+            if len(seeds) == 0 or len(cases) == 0:
+                continue
+            diff = a.loc[seeds, cases].to_numpy() - b.loc[seeds, cases].to_numpy()
+            result = statistics.paired_difference(diff, n_boot, seed, higher_is_better=metric not in LOWER_IS_BETTER)
+            rows.append({"reference": ref, "baseline": base, "labeled": labeled, "metric": metric,
+                         "seeds": result.n_seeds, "cases": result.n_cases, "mean_diff": result.mean_diff,
+                         "ci_low": result.ci_low, "ci_high": result.ci_high, "wilcoxon_p": result.wilcoxon_p,
+                         "resolved": result.resolved, "verdict": result.verdict})
+    return pd.DataFrame(rows, columns=["reference", "baseline", "labeled", "metric", "seeds", "cases", "mean_diff",
+                                       "ci_low", "ci_high", "wilcoxon_p", "resolved", "verdict"])
+
+
+def format_intervals(intervals: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`paired_intervals` for reading: ``difference`` as ``+3.12 [+1.05, +5.20]``,
+    ``wilcoxon_p`` as text, and ``result``: better / worse / not resolved (the interval holds 0)."""
+    out = intervals[["reference", "baseline", "labeled", "metric", "seeds", "cases"]].copy()
+    out["difference"] = [statistics.format_interval(m, lo, hi, digits)
+                         for m, lo, hi in zip(intervals["mean_diff"], intervals["ci_low"], intervals["ci_high"])]
+    out["wilcoxon_p"] = ["n/a" if math.isnan(p) else f"{p:.3g}" for p in intervals["wilcoxon_p"]]
+    out["result"] = [verdict.rsplit(": ", 1)[-1] for verdict in intervals["verdict"]]
+    return out
 
 
 def plot_dice_vs_labeled(df: pd.DataFrame, ax=None):
@@ -218,6 +365,8 @@ def dice_grid(df: pd.DataFrame, labeled: int, variant: str | None = None) -> pd.
     for one ``variant`` (the other-parameter suffix of the configs; default: the variant with
     the most cvcl runs), so that runs of different settings are never averaged into a cell."""
     cvcl = df[(df["method"] == "cvcl") & (df["labeled"] == labeled)]
+    if "mt_weight" in cvcl:  # the grid is over the prototype terms on top of the mean teacher
+        cvcl = cvcl[cvcl["mt_weight"] != 0]
     if "variant" in cvcl and not cvcl.empty:
         cvcl = cvcl[cvcl["variant"] == _grid_variant(df, labeled, variant)]
     rows, columns = _grid_axes()
@@ -225,8 +374,9 @@ def dice_grid(df: pd.DataFrame, labeled: int, variant: str | None = None) -> pd.
 
 
 def _grid_axes() -> tuple[str, str]:
-    """The columns of cvcl's two switches: the grid's rows and columns (pcl_weight, vcl_weight)."""
-    first, second = (s.column for s in methods.get("cvcl").switches)
+    """The columns of cvcl's last two switches, the prototype terms: the grid's rows and columns
+    (pcl_weight, vcl_weight)."""
+    first, second = (s.column for s in methods.get("cvcl").switches[-2:])
     return first, second
 
 

@@ -58,7 +58,7 @@ def test_cvcl_objective_under_float16_autocast_is_finite_and_matches_float32(pcl
     images = torch.randn(4, 1, 64, 64, 32, generator=g)
     labels = torch.zeros(4, 64, 64, 32, dtype=torch.long)
     labels[:2, 20:40, 20:40, 8:20] = 1
-    cfg = LossConfig(iters_per_epoch=1, rampup_epochs=1, n_anchor=16, pcl_weight=pcl, vcl_weight=vcl)
+    cfg = LossConfig(rampup_length=0.0, n_anchor=16, pcl_weight=pcl, vcl_weight=vcl)
     objective = Objective("cvcl", cfg, 100)
     torch.manual_seed(5)
     ref_total, ref_terms = objective(student, teacher, images, labels, 2, step=5)

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,7 +24,9 @@ def fake_runs():
 def test_tidy_runs_names_configs_and_blanks_irrelevant_switches():
     df = fake_runs()
     assert set(df["config"]) == {"cvcl (pcl 1, vcl 1)", "cvcl (pcl 0, vcl 0) = mean teacher",
-                                 "cvcl (pcl 1, vcl 0)", "supervised"}
+                                 "cvcl (pcl 1, vcl 0) = PCL only", "supervised"}
+    # runs logged before loss.mt_weight named a switch had it at 1: it is not spelt
+    assert (df.loc[df["method"] == "cvcl", "mt_weight"] == 1.0).all()
     assert df.loc[df["method"] == "supervised", "pcl_weight"].isna().all()
 
 
@@ -117,3 +120,146 @@ def test_paired_comparison_pairs_only_runs_of_the_same_variant():
         assert ("1800" in row["reference"]) == ("1800" in row["baseline"])
     sup = p[(p["baseline"] == "supervised [train.iterations=1800]") & (p["labeled"] == 4)].iloc[0]
     assert sup["mean_diff"] == pytest.approx(10.0)
+
+
+# -- per-case intervals -----------------------------------------------------------------------
+
+def cvcl_config(runs, pcl, vcl):
+    """The config name of the fake cvcl runs with these weights (names come from cvcl.methods)."""
+    chosen = runs[(runs["method"] == "cvcl") & (runs["pcl_weight"] == pcl) & (runs["vcl_weight"] == vcl)]
+    return chosen["config"].iloc[0]
+
+
+def fake_per_case(runs, cases=12):
+    """Per-case rows of ``runs``: each case's Dice scatters around the run's (known case effects)."""
+    rows = []
+    for _, run in runs.iterrows():
+        for c in range(cases):
+            effect = 0.03 * ((c * 7) % 5 - 2)      # the same case is easy or hard for every run
+            rows.append({"run_id": run["run_id"], "case_id": f"case{c:02d}", "dice": run["dice"] + effect,
+                         "jaccard": run["jaccard"] + effect, "hd95": run["hd95"] + c % 3, "asd": run["asd"]})
+    return pd.DataFrame(rows)
+
+
+def test_paired_intervals_default_reference_against_each_baseline():
+    runs = fake_runs()
+    out = analysis.paired_intervals(runs, fake_per_case(runs), n_boot=2000)
+    assert set(out["reference"]) == {cvcl_config(runs, 1, 1)}
+    assert set(out["baseline"]) == {"supervised", cvcl_config(runs, 0, 0), cvcl_config(runs, 1, 0)}
+    sup = out[(out["baseline"] == "supervised") & (out["labeled"] == 4)].iloc[0]
+    assert (sup["seeds"], sup["cases"]) == (3, 12)
+    # every (seed, case) differs by exactly 10 Dice points: a zero-width interval at +10
+    assert sup["mean_diff"] == pytest.approx(10.0)
+    assert sup["ci_low"] == pytest.approx(10.0) and sup["ci_high"] == pytest.approx(10.0)
+    assert sup["resolved"] and sup["verdict"] == "+10.00 [+10.00, +10.00]: better"
+    assert sup["wilcoxon_p"] < 0.01
+
+
+def test_paired_intervals_pair_only_common_seeds_and_cases():
+    runs = fake_runs()
+    per_case = fake_per_case(runs)
+    sup_seed3 = runs.loc[(runs["config"] == "supervised") & (runs["seed"] == 3), "run_id"]
+    per_case = per_case[~per_case["run_id"].isin(sup_seed3)]                        # supervised lacks seed 3
+    cvcl_runs = runs.loc[runs["config"] == cvcl_config(runs, 1, 1), "run_id"]
+    per_case = per_case[~(per_case["run_id"].isin(cvcl_runs) & (per_case["case_id"] == "case00"))]  # and cvcl a case
+    out = analysis.paired_intervals(runs, per_case, pairs=[(cvcl_config(runs, 1, 1), "supervised")], n_boot=500)
+    assert list(out["labeled"]) == [4, 8]
+    assert list(out["seeds"]) == [2, 2] and list(out["cases"]) == [11, 11]
+
+
+def test_paired_intervals_average_repeated_runs_and_follow_explicit_pairs():
+    runs = fake_runs()
+    again = runs[runs["config"] == "supervised"].copy()
+    again["run_id"] = again["run_id"] + "-rerun"
+    again["dice"] = again["dice"] + 0.02
+    both = pd.concat([runs, again], ignore_index=True)
+    pairs = [(cvcl_config(runs, 0, 0), "supervised"), (cvcl_config(runs, 1, 1), "supervised")]
+    out = analysis.paired_intervals(both, fake_per_case(both), pairs=pairs, n_boot=500)
+    assert list(zip(out["reference"], out["labeled"])) == [(pairs[0][0], 4), (pairs[0][0], 8),
+                                                           (pairs[1][0], 4), (pairs[1][0], 8)]
+    assert out["mean_diff"].tolist() == pytest.approx([4.0, 4.0, 9.0, 9.0])
+
+
+def test_paired_intervals_read_distances_lower_is_better():
+    runs = fake_runs()
+    runs.loc[runs["config"] == "supervised", "hd95"] += 2.0   # supervised: larger distances
+    per_case = fake_per_case(runs)
+    per_case["hd95"] += np.random.default_rng(0).normal(0, 0.5, len(per_case))
+    out = analysis.paired_intervals(runs, per_case, metric="hd95", pairs=[(cvcl_config(runs, 1, 1), "supervised")])
+    row = out.iloc[0]
+    assert row["mean_diff"] == pytest.approx(-2.0, abs=0.3)   # raw units, not x100
+    assert row["ci_high"] < 0 and row["verdict"].endswith(": better")
+    dice = analysis.paired_intervals(runs, per_case, pairs=[("supervised", cvcl_config(runs, 1, 1))])
+    assert dice.iloc[0]["mean_diff"] == pytest.approx(-10.0) and dice.iloc[0]["verdict"].endswith(": worse")
+
+
+def test_format_intervals_says_not_resolved_when_the_interval_holds_zero():
+    runs = fake_runs()
+    per_case = fake_per_case(runs)
+    # two configs equal on average: per-seed, per-case noise around zero
+    tied = per_case["run_id"].isin(runs.loc[runs["config"] == cvcl_config(runs, 1, 0), "run_id"])
+    ref = per_case["run_id"].isin(runs.loc[runs["config"] == cvcl_config(runs, 1, 1), "run_id"])
+    per_case.loc[tied, "dice"] = per_case.loc[ref, "dice"].to_numpy() \
+        + np.random.default_rng(1).normal(0, 0.02, int(tied.sum()))
+    out = analysis.paired_intervals(runs, per_case, n_boot=2000)
+    table = analysis.format_intervals(out).set_index(["baseline", "labeled"])
+    tie = table.loc[(cvcl_config(runs, 1, 0), 4)]
+    assert tie["result"] == "not resolved"
+    sup = table.loc[("supervised", 4)]
+    assert sup["difference"] == "+10.00 [+10.00, +10.00]" and sup["result"] == "better"
+    row = out[(out["baseline"] == cvcl_config(runs, 1, 0)) & (out["labeled"] == 4)].iloc[0]
+    assert row["ci_low"] < 0 < row["ci_high"] and not row["resolved"]
+
+
+def test_chain_pairs_link_consecutive_methods_per_variant():
+    runs = fake_runs()
+    assert analysis.chain_pairs(runs) == [(cvcl_config(runs, 1, 1), "supervised")]  # no mean_teacher runs
+    mt = runs[runs["config"] == "supervised"].copy()
+    mt["method"], mt["config"], mt["run_id"] = "mean_teacher", "mean_teacher", mt["run_id"] + "mt"
+    assert analysis.chain_pairs(pd.concat([runs, mt], ignore_index=True)) == [
+        ("mean_teacher", "supervised"), (cvcl_config(runs, 1, 1), "mean_teacher")]
+    assert analysis.chain_pairs(runs[runs["method"] == "supervised"]) == []
+
+
+def test_paired_comparison_docstring_points_to_the_intervals():
+    assert "paired_intervals" in analysis.paired_comparison.__doc__
+
+
+def test_load_per_case_from_a_local_store(tmp_path, mlflow_store, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service import utils
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    # load_runs sets MLflow's global URI: put it back afterwards for the other tests
+    monkeypatch.setattr(utils, "_tracking_uri", getattr(utils, "_tracking_uri", None))
+    mlflow.set_tracking_uri(mlflow_store)
+    exp = MlflowClient(mlflow_store).create_experiment("cvcl-toy", artifact_location=(tmp_path / "mlruns").as_uri())
+    params = {"labeled": 4, "loss.pcl_weight": 1.0, "loss.vcl_weight": 1.0}
+    logged = {}
+    for method, seed, artifact in (("cvcl", 1, True), ("supervised", 1, True), ("supervised", 2, False)):
+        with mlflow.start_run(experiment_id=exp) as run:
+            mlflow.log_params({**params, "method": method, "seed": seed})
+            mlflow.log_metrics({"dice": 0.8, "jaccard": 0.7, "hd95": 3.0, "asd": 1.0})
+            if artifact:
+                csv = tmp_path / method / "per_case.csv"
+                csv.parent.mkdir()
+                csv.write_text("case_id,dice,jaccard,hd95,asd,distance_unit\n"
+                               f"007,0.9,0.8,{'nan' if method == 'cvcl' else 2.5},1.0,voxel\n"
+                               "case_b,0.7,0.6,4.0,1.5,voxel\n")
+                mlflow.log_artifact(str(csv))
+            logged[run.info.run_id] = (method, seed)
+    runs = analysis.load_runs("cvcl-toy", mlflow_store)
+    assert len(runs) == 3
+    with pytest.warns(UserWarning, match="no per_case.csv"):
+        per_case = analysis.load_per_case(runs, mlflow_store)
+    assert list(per_case.columns) == ["run_id", "config", "variant", "labeled", "seed", "case_id", "dice",
+                                      "jaccard", "hd95", "asd"]
+    assert len(per_case) == 4 and set(per_case["run_id"]) < set(logged)
+    assert {logged[r] for r in per_case["run_id"]} == {("cvcl", 1), ("supervised", 1)}
+    assert set(per_case["case_id"]) == {"007", "case_b"}   # ids stay strings, leading zeros kept
+    cvcl = per_case[per_case["config"] == cvcl_config(runs, 1, 1)].set_index("case_id")
+    assert cvcl.loc["007", "dice"] == pytest.approx(0.9) and math.isnan(cvcl.loc["007", "hd95"])
+    assert (per_case["labeled"] == 4).all() and (per_case["seed"] == 1).all()
+    out = analysis.paired_intervals(runs, per_case, n_boot=200)
+    assert list(out["baseline"]) == ["supervised"] and out.iloc[0]["cases"] == 2

@@ -68,7 +68,7 @@ def _cfg(iterations):
 
 def test_training_stops_on_the_first_non_finite_step(dataset):
     records = []
-    objective = NaNAt(7, "mean_teacher", LossConfig(iters_per_epoch=1, rampup_epochs=1), 30)
+    objective = NaNAt(7, "mean_teacher", LossConfig(rampup_length=0.0), 30)
     with pytest.raises(TrainingDiverged, match=r"step 7: loss term loss_mt"):
         train(dataset, ModelConfig(base_filters=2, norm="instance"), _cfg(30), objective, torch.device("cpu"),
               seed=0, on_step=lambda s, r: records.append((s, r)), progress=False)
@@ -78,7 +78,7 @@ def test_training_stops_on_the_first_non_finite_step(dataset):
 def test_every_step_logs_its_terms_and_gradient_norm(dataset):
     iterations = READBACK_EVERY + 3  # a partial buffer at the end is read back too
     records = []
-    objective = Objective("cvcl", LossConfig(iters_per_epoch=1, rampup_epochs=1, n_anchor=8), iterations)
+    objective = Objective("cvcl", LossConfig(rampup_length=0.0, n_anchor=8), iterations)
     train(dataset, ModelConfig(base_filters=2, norm="instance", embed_dim=8), _cfg(iterations), objective,
           torch.device("cpu"), seed=0, on_step=lambda s, r: records.append((s, r)), progress=False)
     assert [s for s, _ in records] == list(range(iterations))

@@ -22,7 +22,7 @@ from cvcl.training.objective import LossConfig, Objective
 from tests.conftest import ROOT
 
 SHAPE = (32, 16, 16)
-FAST = dict(iters_per_epoch=1, rampup_epochs=1, n_anchor=8, uamt_passes=2)
+FAST = dict(rampup_length=0.0, n_anchor=8, uamt_passes=2)
 
 
 def nets():
@@ -91,8 +91,17 @@ def test_run_and_config_names_follow_the_switches():
     assert run_name("cvcl", 8, 1, values) == "cvcl-l8-pcl1-vcl0.05-s1"
     assert run_name("supervised", 8, 3, values) == "supervised-l8-s3"
     assert run_name("mean_teacher", 16, 2, values) == "mean_teacher-l16-s2"
-    assert config_name("cvcl", {"loss.pcl_weight": 1.0, "loss.vcl_weight": 0.0}) == "cvcl (pcl 1, vcl 0)"
+    assert config_name("cvcl", {"loss.pcl_weight": 1.0, "loss.vcl_weight": 0.0}) == "cvcl (pcl 1, vcl 0) = PCL only"
     assert config_name("cvcl", {"loss.pcl_weight": 0, "loss.vcl_weight": 0}) == "cvcl (pcl 0, vcl 0) = mean teacher"
+    assert config_name("cvcl", {"loss.mt_weight": 1, "loss.pcl_weight": 0, "loss.vcl_weight": 1}) \
+        == "cvcl (pcl 0, vcl 1) = VCL only"
+    assert config_name("cvcl", {"loss.pcl_weight": 1, "loss.vcl_weight": 1}) == "cvcl (pcl 1, vcl 1)"
+    # the released training script's terms: the mean teacher's switch is spelt once it is off
+    released = {"loss.mt_weight": 0.0, "loss.pcl_weight": 0.0, "loss.vcl_weight": 0.6}
+    assert config_name("cvcl", released) == "cvcl (mt 0, pcl 0, vcl 0.6) = released code: supervised + VCL"
+    assert run_name("cvcl", 4, 2, released) == "cvcl-l4-mt0-pcl0-vcl0.6-s2"
+    assert config_name("cvcl", {"loss.mt_weight": 0.5, "loss.pcl_weight": 1, "loss.vcl_weight": 1}) \
+        == "cvcl (mt 0.5, pcl 1, vcl 1)"
     assert config_name("ua_mt", {"loss.pcl_weight": 1.0, "loss.vcl_weight": 1.0}) == "ua_mt"
     assert config_name("retired_method", {}) == "retired_method"  # runs of a method since removed
 

@@ -28,7 +28,7 @@ def batch(n_labeled, n_unlabeled, empty_foreground=False):
     return images, labels
 
 
-CFG = LossConfig(iters_per_epoch=1, rampup_epochs=1, n_anchor=16)
+CFG = LossConfig(rampup_length=0.0, n_anchor=16)
 
 
 @pytest.mark.parametrize("method,terms", [
@@ -49,7 +49,7 @@ def test_each_method_computes_its_terms(method, terms):
 def test_zero_weights_remove_terms_so_cvcl_reduces_to_mean_teacher():
     student, teacher = nets()
     images, labels = batch(2, 2)
-    off = LossConfig(iters_per_epoch=1, rampup_epochs=1, pcl_weight=0, vcl_weight=0)
+    off = LossConfig(rampup_length=0.0, pcl_weight=0, vcl_weight=0)
     torch.manual_seed(3)
     cvcl_total, cvcl_terms = Objective("cvcl", off, 100)(student, teacher, images, labels, 2, 5)
     torch.manual_seed(3)
@@ -96,7 +96,7 @@ def test_labeled_images_without_foreground_give_no_nan():
 def test_vcl_alone_still_uses_prototype_references():
     student, teacher = nets()
     images, labels = batch(2, 2)
-    vcl_only = LossConfig(iters_per_epoch=1, rampup_epochs=1, pcl_weight=0, vcl_weight=1, n_anchor=16)
+    vcl_only = LossConfig(rampup_length=0.0, pcl_weight=0, vcl_weight=1, n_anchor=16)
     _, terms = Objective("cvcl", vcl_only, 100)(student, teacher, images, labels, 2, step=3)
     assert "loss_vcl_u" in terms and "loss_pcl_l2u" not in terms
 
@@ -116,3 +116,43 @@ def test_split_bn_keeps_the_unlabeled_images_out_of_the_labeled_statistics(split
     assert torch.isclose(mixed["loss_sup"], other["loss_sup"], atol=1e-6) == split_bn
     assert torch.isclose(mixed["loss_sup"], alone, atol=1e-6) == split_bn
     assert all(torch.isfinite(v) for v in mixed.values())
+
+
+def test_vcl_weight_is_in_the_reference_units():
+    """The objective adds vcl_weight / 20 x the plain InfoNCE: the reference's PixelContrastLoss is
+    the InfoNCE / 20, so vcl_weight 0.6 trains what the released script's 0.6 trained."""
+    student, teacher = nets()
+    images, labels = batch(2, 2)
+    released = LossConfig(rampup_length=0.0, consistency=0.1, mt_weight=0, pcl_weight=0, vcl_weight=0.6,
+                          n_anchor=16)
+    total, terms = Objective("cvcl", released, 100)(student, teacher, images, labels, 2, step=3)
+    assert set(terms) == {"loss_sup", "loss_vcl_l", "loss_vcl_u", "consistency_weight"}
+    contrast = total - terms["loss_sup"]
+    expected = 0.6 / 20 * (terms["loss_vcl_l"] + 0.1 * terms["loss_vcl_u"])
+    torch.testing.assert_close(contrast, expected, rtol=1e-5, atol=1e-7)
+    assert 0.5 < terms["loss_vcl_l"].item() < 10  # plain InfoNCE in nats is what the log shows
+
+
+def reference_contrast(embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The reference's formula, written here from its description: logits cos / 0.1 (its
+    base_temperature), log-softmax over every other anchor, the mean over positives, and the
+    negative mean over anchors divided by 20 (its temperature)."""
+    logits = embeddings @ embeddings.T / 0.1
+    eye = torch.eye(len(classes), dtype=torch.bool)
+    log_prob = logits - torch.logsumexp(logits.masked_fill(eye, -torch.inf), dim=1, keepdim=True)
+    positive = (classes[:, None] == classes[None, :]) & ~eye
+    mean_log_prob_pos = (log_prob * positive).sum(1) / positive.sum(1)
+    return -mean_log_prob_pos.mean() / 20
+
+
+def test_the_reference_loss_is_the_infonce_over_twenty():
+    # With one positive per anchor the reference's denominator (every other anchor) is ours
+    # (the positive and the negatives), so the two losses differ by the factor 20 alone.
+    from cvcl.losses.vcl import REFERENCE_SCALE, supervised_infonce
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=1)
+    classes = torch.tensor([0, 0, 1, 1])
+    ours = supervised_infonce(emb, classes, torch.ones(4, dtype=torch.bool), temperature=0.1)
+    assert REFERENCE_SCALE == 1 / 20
+    torch.testing.assert_close(0.6 * reference_contrast(emb, classes), 0.6 * REFERENCE_SCALE * ours)

@@ -38,7 +38,7 @@ def test_cvcl_on_real_la_volumes_has_finite_losses_and_learns(la_cases):
     assert ds.in_channels == 1 and len(ds) == 8
     iterations = 40
     cfg = TrainConfig(iterations=iterations, patch=(64, 64, 48), batch_size=4, labeled_bs=2, lr=0.01)
-    objective = Objective("cvcl", LossConfig(iters_per_epoch=4, rampup_epochs=5, n_anchor=50), iterations)
+    objective = Objective("cvcl", LossConfig(rampup_epochs=5, rampup_length=0.5, n_anchor=50), iterations)
     records = []
     train(ds, ModelConfig(base_filters=4, embed_dim=16), cfg, objective, torch.device("cpu"), seed=0,
           on_step=lambda step, rec: records.append(rec), progress=False)

@@ -36,7 +36,7 @@ folder, store_dir, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(1)
 ds = PatchDataset(folder, ["c0", "c1"], ["c2", "c3"], (32, 32, 16))
 cfg = TrainConfig(iterations={it}, patch=(32, 32, 16), batch_size=4, labeled_bs=2)
-objective = Objective("cvcl", LossConfig(iters_per_epoch=1, rampup_epochs=10, n_anchor=8), {it})
+objective = Objective("cvcl", LossConfig(rampup_epochs=10, rampup_length=10 / {it}, n_anchor=8), {it})
 def on_step(step, record):
     if step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -54,7 +54,7 @@ def _train(folder, **kwargs):
     torch.set_num_threads(1)
     ds = PatchDataset(folder, ["c0", "c1"], ["c2", "c3"], (32, 32, 16))
     cfg = TrainConfig(iterations=ITERATIONS, patch=(32, 32, 16), batch_size=4, labeled_bs=2)
-    objective = Objective("cvcl", LossConfig(iters_per_epoch=1, rampup_epochs=10, n_anchor=8), ITERATIONS)
+    objective = Objective("cvcl", LossConfig(rampup_epochs=10, rampup_length=10 / ITERATIONS, n_anchor=8), ITERATIONS)
     return train(ds, ModelConfig(base_filters=2, norm="instance", embed_dim=8), cfg, objective,
                  torch.device("cpu"), 0, progress=False, **kwargs)
 

@@ -2,22 +2,55 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from cvcl.losses.consistency import consistency_weight, sigmoid_rampup
 from cvcl.models.vnet import VNet
 from cvcl.training.ema import ema_alpha, make_teacher, update_ema
+from cvcl.training.objective import LossConfig, Objective
 from cvcl.training.schedule import poly_lr
+from tests.conftest import ROOT
 
 
 def test_consistency_ramp_matches_the_formula_at_chosen_iterations():
-    # w(t) = 0.1 * exp(-5 (1 - min(e/40, 1))^2), e = t // 150
-    assert consistency_weight(0, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5))
-    assert consistency_weight(149, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5))
-    assert consistency_weight(150, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5 * (1 - 1 / 40) ** 2))
-    assert consistency_weight(3000, 0.1, 40, 150) == pytest.approx(0.1 * math.exp(-5 * 0.25))
-    assert consistency_weight(6000, 0.1, 40, 150) == pytest.approx(0.1)
-    assert consistency_weight(9000, 0.1, 40, 150) == pytest.approx(0.1)
+    # the reference: w(t) = 0.1 * exp(-5 (1 - min(e/40, 1))^2), e = t // 150, over its 6000 iterations
+    assert consistency_weight(0, 0.1, 40, 6000) == pytest.approx(0.1 * math.exp(-5))
+    assert consistency_weight(149, 0.1, 40, 6000) == pytest.approx(0.1 * math.exp(-5))
+    assert consistency_weight(150, 0.1, 40, 6000) == pytest.approx(0.1 * math.exp(-5 * (1 - 1 / 40) ** 2))
+    assert consistency_weight(3000, 0.1, 40, 6000) == pytest.approx(0.1 * math.exp(-5 * 0.25))
+    assert consistency_weight(6000, 0.1, 40, 6000) == pytest.approx(0.1)
+    assert consistency_weight(9000, 0.1, 40, 6000) == pytest.approx(0.1)
     assert sigmoid_rampup(5, 0) == 1.0
+    assert consistency_weight(0, 0.3, 40, 0) == 0.3  # no ramp
+
+
+def reference_ramp(step: int) -> float:
+    """The reference's schedule, as its training script computes it (epoch = iteration // 150)."""
+    return 0.1 * sigmoid_rampup(step // 150, 40)
+
+
+def test_the_paper_preset_gives_the_reference_schedule_exactly():
+    preset = yaml.safe_load((ROOT / "presets" / "paper-la.yaml").read_text())
+    iterations = preset["train.iterations"]
+    cfg = LossConfig(consistency=preset["loss.consistency"], rampup_epochs=preset["loss.rampup_epochs"],
+                     rampup_length=preset.get("loss.rampup_length", 1.0))
+    objective = Objective("cvcl", cfg, iterations)
+    assert iterations == 6000
+    for step in range(iterations + 10):
+        assert consistency_weight(step, cfg.consistency, cfg.rampup_epochs, objective.ramp_iterations) \
+            == reference_ramp(step), step
+
+
+@pytest.mark.parametrize("iterations", [600, 1000, 1500, 4000])
+def test_the_ramp_follows_the_run(iterations):
+    # the same share of the run at any length: the maximum reached at rampup_length of it, not before
+    cfg = LossConfig(consistency=1.0, rampup_epochs=40, rampup_length=0.5)
+    ramp = Objective("mean_teacher", cfg, iterations).ramp_iterations
+    weights = [consistency_weight(t, 1.0, 40, ramp) for t in range(iterations)]
+    assert weights[0] == pytest.approx(math.exp(-5))
+    assert weights[iterations // 2] == 1.0 and max(weights[:iterations // 2 - iterations // 80]) < 1.0
+    assert weights[iterations // 4] == pytest.approx(math.exp(-5 * 0.25), rel=0.1)
+    assert all(a <= b for a, b in zip(weights, weights[1:]))
 
 
 def test_poly_lr():

@@ -25,6 +25,12 @@ class TwoStreamBatchSampler(Sampler):
     whatever the number of loader workers. ``num_batches`` bounds the iteration (the trainer
     counts iterations, not epochs); ``start`` skips the first batches without loading them
     (a resumed training gets exactly the batches the interrupted one would have).
+
+    Common random numbers: the labeled cases' order and augmentation seeds and the unlabeled
+    ones' come from four generators spawned from ``seed``, none of which the other stream
+    touches. So at one seed every method (supervised, with no unlabeled stream at all, mean
+    teacher, CVCL, ...) trains on the same labeled crops in the same order, and a paired
+    difference between methods is not blurred by different labeled batches.
     """
 
     def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], batch_size: int,
@@ -43,13 +49,13 @@ class TwoStreamBatchSampler(Sampler):
         return max(self.num_batches - self.start, 0)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        rng = np.random.default_rng(self.seed)
-        lab = _cycle(self.labeled, np.random.default_rng(rng.integers(2**63)))
-        unl = _cycle(self.unlabeled, np.random.default_rng(rng.integers(2**63))) if self.unlabeled else iter(())
-        seeds = np.random.default_rng(rng.integers(2**63))
+        lab_order, lab_aug, unl_order, unl_aug = (np.random.default_rng(s)
+                                                  for s in np.random.SeedSequence(self.seed).spawn(4))
+        lab = _cycle(self.labeled, lab_order)
+        unl = _cycle(self.unlabeled, unl_order) if self.unlabeled else iter(())
+        n_unlabeled = self.batch_size - self.labeled_bs
         for b in range(self.num_batches):
-            idx = [next(lab) for _ in range(self.labeled_bs)]
-            idx += [next(unl) for _ in range(self.batch_size - self.labeled_bs)]
-            batch = [(i, int(s)) for i, s in zip(idx, seeds.integers(0, 2**63, len(idx)))]
+            batch = [(next(lab), int(s)) for s in lab_aug.integers(0, 2**63, self.labeled_bs)]
+            batch += [(next(unl), int(s)) for s in unl_aug.integers(0, 2**63, n_unlabeled)]
             if b >= self.start:
                 yield batch

@@ -15,13 +15,21 @@ def sigmoid_rampup(current: float, length: float) -> float:
     return float(math.exp(-5.0 * phase * phase))
 
 
-def consistency_weight(step: int, consistency: float, rampup_epochs: float, iters_per_epoch: int) -> float:
-    """``w(t) = consistency * sigmoid_rampup(t // iters_per_epoch, rampup_epochs)``.
+def consistency_weight(step: int, consistency: float, rampup_epochs: float, ramp_iterations: float) -> float:
+    """``w(t) = consistency * sigmoid_rampup(e, R)``, ``e = floor(t * R / L)``.
 
-    With the paper's ``iters_per_epoch = 150`` and ``rampup_epochs = 40`` the weight reaches
-    ``consistency`` at iteration 6000.
+    The ramp climbs in ``R = rampup_epochs`` steps over its first ``L = ramp_iterations``
+    iterations and stays at ``consistency`` after. The reference counts ``e = t // 150`` with
+    ``R = 40``: that is ``L = 6000``, its whole run; here ``L`` follows the run
+    (``loss.rampup_length * train.iterations``), so a shorter or longer run keeps the shape.
+    ``L <= 0`` or ``R <= 0``: no ramp.
     """
-    return consistency * sigmoid_rampup(step // iters_per_epoch, rampup_epochs)
+    if ramp_iterations <= 0 or rampup_epochs <= 0:
+        return consistency
+    # one rounding (t * R is exact for the integer R of every preset): the staircase lands on the
+    # reference's iterations exactly
+    epoch = math.floor(step * rampup_epochs / ramp_iterations)
+    return consistency * sigmoid_rampup(epoch, rampup_epochs)
 
 
 def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,13 @@ import torch.nn.functional as F
 
 _NEG = -1e4  # stands in for -inf in masked log-sum-exps; keeps gradients finite
 
+# The reference's contrast loss (PixelContrastLoss in github:maybeQi/Voxel-Contrastive) divides
+# its similarities by ``base_temperature`` 0.1, the real temperature, and then returns the
+# negative mean log-probability divided by its ``temperature`` 20: an InfoNCE / 20. Its training
+# script weights that by 0.6. ``loss.vcl_weight`` is read in those units, so the objective adds
+# ``vcl_weight * REFERENCE_SCALE * InfoNCE`` (docs/method.md: "Weights").
+REFERENCE_SCALE = 1.0 / 20.0
+
 
 @dataclass
 class Anchors:

@@ -60,15 +60,35 @@ class Term:
 @dataclass(frozen=True)
 class Switch:
     """A parameter that names a method's configurations: ``label`` in run names and tables
-    (``pcl`` in ``cvcl-l8-pcl1-vcl0-s1``), ``param`` its dotted name (``loss.pcl_weight``)."""
+    (``pcl`` in ``cvcl-l8-pcl1-vcl0-s1``), ``param`` its dotted name (``loss.pcl_weight``).
+
+    ``quiet``: a value at which the switch is left out of names (the usual setting of a switch
+    that is rarely turned), and the value of runs logged before the parameter existed."""
 
     label: str
     param: str
+    quiet: float | None = None
 
     @property
     def column(self) -> str:
         """The analysis tables' column of this switch (``pcl_weight``)."""
         return self.param.rsplit(".", 1)[-1]
+
+    def named(self, value: float) -> bool:
+        """Whether names show this switch at ``value``."""
+        return self.quiet is None or value != self.quiet
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A configuration of a method known by a name of its own in tables: ``name`` when exactly
+    the switches labelled in ``on`` are non-zero (cvcl with only ``mt`` on: ``mean teacher``)."""
+
+    name: str
+    on: frozenset[str]
+
+    def matches(self, switched: list[tuple[Switch, float]]) -> bool:
+        return {s.label for s, v in switched if v != 0} == self.on
 
 
 # computed by the generic objective for every method; logged before the methods' own terms
@@ -123,7 +143,7 @@ class Method:
     """A training method's declaration; subclasses compute its terms in :meth:`add_terms`.
 
     ``order``: where it stands in :func:`names` and the log's columns (baselines first).
-    ``reduces_to``: what the method is when every switch is 0 (shown in result tables).
+    ``aliases``: the configurations known by a name of their own (shown in result tables).
     """
 
     name: str
@@ -132,7 +152,7 @@ class Method:
     semi_supervised: bool = True
     terms: tuple[Term, ...] = ()
     switches: tuple[Switch, ...] = ()
-    reduces_to: str | None = None
+    aliases: tuple[Alias, ...] = ()
 
     def active_terms(self, values: Mapping[str, float]) -> tuple[Term, ...]:
         """The terms computed under ``values`` (dotted names -> values), in declared order."""
@@ -143,8 +163,19 @@ class Method:
         return any(t.projection for t in self.active_terms(values))
 
     def switch_values(self, values: Mapping[str, float]) -> list[tuple[Switch, float]]:
-        """Each switch with its value in ``values`` (dotted names -> values)."""
-        return [(s, float(values[s.param])) for s in self.switches]
+        """Each switch with its value in ``values`` (dotted names -> values; a switch with a
+        ``quiet`` value may be missing: runs logged before it existed had that value)."""
+        return [(s, float(values[s.param] if s.quiet is None else values.get(s.param, s.quiet)))
+                for s in self.switches]
+
+    def named_switches(self, values: Mapping[str, float]) -> list[tuple[Switch, float]]:
+        """The switches a name shows under ``values``: all but those at their ``quiet`` value."""
+        return [(s, v) for s, v in self.switch_values(values) if s.named(v)]
+
+    def alias(self, values: Mapping[str, float]) -> str | None:
+        """The name of the configuration ``values`` sets, if it has one (:attr:`aliases`)."""
+        switched = self.switch_values(values)
+        return next((a.name for a in self.aliases if a.matches(switched)), None)
 
     def add_terms(self, batch: Batch) -> None:
         """Add the method's unsupervised terms to ``batch`` (:meth:`Batch.add`). Called only

@@ -3,17 +3,21 @@ prototype-guided contrast (VCL).
 
     L_cvcl = mt_weight  * w(t) * L_MT
            + pcl_weight * w(t) * (L_L2U + L_U2L)
-           + vcl_weight * (L_VCL(labeled) + w(t) * L_VCL(unlabeled))
+           + vcl_weight / 20 * (L_VCL(labeled) + w(t) * L_VCL(unlabeled))
+
+``vcl_weight`` is in the reference code's units (its contrast loss is the InfoNCE divided by
+20), so the released script's 0.6 means what it meant there.
 
 A weight of 0 removes its term and its computation, so ``(pcl, vcl) = (0, 0)`` is exactly the
-mean teacher (docs/method.md: "Loss terms").
+mean teacher, and ``(mt, pcl) = (0, 0)`` what the released training script trains (supervised +
+VCL; docs/method.md: "Loss terms").
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cvcl.methods import Batch, Method, Switch, Term
+from cvcl.methods import Alias, Batch, Method, Switch, Term
 from cvcl.methods.mean_teacher import MT, add_mean_teacher
 
 if TYPE_CHECKING:
@@ -27,9 +31,9 @@ L2U = Term("loss_pcl_l2u", "labeled prototypes classify the unlabeled voxels; MS
            "consistency_terms", weight="loss.pcl_weight")
 U2L = Term("loss_pcl_u2l", "unlabeled (teacher) prototypes classify the labeled voxels; CE with the labels",
            "consistency_terms", weight="loss.pcl_weight")
-VCL_L = Term("loss_vcl_l", "InfoNCE of hard and easy anchors in the labeled volumes (reference: labels)",
+VCL_L = Term("loss_vcl_l", "InfoNCE (nats) of hard and easy anchors in the labeled volumes (reference: labels)",
              "contrast_terms", weight="loss.vcl_weight", projection=True)
-VCL_U = Term("loss_vcl_u", "InfoNCE of anchors in the unlabeled volumes (reference: prototype prediction)",
+VCL_U = Term("loss_vcl_u", "InfoNCE (nats) of anchors in the unlabeled volumes (reference: prototype prediction)",
              "contrast_terms", weight="loss.vcl_weight", projection=True)
 
 
@@ -52,6 +56,7 @@ def _prototype_terms(batch: Batch) -> None:
 
     from cvcl.losses.pcl import pcl_losses
     from cvcl.losses.prototype import class_prototypes, prototype_logits
+    from cvcl.losses.vcl import REFERENCE_SCALE
     from cvcl.models.labels import class_argmax
 
     cfg, n_labeled, out, w = batch.cfg, batch.n_labeled, batch.out, batch.w
@@ -76,7 +81,9 @@ def _prototype_terms(batch: Batch) -> None:
         prediction = class_argmax(batch.logits.detach())
         vcl_l = _contrast(batch, out.d9[:n_labeled], label_l, prediction[:n_labeled])
         vcl_u = _contrast(batch, out.d9[n_labeled:], reference_u, prediction[n_labeled:])
-        batch.add(cfg.vcl_weight * (vcl_l + w * vcl_u), {VCL_L: vcl_l, VCL_U: vcl_u})
+        # vcl_weight is in the reference's units (its loss is the InfoNCE / 20): the logged
+        # terms stay plain InfoNCE in nats, log(anchors) for embeddings that tell nothing apart
+        batch.add(cfg.vcl_weight * REFERENCE_SCALE * (vcl_l + w * vcl_u), {VCL_L: vcl_l, VCL_U: vcl_u})
 
 
 def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...],
@@ -105,5 +112,9 @@ def _contrast(batch: Batch, d9: torch.Tensor, reference: torch.Tensor, predictio
 
 METHOD = Cvcl(name="cvcl", description="mean teacher + class-level prototype consistency + voxel-level contrast",
               order=3, terms=(MT, L2U, U2L, VCL_L, VCL_U),
-              switches=(Switch("pcl", "loss.pcl_weight"), Switch("vcl", "loss.vcl_weight")),
-              reduces_to="mean teacher")
+              switches=(Switch("mt", "loss.mt_weight", quiet=1.0), Switch("pcl", "loss.pcl_weight"),
+                        Switch("vcl", "loss.vcl_weight")),
+              aliases=(Alias("mean teacher", frozenset({"mt"})), Alias("PCL only", frozenset({"mt", "pcl"})),
+                       Alias("VCL only", frozenset({"mt", "vcl"})),
+                       # what train_CPCL_general_3D.py trains: its MT, L2U and U2L lines are commented out
+                       Alias("released code: supervised + VCL", frozenset({"vcl"}))))

@@ -19,6 +19,7 @@ class ModelConfig:
     dropout: float = default("model.dropout")
     norm: str = default("model.norm")
     embed_dim: int = default("model.embed_dim")
+    embed_hidden: int = default("model.embed_hidden")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -31,4 +32,4 @@ def model_config(params: Params, in_channels: int) -> ModelConfig:
 def build_model(cfg: ModelConfig, with_projection: bool = True) -> VNet:
     """A V-Net of this shape; without the projection head when no loss needs it."""
     return VNet(cfg.in_channels, cfg.n_classes, cfg.base_filters, cfg.dropout, cfg.norm,
-                cfg.embed_dim if with_projection else 0)
+                cfg.embed_dim if with_projection else 0, cfg.embed_hidden)

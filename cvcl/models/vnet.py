@@ -56,11 +56,18 @@ class Up(nn.Sequential):
 
 
 class ProjectionHead(nn.Module):
-    """1x1x1 conv -> ReLU -> 1x1x1 conv, then L2 normalisation over channels."""
+    """1x1x1 conv ``in_ch -> hidden`` -> ReLU -> 1x1x1 conv ``hidden -> embed_dim``, then L2
+    normalisation over channels.
 
-    def __init__(self, in_ch: int, embed_dim: int) -> None:
+    ``hidden`` defaults to ``in_ch``. At f = 8 that head (8 -> 8 -> 64) gives embeddings of rank
+    at most 8 whose anchors start at a mean cosine near 0.9: the InfoNCE sits at the log of the
+    anchor count and has little to learn from (docs/method.md, "The VCL head").
+    """
+
+    def __init__(self, in_ch: int, embed_dim: int, hidden: int | None = None) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv3d(in_ch, in_ch, 1), nn.ReLU(inplace=True), nn.Conv3d(in_ch, embed_dim, 1))
+        hidden = hidden or in_ch
+        self.net = nn.Sequential(nn.Conv3d(in_ch, hidden, 1), nn.ReLU(inplace=True), nn.Conv3d(hidden, embed_dim, 1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(features), dim=1)
@@ -84,10 +91,12 @@ class VNet(nn.Module):
         dropout: Dropout3d probability in training (0 disables it).
         norm: ``"batch"`` (the paper), ``"instance"`` or ``"none"``.
         embed_dim: channels of the projection head's embedding (0: no head).
+        embed_hidden: the projection head's hidden width (None: ``base_filters``).
     """
 
     def __init__(self, in_channels: int = 1, n_classes: int = 2, base_filters: int = 16,
-                 dropout: float = 0.5, norm: str = "batch", embed_dim: int = 64) -> None:
+                 dropout: float = 0.5, norm: str = "batch", embed_dim: int = 64,
+                 embed_hidden: int | None = None) -> None:
         super().__init__()
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
@@ -102,7 +111,7 @@ class VNet(nn.Module):
                                   ConvStage(2, 2 * f, 2 * f, norm), ConvStage(1, f, f, norm)])
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv3d(f, n_classes, 1)
-        self.projection = ProjectionHead(f, embed_dim) if embed_dim > 0 else None
+        self.projection = ProjectionHead(f, embed_dim, embed_hidden) if embed_dim > 0 else None
 
     def forward(self, x: torch.Tensor) -> VNetOutput:
         skips = []

@@ -18,9 +18,10 @@ def _num(value: float) -> str:
 def run_name(method: str, labeled: int, seed: int, values: Mapping[str, float]) -> str:
     """``cvcl-l16-pcl1-vcl1-s2``: the method, the labeled count, the method's switches
     (:attr:`cvcl.methods.Method.switches`, read from ``values``: dotted parameter names ->
-    values, e.g. ``LossConfig.as_params()``) and the seed; ``mean_teacher-l16-s2`` for a
-    method without switches."""
-    switches = [f"{s.label}{_num(v)}" for s, v in methods.get(method).switch_values(values)]
+    values, e.g. ``LossConfig.as_params()``; one at its ``quiet`` value is left out, so
+    ``mt1`` is not spelt but ``cvcl-l4-mt0-pcl0-vcl0.6-s1`` is) and the seed;
+    ``mean_teacher-l16-s2`` for a method without switches."""
+    switches = [f"{s.label}{_num(v)}" for s, v in methods.get(method).named_switches(values)]
     return "-".join([method, f"l{labeled}", *switches, f"s{seed}"])
 
 

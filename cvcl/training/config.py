@@ -32,6 +32,7 @@ class TrainConfig:
     channels_last: bool = default("train.channels_last")
     val_every: int = default("train.val_every")
     checkpoint: str = default("train.checkpoint")
+    val_weights: str = default("train.val_weights")
     split_bn: bool = default("train.split_bn")
     checkpoint_every: int = default("train.checkpoint_every")
     deterministic: bool = default("train.deterministic")

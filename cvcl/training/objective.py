@@ -29,11 +29,11 @@ class LossConfig:
     """Weights and settings of the loss terms (``loss`` in params.yaml)."""
 
     consistency: float = default("loss.consistency")        # maximum of the ramp w(t)
-    rampup_epochs: float = default("loss.rampup_epochs")     # R: ramp length in "epochs"
-    iters_per_epoch: int = default("loss.iters_per_epoch")      # iterations per ramp "epoch"
+    rampup_epochs: float = default("loss.rampup_epochs")     # R: steps of the ramp's staircase
+    rampup_length: float = default("loss.rampup_length")     # share of the run the ramp spans
     mt_weight: float = default("loss.mt_weight")          # mean-teacher softmax MSE
     pcl_weight: float = default("loss.pcl_weight")         # class-level prototype consistency
-    vcl_weight: float = default("loss.vcl_weight")         # voxel-level contrast
+    vcl_weight: float = default("loss.vcl_weight")         # voxel-level contrast, reference units (x InfoNCE / 20)
     teacher_noise: float = default("loss.teacher_noise")      # std of the Gaussian noise on the teacher's input
     temperature: float = default("loss.temperature")        # InfoNCE temperature tau
     n_anchor: int = default("loss.n_anchor")             # anchors per image and class
@@ -72,6 +72,11 @@ class Objective:
         self._values = cfg.as_params()
 
     @property
+    def ramp_iterations(self) -> float:
+        """The iterations the consistency ramp spans: ``loss.rampup_length`` of the run."""
+        return self.cfg.rampup_length * self.total
+
+    @property
     def needs_teacher(self) -> bool:
         return self.spec.semi_supervised
 
@@ -95,7 +100,7 @@ class Objective:
         if not self.needs_teacher or n_labeled == images.shape[0]:
             return sup, terms
 
-        w = consistency_weight(step, cfg.consistency, cfg.rampup_epochs, cfg.iters_per_epoch)
+        w = consistency_weight(step, cfg.consistency, cfg.rampup_epochs, self.ramp_iterations)
         terms["consistency_weight"] = torch.tensor(w, device=logits.device)
         with torch.no_grad():
             t_out = teacher(teacher_input_noise(images[n_labeled:], cfg.teacher_noise))

@@ -126,8 +126,11 @@ def train(dataset: PatchDataset, model_cfg: ModelConfig, cfg: TrainConfig, objec
         last_step = step + 1 == cfg.iterations
         validating = validate is not None and cfg.val_every and ((step + 1) % cfg.val_every == 0 or last_step)
         if validating:
-            dice = validate(trainer.student)
-            trainer.student.train()
+            scored = trainer.teacher if cfg.val_weights == "teacher" and trainer.teacher is not None \
+                else trainer.student
+            mode = scored.training
+            dice = validate(scored)
+            scored.train(mode)
             pending[-1][1]["val_dice"] = dice
             if cfg.checkpoint == "best_val" and dice > best["dice"]:
                 teacher_state = trainer.teacher.state_dict() if trainer.teacher is not None else None
