@@ -46,12 +46,18 @@ def _client():
     return client
 
 
+def experiment_name(dataset: str) -> str:
+    """Where a dataset's runs go: ``$CVCL_EXPERIMENT`` when set (tuning runs kept apart from the
+    runs of a results table, say), else ``cvcl-<dataset>``."""
+    return os.environ.get("CVCL_EXPERIMENT") or f"cvcl-{dataset}"
+
+
 def _experiment_id(client, dataset: str) -> str:
-    """The id of experiment ``cvcl-<dataset>``, created if new, with the tags that make the
-    MLflow UI show it as model training (:mod:`cvcl.tracking.ui`)."""
+    """The id of the dataset's experiment (:func:`experiment_name`), created if new, with the
+    tags that make the MLflow UI show it as model training (:mod:`cvcl.tracking.ui`)."""
     from mlflow.exceptions import MlflowException
 
-    name = f"cvcl-{dataset}"
+    name = experiment_name(dataset)
     found = with_retries(lambda: client.get_experiment_by_name(name))
     if found is None:
         uri = tracking_uri()
@@ -223,7 +229,7 @@ def close_abandoned_runs(client, experiment_id: str) -> list[str]:
 
 def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str], *,
               dataset_version: str | None = None) -> Run:
-    """Create a run in experiment ``cvcl-<dataset>`` with params and tags, status RUNNING
+    """Create a run in the dataset's experiment (:func:`experiment_name`) with params and tags, status RUNNING
     (runs of the experiment abandoned by killed stages are closed first).
 
     The run's source is this process's script (the stage that starts it: ``stages/train.py``)
@@ -236,7 +242,7 @@ def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[st
     context = context_tags()
     all_tags = {**context, **source_tags(context.get("git_commit")), **tags}
     created = with_retries(lambda: client.create_run(exp, tags=all_tags, run_name=run_name))
-    run = Run(client, created.info.run_id, f"cvcl-{dataset}", run_name)
+    run = Run(client, created.info.run_id, experiment_name(dataset), run_name)
     run.log_params(params)
     run.log_dataset(dataset, dataset_version)
     return run

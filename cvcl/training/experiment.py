@@ -24,7 +24,7 @@ from cvcl.models.config import ModelConfig, model_config
 from cvcl.params import Params
 from cvcl.settings import EXECUTION
 from cvcl.tracking.naming import data_version, run_name
-from cvcl.tracking.run import Run, last_logged_step, resume_run, start_run, stage_status
+from cvcl.tracking.run import Run, experiment_name, last_logged_step, resume_run, start_run, stage_status
 from cvcl.tracking.store import project_root
 from cvcl.training.config import TrainConfig, loss_config, train_config
 from cvcl.training.objective import Objective
@@ -102,7 +102,7 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
     state = store.load()
     if state is not None:
         extra = state["extra"]
-        run = resume_run(extra["run_id"], f"cvcl-{dataset_name}", name)
+        run = resume_run(extra["run_id"], experiment_name(dataset_name), name)
         rows, val_rows, logged = extra["rows"], extra["val_rows"], last_logged_step(run)
         print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
     else:
