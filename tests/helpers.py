@@ -21,7 +21,7 @@ TINY = {
                                "seed": 7}},
     "model": {"base_filters": 4},
     "train": {"iterations": 4, "patch": [32, 32, 16], "batch_size": 4, "labeled_bs": 2},
-    # vcl_weight 1: the paper's switch value (the demo default is 0.05), named vcl1 in run names
+    # vcl_weight 1 (the demo default, in the reference units), named vcl1 in run names
     "loss": {"n_anchor": 16, "uamt_passes": 2, "vcl_weight": 1.0},
     "infer": {"stride": [16, 16, 16]},
 }

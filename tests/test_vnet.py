@@ -44,3 +44,11 @@ def test_checkpoint_round_trip_gives_the_same_predictions(tmp_path):
     loaded_t, _ = load_model(tmp_path / "m.pt", "teacher")
     torch.testing.assert_close(loaded_t(x).logits, teacher(x).logits)
     assert meta["method"] == "cvcl" and loaded.projection is None
+
+
+def test_the_projection_head_has_a_declared_hidden_width():
+    wide = VNet(base_filters=8, embed_dim=64, embed_hidden=64).projection.net
+    assert (wide[0].in_channels, wide[0].out_channels, wide[2].in_channels, wide[2].out_channels) == (8, 64, 64, 64)
+    assert VNet(base_filters=8, embed_dim=64).projection.net[0].out_channels == 8  # the old head when not given
+    assert build_model(ModelConfig(base_filters=4, embed_dim=16)).projection.net[0].out_channels == 64  # declared
+    assert build_model(ModelConfig(base_filters=4, embed_dim=16, embed_hidden=12)).projection.net[2].in_channels == 12
