@@ -50,7 +50,9 @@ def checkpoint(tmp_path):
     """A small random V-Net checkpoint that records its preprocessing, as the train stage writes it."""
     torch.manual_seed(0)
     student = build_model(MODEL_CFG)
-    # batch norm with fresh statistics would make every voxel alike: give it some
+    # batch norm with fresh statistics would make every voxel alike: give it some (drawn from a
+    # generator of their own, so the projection head's size does not move them)
+    torch.manual_seed(0)
     for m in student.modules():
         if isinstance(m, torch.nn.BatchNorm3d):
             m.running_var.uniform_(0.5, 2.0)
