@@ -10,6 +10,10 @@ Runs that differ in any other tracked parameter (``model.norm``, ``train.iterati
 different configurations: where a run's value is not the most common one, it is appended to
 its ``config``, e.g. ``mean_teacher [model.norm=batch]`` (that suffix alone is the ``variant``
 column, empty for the most common settings), so such runs are never averaged together.
+Parameters tuned for each method on its own (``tuned``: say ``loss.consistency`` and
+``train.lr``, each family at the value its validation runs chose) name configurations instead
+of variants: ``mean_teacher {loss.consistency=1.0}`` is paired with ``supervised {train.lr=0.03}``
+as two methods at their own best settings.
 
 Differences between configs: :func:`paired_intervals` on the per-case metrics of
 :func:`load_per_case` gives each one a 95% interval over seeds and test cases.
@@ -65,19 +69,22 @@ def config_name(method: str, values: Mapping[str, float]) -> str:
     return f"{name} = {alias}" if alias else name
 
 
-def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
-    """Finished runs of an MLflow experiment as a tidy DataFrame (see the module docstring)."""
+def load_runs(experiment: str, tracking_uri: str | None = None, tuned: Sequence[str] = ()) -> pd.DataFrame:
+    """Finished runs of an MLflow experiment as a tidy DataFrame (see the module docstring;
+    ``tuned``: dotted parameters chosen per method, named in ``config`` but not variants)."""
     import mlflow
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     raw = mlflow.search_runs(experiment_names=[experiment], filter_string="attributes.status = 'FINISHED'",
                              output_format="pandas")
-    return tidy_runs(raw)
+    return tidy_runs(raw, tuned)
 
 
-def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
-    """Reshape ``mlflow.search_runs`` output; runs without final metrics are dropped."""
+def tidy_runs(raw: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
+    """Reshape ``mlflow.search_runs`` output; runs without final metrics are dropped.
+    ``tuned`` parameters that differ between runs are named in ``config`` as ``{name=value}``
+    and left out of ``variant``."""
     switches = _switches()
     if raw.empty or "metrics.dice" not in raw:
         return pd.DataFrame(columns=["run_id", "run_name", "config", "method", "labeled", "seed",
@@ -98,14 +105,21 @@ def tidy_runs(raw: pd.DataFrame) -> pd.DataFrame:
         df.loc[~df["method"].isin(declaring), switch.column] = np.nan
     names = [config_name(row["method"], {s.param: row[s.column] for s in switches}) for _, row in df.iterrows()]
     # a run names only the values that differ from the most common one: short, still unique
-    values = _varying_params(raw)
-    common = {col: _most_common(values[col]) for col in values.columns}
-    variant = [" ".join(f"{col[len('params.'):]}={v}" for col, v in row.items() if v != common[col])
-               for _, row in values.iterrows()]
+    own = _uncommon(_varying_params(raw, only=set(tuned)))
+    names = [f"{n} {{{o}}}" if o else n for n, o in zip(names, own)]
+    variant = _uncommon(_varying_params(raw, skip=set(tuned)))
     names = [f"{n} [{v}]" if v else n for n, v in zip(names, variant)]
     df.insert(2, "config", names)
     df["variant"] = variant
     return df.reset_index(drop=True)
+
+
+def _uncommon(values: pd.DataFrame) -> list[str]:
+    """Per run, the values of :func:`_varying_params` that are not the most common one, spelt
+    ``model.norm=batch train.lr=0.03`` ("" for a run at the common settings)."""
+    common = {col: _most_common(values[col]) for col in values.columns}
+    return [" ".join(f"{col[len('params.'):]}={v}" for col, v in row.items() if v != common[col])
+            for _, row in values.iterrows()]
 
 
 def _switch_column(raw: pd.DataFrame, switch: Switch) -> pd.Series:
@@ -119,15 +133,16 @@ def _switch_column(raw: pd.DataFrame, switch: Switch) -> pd.Series:
     return values if switch.quiet is None else values.fillna(switch.quiet)
 
 
-def _varying_params(raw: pd.DataFrame) -> pd.DataFrame:
-    """The ``params.*`` columns, other than the named and execution ones, that take more than one
-    value, as strings. Runs that lack a parameter (logged before it existed) get its most common
-    value: a parameter is added with the old behaviour as its default."""
+def _varying_params(raw: pd.DataFrame, skip: set[str] = frozenset(), only: set[str] | None = None) -> pd.DataFrame:
+    """The ``params.*`` columns, other than the named and execution ones (and ``skip``; within
+    ``only`` when given), that take more than one value, as strings. Runs that lack a parameter
+    (logged before it existed) get its most common value: a parameter is added with the old
+    behaviour as its default."""
     out, named = {}, _named()
     for col in sorted(c for c in raw.columns if c.startswith("params.")):
         key = col[len("params."):]
         present = raw[col].dropna().astype(str)
-        if key in named or key in EXECUTION or present.empty:
+        if key in named or key in EXECUTION or key in skip or present.empty or (only is not None and key not in only):
             continue
         values = raw[col].astype(str).where(raw[col].notna(), _most_common(present))
         if values.nunique() > 1:

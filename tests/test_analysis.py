@@ -263,3 +263,25 @@ def test_load_per_case_from_a_local_store(tmp_path, mlflow_store, monkeypatch):
     assert (per_case["labeled"] == 4).all() and (per_case["seed"] == 1).all()
     out = analysis.paired_intervals(runs, per_case, n_boot=200)
     assert list(out["baseline"]) == ["supervised"] and out.iloc[0]["cases"] == 2
+
+
+def test_parameters_tuned_per_method_name_configs_and_still_pair():
+    rows = []
+    for seed in (1, 2):
+        for method, pcl, vcl, consistency, lr, dice in [("supervised", 1, 1, "1.0", "0.03", 0.70),
+                                                        ("mean_teacher", 1, 1, "0.1", "0.01", 0.74),
+                                                        ("cvcl", 1, 0.6, "1.0", "0.01", 0.76)]:
+            rows.append({"run_id": f"{method}{seed}", "tags.mlflow.runName": "x", "params.method": method,
+                         "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": str(pcl),
+                         "params.loss.vcl_weight": str(vcl), "params.loss.consistency": consistency,
+                         "params.train.lr": lr, "metrics.dice": dice + 0.01 * seed, "metrics.jaccard": dice,
+                         "metrics.hd95": 5.0, "metrics.asd": 1.0})
+    raw = pd.DataFrame(rows)
+    tuned = analysis.tidy_runs(raw, tuned=("loss.consistency", "train.lr"))
+    assert set(tuned["config"]) == {"supervised {train.lr=0.03}", "mean_teacher {loss.consistency=0.1}",
+                                    "cvcl (pcl 1, vcl 0.6)"}
+    assert set(tuned["variant"]) == {""}
+    assert len(analysis.paired_comparison(tuned)) == 2  # cvcl against both, as methods at their own best
+    # without the declaration the same runs are three variants that never pair
+    plain = analysis.tidy_runs(raw)
+    assert len(set(plain["variant"])) == 3 and analysis.paired_comparison(plain).empty
