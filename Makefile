@@ -18,7 +18,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui exp sweep server predict register help
+.PHONY: setup repro test test-fast ui exp sweep server predict register import-runs help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
@@ -30,6 +30,7 @@ help:
 	@echo "make server [SERVER_ARGS='--host 0.0.0.0']   the team's MLflow server (PostgreSQL, logins) on port 5000"
 	@echo "make predict INPUT=scans/ OUTPUT=segs/ [MODEL=runs:/<run_id>/model] [LABELS=refs/] [ARGS='--tta-flip']"
 	@echo "make register EXPERIMENT=cvcl-la NAME=la-cvcl [METRIC=val_dice] [FILTER=\"params.method = 'cvcl'\"]"
+	@echo "make import-runs RECORDS=gpu_out/ [EXPERIMENT=cvcl-la-gpu]   log run records (benchmarks/gpu_check.py) into MLflow"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -74,3 +75,7 @@ predict: setup
 register: setup
 	@if [ -z "$(EXPERIMENT)" ] || [ -z "$(NAME)" ]; then echo "error: make register needs EXPERIMENT=cvcl-<dataset> NAME=<registered model name>"; exit 2; fi
 	$(BIN)/python -m cvcl.register --experiment "$(EXPERIMENT)" --name "$(NAME)" --metric "$(METRIC)" $(if $(FILTER),--filter "$(FILTER)") $(ARGS)
+
+import-runs: setup
+	@if [ -z "$(RECORDS)" ]; then echo "error: make import-runs needs RECORDS=<folder or record files> (benchmarks/gpu_check.py's --out folder, or its runs/)"; exit 2; fi
+	$(BIN)/python -m cvcl.tracking.records import $(RECORDS) $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(ARGS)

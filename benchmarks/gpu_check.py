@@ -17,7 +17,9 @@ trainer's step timed at the paper size. One prepared script for a short GPU leas
    and teacher) and scores them with the project's medpy-equal metrics (voxel units).
 
 It calls the library directly (the GPU machine has no DVC or MLflow) and prints every result
-as it comes, ending with one JSON line; ``--out`` gets ``gpu_check.json``.
+as it comes, ending with one JSON line; ``--out`` gets ``gpu_check.json`` and, per variant, a
+run record ``runs/<variant>.json`` (:mod:`cvcl.tracking.records`: params, every step's curves,
+final metrics, ``per_case.csv``) that ``make import-runs RECORDS=<out>`` logs into MLflow.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from cvcl import methods  # noqa: E402
 from cvcl.data.dataset import PatchDataset  # noqa: E402
 from cvcl.device import configure_backend, select_device  # noqa: E402
-from cvcl.evaluation.metrics import case_metrics  # noqa: E402
+from cvcl.evaluation.report import PER_CASE_FIELDS  # noqa: E402
+from cvcl.evaluation.summary import case_row, summarize  # noqa: E402
 from cvcl.inference.predict import InferConfig, predict_volume  # noqa: E402
 from cvcl.io.volume import read_case, write_case  # noqa: E402
 from cvcl.models.config import model_config  # noqa: E402
@@ -49,7 +53,10 @@ from cvcl.params import Params  # noqa: E402
 from cvcl.preprocessing.la_h5 import read_release_case  # noqa: E402
 from cvcl.presets import load_preset  # noqa: E402
 from cvcl.sources.layouts import find_la_h5_cases  # noqa: E402
+from cvcl.tracking.naming import run_name  # noqa: E402
+from cvcl.tracking.records import REACHED_TAG, RunRecorder, run_tags  # noqa: E402
 from cvcl.training.config import loss_config, train_config  # noqa: E402
+from cvcl.training.experiment import TRACKED  # noqa: E402
 from cvcl.training.objective import Objective  # noqa: E402
 from cvcl.training.step import DivergenceGuard, TrainStep  # noqa: E402
 from cvcl.training.trainer import make_loader, read_back, seed_everything  # noqa: E402
@@ -60,12 +67,18 @@ DEFAULT_VARIANTS = ("supervised", "mean_teacher", "cvcl")
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
-    """``cvcl:loss.vcl_weight=0.05,loss.pcl_weight=1`` -> ("cvcl", {dotted name: value})."""
+    """``cvcl:loss.vcl_weight=0.6,loss.pcl_weight=1`` -> ("cvcl", {dotted name: value})."""
     method, _, rest = spec.partition(":")
     if method not in methods.names():
         raise SystemExit(f"error: --variants: {spec!r}: the method must be one of {', '.join(methods.names())}")
     pairs = [p.split("=", 1) for p in rest.split(",") if p]
     return method, {k: yaml.safe_load(v) for k, v in pairs}
+
+
+def record_path(out: Path, spec: str) -> Path:
+    """Where a variant's run record goes: ``<out>/runs/cvcl-loss.vcl_weight-0.6.json`` for
+    ``cvcl:loss.vcl_weight=0.6`` (a file name the shell and make take unquoted)."""
+    return out / "runs" / (re.sub(r"[^A-Za-z0-9._-]+", "-", spec).strip("-") + ".json")
 
 
 def say(*args) -> None:
@@ -96,6 +109,22 @@ def prepare(data: Path, out: Path, n_labeled: int, n_unlabeled: int, n_test: int
     return split
 
 
+def start_record(args, params: Params, method: str, split: dict, losses, infer: InferConfig,
+                 device: torch.device) -> RunRecorder:
+    """The variant's run record, with the params and tags the pipeline's stages would log: the
+    train stage's tracked params (method, labeled count and seed as this script trains them) and
+    the inference and evaluation settings the scores below use."""
+    labeled, seed = len(split["labeled"]), 1
+    logged = {**params.flat(TRACKED), "method": method, "labeled": labeled, "seed": seed,
+              **{f"infer.{k}": v for k, v in infer.window_settings().items() if k not in ("patch", "weights")},
+              "evaluate.distance_unit": "voxel"}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    tags = {**run_tags("benchmarks/gpu_check.py", name, "gpu_check", ROOT),
+            "dataset": params.get("dataset"), "method": method, "cvcl.variant": args.child}
+    return RunRecorder(run_name(method, labeled, seed, losses.as_params()), logged, tags,
+                       dataset={"name": params.get("dataset"), "source": str(args.data), "version": None})
+
+
 def run_child(args) -> None:
     """Train one method until its iterations or the deadline, then infer and score."""
     deadline = float(args.deadline)
@@ -112,45 +141,66 @@ def run_child(args) -> None:
     step = TrainStep(objective, model_config(params, dataset.in_channels), cfg, device)
     guard = DivergenceGuard(scaled=step.scaler.is_enabled())
     loader = make_loader(dataset, cfg, dataset.n_labeled, semi, seed=1)
-    pending, skipped, reached, start, last = [], 0, 0, time.perf_counter(), {}
-    for t, batch in enumerate(loader):
-        pending.append((t, step(batch["image"], batch["label"], t)))
-        reached = t + 1
-        out_of_time = time.time() > deadline
-        if len(pending) >= 50 or out_of_time or reached == cfg.iterations:
-            for s, record in read_back(pending):
-                skipped += not np.isfinite(record["grad_norm"])
-                guard.check(s, record)
-                last = record
-            pending.clear()
-            if reached % 500 == 0 or out_of_time or reached == cfg.iterations:
-                terms = " ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("loss"))
-                say(f"[{args.child}] it {reached} {(time.perf_counter() - start) / reached:.3f} s/it {terms}")
-        if out_of_time:
-            break
-    train_s = time.perf_counter() - start
     infer = InferConfig(patch=cfg.patch, stride=tuple(params.int_list("infer.stride", length=3)),
                         batch_size=params.int("infer.batch_size"))
+    recorder = start_record(args, params, method, split, losses, infer, device)
+    pending, skipped, reached, start, last = [], 0, 0, time.perf_counter(), {}
+    try:
+        for t, batch in enumerate(loader):
+            pending.append((t, step(batch["image"], batch["label"], t)))
+            reached = t + 1
+            out_of_time = time.time() > deadline
+            if len(pending) >= 50 or out_of_time or reached == cfg.iterations:
+                for s, record in read_back(pending):
+                    skipped += not np.isfinite(record["grad_norm"])
+                    guard.check(s, record)
+                    recorder.log_step(s, record)  # every step, as the train stage logs them
+                    last = record
+                pending.clear()
+                if reached % 500 == 0 or out_of_time or reached == cfg.iterations:
+                    terms = " ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("loss"))
+                    say(f"[{args.child}] it {reached} {(time.perf_counter() - start) / reached:.3f} s/it {terms}")
+            if out_of_time:
+                break
+    except BaseException as exc:
+        # a diverged or crashed training still lands in MLflow: FAILED, with its curves so far
+        recorder.set_tags({REACHED_TAG: f"{reached} of {cfg.iterations}, stopped by {type(exc).__name__}",
+                           "cvcl.end_reason": f"{type(exc).__name__}: {exc}"[:500]})
+        recorder.write(args.record, "FAILED")
+        raise
+    train_s = time.perf_counter() - start
     result = {"method": args.child, "iterations_planned": cfg.iterations, "iterations_reached": reached,
               "seconds_per_iteration": round(train_s / max(reached, 1), 4), "amp_skipped_steps": skipped}
+    recorder.log_metrics({"train_seconds": train_s, "seconds_per_iteration": train_s / max(reached, 1),
+                          "amp_skipped_steps": skipped})
     nets = {"student": step.student, "teacher": step.teacher}
     for which, net in nets.items():
         if net is None:
             continue
         net.eval()
-        rows = []
+        rows, full = [], []
         for case_id in split["test"]:
             case = read_case(case_file(case_id, args.processed))
             pred = predict_volume(net, case.image, infer, device, step.dtype, step.format)
-            m = case_metrics(pred > 0, case.label > 0)
+            # the evaluate stage's row (voxel distances: the same case_metrics call as before)
+            full.append(case_row(case_id, pred > 0, case.label > 0, case.geometry.spacing, "voxel"))
+            m = full[-1]
             rows.append({"case": case_id, "dice": m["dice"], "hd95": m["hd95"], "asd": m["asd"],
                          "fg_fraction": float((pred > 0).mean())})
         dice = [r["dice"] for r in rows]
         result[which] = {"dice_mean": float(np.mean(dice)), "dice_std": float(np.std(dice)),
                          "hd95_mean": float(np.nanmean([r["hd95"] for r in rows])),
                          "asd_mean": float(np.nanmean([r["asd"] for r in rows])), "cases": rows}
+        # the evaluate stage's metric names; the teacher's prefixed (the stage scores one network)
+        prefix = "" if which == "student" else f"{which}_"
+        recorder.log_metrics(summarize(full, "voxel"), prefix)
+        recorder.add_csv("per_case.csv" if which == "student" else f"{which}/per_case.csv", PER_CASE_FIELDS, full)
         say(f"[{args.child}] {which}: Dice {100 * np.mean(dice):.2f} +- {100 * np.std(dice):.2f} "
             f"(per case {' '.join(f'{100 * d:.1f}' for d in dice)})")
+    cut_short = reached < cfg.iterations  # only the deadline ends the loop early
+    recorder.set_tags({REACHED_TAG: f"{reached} of {cfg.iterations}"
+                                    + (", cut short by the --minutes deadline" if cut_short else "")})
+    recorder.write(args.record, "KILLED" if cut_short else "FINISHED")
     Path(args.result).write_text(json.dumps(result))
 
 
@@ -177,10 +227,10 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="CPU smoke sizes (patch 32x32x16, f 2, 4 iterations)")
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                    help="what to train side by side: METHOD[:param=value,...], e.g. cvcl:loss.vcl_weight=0.05")
+                    help="what to train side by side: METHOD[:param=value,...], e.g. cvcl:loss.vcl_weight=0.6")
     ap.add_argument("--workers", type=int, default=4, help="DataLoader workers per training")
     ap.add_argument("--child", help=argparse.SUPPRESS)
-    for hidden in ("processed", "split", "overrides", "deadline", "result"):
+    for hidden in ("processed", "split", "overrides", "deadline", "result", "record"):
         ap.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -212,7 +262,8 @@ def main() -> None:
         for i, spec in enumerate(args.variants):
             cmd = [sys.executable, __file__, "--child", spec, "--processed", str(tmp / "processed"),
                    "--split", str(tmp / "split.json"), "--overrides", json.dumps(overrides),
-                   "--deadline", str(deadline), "--result", str(tmp / f"{i}.json")]
+                   "--deadline", str(deadline), "--result", str(tmp / f"{i}.json"),
+                   "--data", str(args.data), "--record", str(record_path(args.out, spec))]
             children[spec] = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         for i, (spec, proc) in enumerate(children.items()):
             proc.wait()
