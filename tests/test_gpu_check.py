@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.slow,
 def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store):
     from mlflow import MlflowClient
 
-    from cvcl.tracking.records import import_records, read_record
+    from cvcl.tracking.record_store import import_records
+    from cvcl.tracking.records import read_record
 
     variants = ["supervised", "cvcl:loss.vcl_weight=0.6"]
     proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--data", str(LA_SAMPLE), "--tiny",

@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from cvcl.evaluation.report import PER_CASE_FIELDS
-from cvcl.tracking.records import (HASH_TAG, RECORD_TAG, RecordError, RunRecorder, import_records, main,
-                                   read_record, record_files, write_record)
+from cvcl.tracking.record_store import export_records, import_records
+from cvcl.tracking.records import (HASH_TAG, RECORD_TAG, RecordError, RunRecorder, main, read_record, record_files,
+                                   write_record)
 from tests.conftest import ROOT
 
 N_STEPS = 400  # 3 curves of 400 points: 1200 points, more than one log_batch call may take
@@ -184,3 +185,35 @@ def test_write_record_is_atomic_and_round_trips(tmp_path):
     assert write_record(tmp_path / "again.json", record) and read_record(tmp_path / "again.json") == record
     assert read_record(tmp_path / "again.json").sha256() == record.sha256()
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["toy.json"]  # no temporary left
+
+
+def test_an_experiment_exported_as_records_imports_back_whole(mlflow_store, tmp_path):
+    """A results table's runs travel with the repository: export, then import into a fresh
+    experiment gives the same params, curves (steps and values), final metrics and per-case scores."""
+    from mlflow import MlflowClient
+
+    _, record = make_record(tmp_path, status="FINISHED")
+    killed, _ = make_record(tmp_path, name="killed.json", steps=5, status="KILLED", seed=2)
+    import_records([tmp_path / "runs"], say=lambda line: None)
+    out = tmp_path / "exported"
+    written = export_records("cvcl-test-gpu", out, say=lambda line: None)
+    assert len(written) == 1  # the KILLED run is not a result
+    exported = read_record(written[0])
+    assert exported.run_name == "cvcl-l2-s1" and exported.experiment == "cvcl-test-gpu"
+    assert exported.curves == record.curves
+    assert exported.metrics == {"dice": 0.8125, "hd95": 3.5, "n_cases": 2.0, "degenerate": 0.0, "teacher_dice": 0.75}
+    assert exported.artifacts["per_case.csv"] == record.artifacts["per_case.csv"]
+    assert exported.params["train.patch"] == "[32, 32, 16]" and exported.dataset["name"] == "la"
+    assert HASH_TAG not in exported.tags and exported.tags[RECORD_TAG] == "gpu_check"
+
+    [again] = import_records(written, experiment="cvcl-copy", say=lambda line: None)
+    client = MlflowClient(mlflow_store)
+    copy = client.get_run(again.run_id)
+    assert client.get_experiment(copy.info.experiment_id).name == "cvcl-copy"
+    assert copy.data.params == exported.params and copy.info.status == "FINISHED"
+    for key, points in record.curves.items():
+        history = sorted(client.get_metric_history(again.run_id, key), key=lambda m: m.step)
+        assert [(m.step, m.value) for m in history] == points
+    assert {k: v for k, v in copy.data.metrics.items() if k not in record.curves} == exported.metrics
+    with pytest.raises(RecordError, match="no experiment"):
+        export_records("no-such-experiment", out, say=lambda line: None)

@@ -6,19 +6,22 @@ training there writes a record with the standard library only (:class:`RunRecord
 
     python -m cvcl.tracking.records import <folder or record files> [--experiment NAME]
 
-(``make import-runs RECORDS=<folder>``) logs each record as one run of the store that
-:func:`cvcl.tracking.store.tracking_uri` names: the run name, params, tags, every point of every
+(``make import-runs RECORDS=<folder>``, :mod:`cvcl.tracking.record_store`) logs each record as
+one run of the store that :func:`cvcl.tracking.store.tracking_uri` names: the run name, params, tags, every point of every
 curve with its step, the final metrics, the artifacts (``per_case.csv``), the original start
 and end times and the final status, as if the run had been logged where it trained. Importing a
 record again does nothing: each run carries the record's content hash (:data:`HASH_TAG`).
 
-This module imports no MLflow at import time; :func:`import_records` loads it when called.
+The other way, ``python -m cvcl.tracking.records export --experiment cvcl-la --out results/``
+writes an experiment's finished runs as records: a results table's runs travel with the
+repository and a fresh clone imports them back for the notebook.
+
+This module needs no MLflow (the GPU side); :mod:`cvcl.tracking.record_store` is the MLflow side.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import hashlib
 import io
@@ -26,12 +29,11 @@ import json
 import math
 import re
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import write_text
@@ -255,7 +257,7 @@ class RunRecorder:
         return write_record(path, self.record(status))
 
 
-# -- the import into MLflow (needs mlflow; loaded here only) ----------------------------------
+
 
 def record_files(paths: Iterable[str | Path]) -> list[Path]:
     """The record files named by ``paths``: files as given; for a folder its ``*.json``, or those
@@ -275,143 +277,32 @@ def record_files(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))  # each file once, in order
 
 
-def _client() -> tuple[Any, str]:
-    """An MLflow client on the project's store (its schema created once) and the store's URI."""
-    from cvcl.tracking.store import (check_server, prepare_sqlite, quiet_mlflow_logs, store_lock, tracking_uri,
-                                     with_retries)
-
-    quiet_mlflow_logs()
-    from mlflow import MlflowClient
-
-    uri = tracking_uri()
-    check_server(uri)  # a one-line error for a server that is down or refuses the login
-    with store_lock(uri):
-        prepare_sqlite(uri)
-        client = MlflowClient(tracking_uri=uri)
-        with_retries(lambda: client.search_experiments(max_results=1))
-    return client, uri
-
-
-def _experiment_id(client: Any, name: str, uri: str) -> str:
-    """The experiment ``name``, created if new with the pipeline's UI defaults and, for a SQLite
-    store, its artifacts in ``mlruns/<name>`` next to the database (as the stages' runs)."""
-    from mlflow.exceptions import MlflowException
-
-    from cvcl.tracking.store import sqlite_path, with_retries
-    from cvcl.tracking.ui import experiment_defaults
-
-    found = with_retries(lambda: client.get_experiment_by_name(name))
-    if found is not None:
-        return found.experiment_id
-    db = sqlite_path(uri)
-    location = (db.resolve().parent / "mlruns" / name).as_uri() if db is not None else None
-    try:
-        return with_retries(lambda: client.create_experiment(name, artifact_location=location,
-                                                             tags=experiment_defaults(now_ms())))
-    except MlflowException:  # created by another process meanwhile
-        return with_retries(lambda: client.get_experiment_by_name(name)).experiment_id
-
-
-@dataclass(frozen=True)
-class Imported:
-    """What happened to one record: its run's id, and whether this import created it."""
-
-    path: Path
-    run_id: str
-    created: bool
-
-
-def _import_one(client: Any, experiment: str, experiment_id: str, path: Path, record: RunRecord) -> Imported:
-    from mlflow.entities import Metric
-
-    from cvcl.tracking.run import Run
-    from cvcl.tracking.store import with_retries
-
-    digest = record.sha256()
-    found = with_retries(lambda: client.search_runs([experiment_id], f"tags.`{HASH_TAG}` = '{digest}'",
-                                                    max_results=50))
-    done = [r for r in found if r.info.status != "RUNNING"]
-    if done:
-        return Imported(path, done[0].info.run_id, False)
-    for r in found:  # an import killed midway leaves its run RUNNING: replace it whole
-        with_retries(lambda: client.delete_run(r.info.run_id))
-    tags = {**record.tags, HASH_TAG: digest, "cvcl.imported_from": path.name}
-    created = with_retries(lambda: client.create_run(experiment_id, start_time=record.start_ms, tags=tags,
-                                                     run_name=record.run_name))
-    run_id = created.info.run_id
-    try:
-        run = Run(client, run_id, experiment, record.run_name)
-        run.log_params(record.params)  # values formatted as the train stage's start_run formats them
-        if record.dataset is not None:
-            run.log_dataset(record.dataset["name"], record.dataset.get("version"),
-                            record.dataset.get("source") or "unknown")
-        points = [Metric(key, value, record.step_ms.get(step, record.end_ms), step)
-                  for key, curve in record.curves.items() for step, value in curve]
-        points += [Metric(key, value, record.end_ms, 0) for key, value in record.metrics.items()]
-        for i in range(0, len(points), METRICS_PER_CALL):
-            chunk = points[i:i + METRICS_PER_CALL]
-            with_retries(lambda: client.log_batch(run_id, metrics=chunk))
-        if record.artifacts:
-            with tempfile.TemporaryDirectory() as tmp:
-                for rel, text in record.artifacts.items():
-                    target = Path(tmp, *PurePosixPath(rel).parts)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(text)
-                with_retries(lambda: client.log_artifacts(run_id, tmp))
-        with_retries(lambda: client.set_terminated(run_id, record.status, end_time=record.end_ms))
-    except BaseException:
-        # a half-imported run must not pass for an imported one: remove it, the next import redoes it
-        with contextlib.suppress(Exception):
-            client.delete_run(run_id)
-        raise
-    return Imported(path, run_id, True)
-
-
-def import_records(paths: Iterable[str | Path], experiment: str | None = None,
-                   say: Callable[[str], None] = print) -> list[Imported]:
-    """Log each record named by ``paths`` (:func:`record_files`) into the project's MLflow store
-    as one run of ``experiment`` (default: the record's own), skipping records already there.
-
-    Every record is read and checked before the store is touched, so an invalid one
-    (:class:`RecordError`) stops the import with nothing imported from it.
-    """
-    records = [(path, read_record(path)) for path in record_files(paths)]
-    if experiment is not None and not experiment.strip():
-        raise RecordError("--experiment", "an experiment name must not be empty")
-    client, uri = _client()
-    ids: dict[str, str] = {}
-    results = []
-    for path, record in records:
-        name = experiment or record.experiment
-        if name not in ids:
-            ids[name] = _experiment_id(client, name, uri)
-        result = _import_one(client, name, ids[name], path, record)
-        if result.created:
-            say(f"{path}: imported as run {record.run_name} ({result.run_id}) of experiment {name}: "
-                f"{record.status}, {len(record.params)} params, {record.n_points()} curve points, "
-                f"{len(record.metrics)} metrics, {len(record.artifacts)} artifacts")
-        else:
-            say(f"{path}: skipped (already imported), run {result.run_id} of experiment {name}")
-        results.append(result)
-    return results
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m cvcl.tracking.records import <folder or files> [--experiment NAME]``."""
+    """``python -m cvcl.tracking.records import <folder or files> [--experiment NAME]``, and
+    ``python -m cvcl.tracking.records export --experiment NAME --out FOLDER [--filter ...]``."""
     from cvcl.cli import run_stage
+    from cvcl.tracking import record_store
 
     ap = argparse.ArgumentParser(prog="python -m cvcl.tracking.records",
-                                 description="Run records (benchmarks/gpu_check.py) into the MLflow store.")
+                                 description="Run records: runs as JSON files, into and out of the MLflow store.")
     commands = ap.add_subparsers(dest="command", required=True)
     imp = commands.add_parser("import", help="log run records into the MLflow store (MLFLOW_TRACKING_URI, "
                                              "else the repository's mlflow.db); records already there are skipped")
     imp.add_argument("paths", nargs="+", help="record files, or folders of them (gpu_check's --out or its runs/)")
     imp.add_argument("--experiment", help="the experiment to log into (default: each record's own, "
                                           f"{DEFAULT_EXPERIMENT} for gpu_check)")
+    exp = commands.add_parser("export", help="write the finished runs of an experiment as run records")
+    exp.add_argument("--experiment", required=True, help="the experiment whose finished runs to write")
+    exp.add_argument("--out", required=True, type=Path, help="the folder to write <run name>-<run id>.json into")
+    exp.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"params.seed IN ('1', '2')\"")
     args = ap.parse_args(argv)
 
     def command() -> None:
-        results = import_records(args.paths, args.experiment)
+        if args.command == "export":
+            written = record_store.export_records(args.experiment, args.out, args.filter)
+            print(f"{len(written)} run records in {args.out}")
+            return
+        results = record_store.import_records(args.paths, args.experiment)
         created = sum(r.created for r in results)
         print(f"{created} imported, {len(results) - created} skipped")
 
