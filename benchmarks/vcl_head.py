@@ -28,7 +28,7 @@ from cvcl.data.augment import random_crop  # noqa: E402
 from cvcl.io.volume import read_case  # noqa: E402
 from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce  # noqa: E402
 from cvcl.models.vnet import VNet  # noqa: E402
-from cvcl.workspace import read_manifest  # noqa: E402
+from cvcl.workspace import case_file, read_manifest  # noqa: E402
 
 
 def crops(processed: Path, n: int, patch: tuple[int, int, int], rng: np.random.Generator):
@@ -36,7 +36,7 @@ def crops(processed: Path, n: int, patch: tuple[int, int, int], rng: np.random.G
     labeled = [row["case_id"] for row in read_manifest(processed)]
     images, labels = [], []
     for case_id in rng.choice(labeled, size=n, replace=False):
-        case = read_case(processed / f"{case_id}.h5")
+        case = read_case(case_file(case_id, processed))
         image, label = random_crop(case.image, case.label, patch, rng)
         images.append(image)
         labels.append(label.astype(np.int64))
@@ -50,7 +50,7 @@ def measure(width: int, seed: int, images: torch.Tensor, labels: torch.Tensor, n
         out = net(images)
         anchors = sample_anchors(labels, out.logits.argmax(1), 2, n_anchor, torch.Generator().manual_seed(seed))
         features, classes, valid = gather_features(out.d9, anchors)
-        emb = net.project(features.T[None, :, :, None, None])[0, :, :, 0, 0].T[valid]
+        emb = net.project_rows(features)[valid]
         classes = classes[valid]
         cos = emb @ emb.T
         off = ~torch.eye(len(emb), dtype=torch.bool)

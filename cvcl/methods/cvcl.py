@@ -104,9 +104,8 @@ def _contrast(batch: Batch, d9: torch.Tensor, reference: torch.Tensor, predictio
     anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)
     features, classes, valid = gather_features(d9, anchors)           # (M, f)
     features = features.float()
-    # The head is 1x1x1 convolutions: applying it to the gathered voxels only is the same
-    # as projecting the whole volume and gathering after, at a fraction of the cost.
-    embeddings = batch.student.project(features.T[None, :, :, None, None])[0, :, :, 0, 0].T
+    # the head on the gathered voxels only: the same as projecting the volume, at a fraction of the cost
+    embeddings = batch.student.project_rows(features)
     return supervised_infonce(embeddings, classes, valid, batch.cfg.temperature)
 
 

@@ -129,6 +129,11 @@ class VNet(nn.Module):
         logits = self.head(self.dropout(d9))
         return VNetOutput(logits=logits, d9=d9, center=center)
 
+    def project_rows(self, features: torch.Tensor) -> torch.Tensor:
+        """Embed gathered voxel features ``(M, f)`` -> unit vectors ``(M, embed_dim)``: the head is
+        1x1x1 convolutions, so this equals projecting the volume and gathering after."""
+        return self.project(features.T[None, :, :, None, None])[0, :, :, 0, 0].T
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Embed voxel features ``(B, f, ...)`` -> unit vectors ``(B, embed_dim, ...)``."""
         if self.projection is None:

@@ -9,45 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable
 
-from cvcl.tracking.records import (HASH_TAG, METRICS_PER_CALL, RecordError, RunRecord, now_ms, read_record,
+from cvcl.tracking.records import (HASH_TAG, METRICS_PER_CALL, RecordError, RunRecord, read_record,
                                    record_files, write_record)
-
-
-def _client() -> tuple[Any, str]:
-    """An MLflow client on the project's store (its schema created once) and the store's URI."""
-    from cvcl.tracking.store import (check_server, prepare_sqlite, quiet_mlflow_logs, store_lock, tracking_uri,
-                                     with_retries)
-
-    quiet_mlflow_logs()
-    from mlflow import MlflowClient
-
-    uri = tracking_uri()
-    check_server(uri)  # a one-line error for a server that is down or refuses the login
-    with store_lock(uri):
-        prepare_sqlite(uri)
-        client = MlflowClient(tracking_uri=uri)
-        with_retries(lambda: client.search_experiments(max_results=1))
-    return client, uri
-
-
-def _experiment_id(client: Any, name: str, uri: str) -> str:
-    """The experiment ``name``, created if new with the pipeline's UI defaults and, for a SQLite
-    store, its artifacts in ``mlruns/<name>`` next to the database (as the stages' runs)."""
-    from mlflow.exceptions import MlflowException
-
-    from cvcl.tracking.store import sqlite_path, with_retries
-    from cvcl.tracking.ui import experiment_defaults
-
-    found = with_retries(lambda: client.get_experiment_by_name(name))
-    if found is not None:
-        return found.experiment_id
-    db = sqlite_path(uri)
-    location = (db.resolve().parent / "mlruns" / name).as_uri() if db is not None else None
-    try:
-        return with_retries(lambda: client.create_experiment(name, artifact_location=location,
-                                                             tags=experiment_defaults(now_ms())))
-    except MlflowException:  # created by another process meanwhile
-        return with_retries(lambda: client.get_experiment_by_name(name)).experiment_id
 
 
 @dataclass(frozen=True)
@@ -116,13 +79,15 @@ def import_records(paths: Iterable[str | Path], experiment: str | None = None,
     records = [(path, read_record(path)) for path in record_files(paths)]
     if experiment is not None and not experiment.strip():
         raise RecordError("--experiment", "an experiment name must not be empty")
-    client, uri = _client()
+    from cvcl.tracking.run import experiment_id, store_client
+
+    client = store_client()
     ids: dict[str, str] = {}
     results = []
     for path, record in records:
         name = experiment or record.experiment
         if name not in ids:
-            ids[name] = _experiment_id(client, name, uri)
+            ids[name] = experiment_id(client, name)
         result = _import_one(client, name, ids[name], path, record)
         if result.created:
             say(f"{path}: imported as run {record.run_name} ({result.run_id}) of experiment {name}: "
@@ -182,7 +147,9 @@ def export_records(experiment: str, out: str | Path, filter_string: str = "",
     params, curves, metrics and per-case scores intact. Files already there are rewritten."""
     from cvcl.tracking.store import with_retries
 
-    client, _ = _client()
+    from cvcl.tracking.run import store_client
+
+    client = store_client()
     found = with_retries(lambda: client.get_experiment_by_name(experiment))
     if found is None:
         raise RecordError("--experiment", f"no experiment {experiment!r} in the store")

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import write_json
-from cvcl.tracking.store import (check_server, prepare_sqlite, project_root, quiet_mlflow_logs,
+from cvcl.tracking.store import (check_server, prepare_sqlite, quiet_mlflow_logs, sqlite_path,
                                  store_lock, tracking_uri, with_retries)
 from cvcl.tracking.ui import experiment_defaults, missing_defaults, source_tags
 from cvcl.workspace import PROCESSED
@@ -33,7 +33,9 @@ BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
 FLUSH_SECONDS = 30.0
 
 
-def _client():
+def store_client():
+    """An MLflow client on the project's store (:func:`tracking_uri`), its schema created once;
+    a one-line error when a server is down or refuses the login."""
     quiet_mlflow_logs()
     from mlflow import MlflowClient
 
@@ -52,18 +54,17 @@ def experiment_name(dataset: str) -> str:
     return os.environ.get("CVCL_EXPERIMENT") or f"cvcl-{dataset}"
 
 
-def _experiment_id(client, dataset: str) -> str:
-    """The id of the dataset's experiment (:func:`experiment_name`), created if new, with the
-    tags that make the MLflow UI show it as model training (:mod:`cvcl.tracking.ui`)."""
+def experiment_id(client, name: str) -> str:
+    """The id of experiment ``name``, created if new, with the tags that make the MLflow UI
+    show it as model training (:mod:`cvcl.tracking.ui`)."""
     from mlflow.exceptions import MlflowException
 
-    name = experiment_name(dataset)
     found = with_retries(lambda: client.get_experiment_by_name(name))
     if found is None:
-        uri = tracking_uri()
+        db = sqlite_path(tracking_uri())
         # With a local store, artifacts go next to it (not into a queued experiment's temporary
-        # workspace, which DVC deletes afterwards).
-        location = (project_root() / "mlruns" / name).as_uri() if uri.startswith("sqlite:") else None
+        # workspace, which DVC deletes afterwards): <project>/mlruns for the project's mlflow.db.
+        location = (db.resolve().parent / "mlruns" / name).as_uri() if db is not None else None
         tags = experiment_defaults(int(time.time() * 1000))
         try:
             return with_retries(lambda: client.create_experiment(name, artifact_location=location, tags=tags))
@@ -236,8 +237,8 @@ def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[st
     and its commit; its dataset input is ``dataset`` at ``dataset_version`` (the processed
     data's hash, "unversioned" when unknown).
     """
-    client = _client()
-    exp = _experiment_id(client, dataset)
+    client = store_client()
+    exp = experiment_id(client, experiment_name(dataset))
     close_abandoned_runs(client, exp)
     context = context_tags()
     all_tags = {**context, **source_tags(context.get("git_commit")), **tags}
@@ -250,7 +251,7 @@ def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[st
 
 def resume_run(run_id: str, experiment: str, name: str) -> Run:
     """Reopen a run an interrupted stage left, to continue it (status RUNNING again)."""
-    client = _client()
+    client = store_client()
     run = Run(client, run_id, experiment, name)
     if not _exists(run):
         raise DataError(run_id, "the checkpoint's MLflow run is not in the tracking store")
@@ -301,7 +302,7 @@ def open_run(run_file: str | Path, stage_params: dict[str, Any]) -> Run:
     if not Path(run_file).is_file():
         raise DataError(run_file, "not found; run the stages before this one first (dvc repro)")
     record = json.loads(Path(run_file).read_text())
-    client = _client()
+    client = store_client()
     run = Run(client, record["run_id"], record.get("experiment", ""), record.get("run_name", ""))
     found = with_retries(lambda: client.get_experiment_by_name(run.experiment)) if run.experiment else None
     if found is not None:
