@@ -75,3 +75,27 @@ def test_cvcl_objective_under_float16_autocast_is_finite_and_matches_float32(pcl
     total.backward()
     grads = [p.grad for p in student.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(gr).all() for gr in grads)
+
+
+def test_coarse_features_held_coarse_are_finite_and_equal_float32_under_float16():
+    """The center tap's path (cvcl/losses/upsampled.py): float16 coarse features, sums over the
+    whole label grid and all-zero vectors stay finite, computed in float32."""
+    from cvcl.losses.upsampled import UpsampledFeatures
+
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.relu(torch.randn(2, 32, 6, 6, 3, generator=g)) + 0.5
+    coarse[:, :, :2] = 0                                   # all-zero post-ReLU vectors
+    size = (96, 96, 48)                                    # 2 x 442k voxels: a float16 sum overflows
+    labels = torch.zeros(2, *size, dtype=torch.long)
+    labels[:, 40:60, 40:60, 10:30] = 1
+    conf = torch.softmax(torch.randn(2, 2, *size, generator=g), 1)
+    ref, _ = class_prototypes(UpsampledFeatures(coarse, size), labels, conf)
+    ref_margin = prototype_margin(UpsampledFeatures(coarse, size), ref, 20.0)
+    with torch.autocast(**FP16):
+        field = UpsampledFeatures(coarse.half(), size)
+        got, _ = class_prototypes(field, labels, conf.half())
+        margin = prototype_margin(field, got, 20.0)
+    assert got.dtype == torch.float32 and torch.isfinite(got).all() and torch.isfinite(margin).all()
+    torch.testing.assert_close(got, ref, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(margin, ref_margin, rtol=1e-2, atol=1e-2)
+    assert (margin.reshape(2, *size)[:, :16] == 0).all()  # voxels whose 8 coarse neighbours are all zero

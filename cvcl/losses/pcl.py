@@ -17,9 +17,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cvcl.losses.prototype import (
+    Features,
+    class_prototypes,
+    prototype_margin,
+    prototype_scores,
+    voxel_rows,
+    widen,
+)
 from cvcl.models.labels import class_argmax
-from cvcl.losses.prototype import (class_prototypes, prototype_margin, prototype_scores,
-                                   voxel_rows)
 
 
 @dataclass
@@ -29,13 +35,14 @@ class PCLResult:
     l2u_probs: torch.Tensor    # (B_u, K, X, Y, Z) prototype prediction of the unlabeled voxels
 
 
-def pcl_losses(feat_l: torch.Tensor, label_l: torch.Tensor, prob_l: torch.Tensor,
-               feat_u: torch.Tensor, teacher_prob_u: torch.Tensor, teacher_feat_u: torch.Tensor,
+def pcl_losses(feat_l: Features, label_l: torch.Tensor, prob_l: torch.Tensor,
+               feat_u: Features, teacher_prob_u: torch.Tensor, teacher_feat_u: Features,
                scale: float) -> PCLResult:
     """Both PCL terms.
 
     Args:
-        feat_l: student features of the labeled images ``(B_l, C, X, Y, Z)`` (on the label grid).
+        feat_l: student features of the labeled images ``(B_l, C, X, Y, Z)`` (on the label grid,
+            or coarse ones held as :class:`cvcl.losses.upsampled.UpsampledFeatures`).
         label_l: ground truth ``(B_l, X, Y, Z)`` int64.
         prob_l: student softmax of the labeled images ``(B_l, K, X, Y, Z)``.
         feat_u: student features of the unlabeled images ``(B_u, C, X, Y, Z)``.
@@ -54,9 +61,9 @@ def _any_classes(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scal
     # on (B, N, K) voxel rows: softmax and cross-entropy over a contiguous class axis are
     # several times faster on CPU than over dim 1 of a channels-last view
     n_classes = proto_l.shape[0]
-    l2u_rows = torch.softmax(prototype_scores(feat_u, proto_l, scale).float(), dim=-1)  # (B_u, N, K)
-    l2u = torch.mean((l2u_rows - voxel_rows(teacher_prob_u.detach().float())) ** 2)
-    u2l_scores = prototype_scores(feat_l, proto_u, scale).float()                       # (B_l, N, K)
+    l2u_rows = torch.softmax(prototype_scores(feat_u, proto_l, scale), dim=-1)  # (B_u, N, K)
+    l2u = torch.mean((l2u_rows - voxel_rows(widen(teacher_prob_u.detach()))) ** 2)
+    u2l_scores = prototype_scores(feat_l, proto_u, scale)                      # (B_l, N, K)
     u2l = F.cross_entropy(u2l_scores.reshape(-1, n_classes), label_l.reshape(-1))
     l2u_probs = l2u_rows.reshape(feat_u.shape[0], *feat_u.shape[2:], n_classes).permute(0, 4, 1, 2, 3)
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=l2u_probs)
@@ -69,9 +76,9 @@ def _two_class(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale)
     class-axis reductions: the PCL costs about half as much on CPU."""
     d_u = prototype_margin(feat_u, proto_l, scale)                                      # (B_u, N)
     p_u = torch.sigmoid(d_u)
-    t_fg = teacher_prob_u[:, 1].detach().float().reshape(p_u.shape)
+    t_fg = widen(teacher_prob_u[:, 1].detach()).reshape(p_u.shape)
     l2u = torch.mean((p_u - t_fg) ** 2)
     d_l = prototype_margin(feat_l, proto_u, scale)                                      # (B_l, N)
-    u2l = F.binary_cross_entropy_with_logits(d_l, label_l.reshape(d_l.shape).float())
+    u2l = F.binary_cross_entropy_with_logits(d_l, label_l.reshape(d_l.shape).to(d_l.dtype))
     fg = p_u.detach().reshape(feat_u.shape[0], *feat_u.shape[2:])
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=torch.stack([1 - fg, fg], dim=1))

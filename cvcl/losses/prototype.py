@@ -30,6 +30,12 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from cvcl.losses.upsampled import UpsampledFeatures
+
+# Features on the label grid, or coarse features held coarse (cvcl/losses/upsampled.py): every
+# function here gives the same result for ``UpsampledFeatures(z, size)`` as for the upsampled ``z``.
+Features = torch.Tensor | UpsampledFeatures
+
 
 def full_precision(device: torch.device | str) -> contextlib.AbstractContextManager:
     """A context in which autocast is off on ``device``'s type: ops run in their inputs' dtype."""
@@ -44,6 +50,11 @@ def _float32(fn):
         with full_precision(features.device):
             return fn(features, *args, **kwargs)
     return wrapper
+
+
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or float64 when it is float64 (the exactness tests compute in float64)."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def upsample_to(features: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -62,12 +73,12 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 @_float32
-def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: torch.Tensor,
+def class_prototypes(features: Features, classes: torch.Tensor, confidence: torch.Tensor,
                      eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Prototypes of the ``K`` classes, detached from the graph.
 
     Args:
-        features: ``(B, C, X, Y, Z)`` on the grid of ``classes``.
+        features: ``(B, C, X, Y, Z)`` on the grid of ``classes`` (or held coarse).
         classes: ``(B, X, Y, Z)`` int64 class map (ground truth or pseudo-label).
         confidence: ``(B, K, X, Y, Z)`` class probabilities weighting each voxel.
     Returns:
@@ -75,16 +86,20 @@ def class_prototypes(features: torch.Tensor, classes: torch.Tensor, confidence: 
         tensor telling which classes were present.
     """
     n_classes = confidence.shape[1]
-    rows = voxel_rows(features).float()                                                # (B, N, C)
     member = classes.reshape(classes.shape[0], 1, -1) == torch.arange(n_classes, device=classes.device).view(1, -1, 1)
-    weights = confidence.reshape(*confidence.shape[:2], -1).to(rows.dtype) * member     # (B, K, N)
-    summed = torch.bmm(weights, rows).sum(0)                                            # (K, C)
+    if isinstance(features, UpsampledFeatures):
+        weights = confidence.reshape(*confidence.shape[:2], -1).to(features.dtype) * member  # (B, K, N)
+        summed = features.pool(weights.reshape(confidence.shape))                             # (K, C)
+    else:
+        rows = widen(voxel_rows(features))                                                   # (B, N, C)
+        weights = confidence.reshape(*confidence.shape[:2], -1).to(rows.dtype) * member
+        summed = torch.bmm(weights, rows).sum(0)
     mass = weights.sum(dim=(0, 2))
     return summed / mass.clamp_min(eps)[:, None], mass > eps
 
 
 @_float32
-def prototype_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+def prototype_scores(features: Features, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * cos(z(v), p_k)`` as voxel rows: features ``(B, C, ...)``, prototypes ``(K, C)``
     -> ``(B, N, K)`` with ``N`` the voxels in C order of the spatial axes.
 
@@ -92,13 +107,16 @@ def prototype_scores(features: torch.Tensor, prototypes: torch.Tensor, scale: fl
     ``(B, N, C)`` features first costs a ``C``-wide copy and its backward for nothing. A zero
     prototype (absent class) has cosine 0 with every voxel, never NaN.
     """
-    rows = voxel_rows(features).float()                                                # (B, N, C)
-    p = F.normalize(prototypes.float(), dim=1)
+    p = F.normalize(widen(prototypes), dim=1)
+    if isinstance(features, UpsampledFeatures):
+        scores = features.dot(scale * p) / features.norm().unsqueeze(1)                    # (B, K, X, Y, Z)
+        return scores.flatten(2).transpose(1, 2)
+    rows = widen(voxel_rows(features))                                                # (B, N, C)
     norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True).clamp_min(1e-12)      # (B, N, 1)
     return (rows @ (scale * p).T) / norms                                               # (B, N, K)
 
 
-def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+def prototype_logits(features: Features, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     """:func:`prototype_scores` shaped like the features: ``(B, K, ...)``, a channels-last view."""
     scores = prototype_scores(features, prototypes, scale)
     return scores.reshape(features.shape[0], *features.shape[2:], -1).permute(0, 4, 1, 2, 3)
@@ -125,9 +143,12 @@ class _CosineMargin(torch.autograd.Function):
 
 
 @_float32
-def prototype_margin(features: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
+def prototype_margin(features: Features, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale * (cos(z, p_1) - cos(z, p_0))`` per voxel: features ``(B, C, ...)``, prototypes
     ``(2, C)`` (detached) -> ``(B, N)`` float32."""
-    rows = voxel_rows(features).float()                                                 # (B, N, C)
-    p = F.normalize(prototypes.detach().float(), dim=1)
+    p = F.normalize(widen(prototypes.detach()), dim=1)
+    if isinstance(features, UpsampledFeatures):
+        margin = features.dot((scale * (p[1] - p[0]))[None])[:, 0] / features.norm()           # (B, X, Y, Z)
+        return margin.flatten(1)
+    rows = widen(voxel_rows(features))                                                 # (B, N, C)
     return _CosineMargin.apply(rows, scale * (p[1] - p[0]))

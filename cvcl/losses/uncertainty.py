@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from cvcl.losses.consistency import sigmoid_rampup, teacher_input_noise
 

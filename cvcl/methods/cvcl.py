@@ -23,6 +23,7 @@ from cvcl.methods.mean_teacher import MT, add_mean_teacher
 if TYPE_CHECKING:
     import torch
 
+    from cvcl.losses.prototype import Features
     from cvcl.models.vnet import VNetOutput
 
 FEATURE_TAPS = ("center", "d9")  # loss.prototype_feature: the V-Net output the prototypes pool
@@ -39,14 +40,18 @@ VCL_U = Term("loss_vcl_u", "InfoNCE (nats) of anchors in the unlabeled volumes (
 
 class Cvcl(Method):
     def add_terms(self, batch: Batch) -> None:
-        from cvcl.losses.prototype import full_precision  # torch: the declaration imports without it
+        from torch.profiler import (
+            record_function,  # torch: the declaration imports without it
+        )
+
+        from cvcl.losses.prototype import full_precision
 
         add_mean_teacher(batch)
         if not (batch.uses(L2U) or batch.uses(VCL_L)):
             return
         # The prototype terms pool and compare features over millions of voxels: float32 only
         # (float16 overflows there; see cvcl/losses/prototype.py and docs/method.md).
-        with full_precision(batch.logits.device):
+        with full_precision(batch.logits.device), record_function("cvcl.prototype_terms"):
             _prototype_terms(batch)
 
 
@@ -62,8 +67,8 @@ def _prototype_terms(batch: Batch) -> None:
     cfg, n_labeled, out, w = batch.cfg, batch.n_labeled, batch.out, batch.w
     size = tuple(batch.labels.shape[-3:])
     probs = torch.softmax(batch.logits, dim=1)
-    # upsampled per half: slicing one upsampled batch would cost two full-size zero-filled
-    # gradient buffers in the backward
+    # per half: slicing one upsampled batch would cost two full-size zero-filled gradient
+    # buffers in the backward
     feat_l = _prototype_features(out, cfg.prototype_feature, size, slice(None, n_labeled))
     feat_u = _prototype_features(out, cfg.prototype_feature, size, slice(n_labeled, None))
     label_l = batch.labels[:n_labeled]
@@ -86,24 +91,30 @@ def _prototype_terms(batch: Batch) -> None:
         batch.add(cfg.vcl_weight * REFERENCE_SCALE * (vcl_l + w * vcl_u), {VCL_L: vcl_l, VCL_U: vcl_u})
 
 
-def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...],
-                        images: slice = slice(None)) -> torch.Tensor:
-    """The ``tap`` features of ``images``, float32, upsampled to the label grid ``size``:
-    ``(b, C, *size)`` channels-last."""
-    from cvcl.losses.prototype import upsample_to
+def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...], images: slice = slice(None)) -> Features:
+    """The ``tap`` features of ``images`` on the label grid ``size``, ``(b, C, *size)``.
 
-    features = out.center if tap == "center" else out.d9
-    return upsample_to(features[images].float(), size)
+    The coarse ``center`` features stay coarse (:class:`UpsampledFeatures`: the prototype terms
+    are computed exactly without upsampling them); features already on the grid are widened to
+    float32 (channels-last) as they are."""
+    from cvcl.losses.prototype import upsample_to, widen
+    from cvcl.losses.upsampled import UpsampledFeatures, coarse_enough
+
+    features = (out.center if tap == "center" else out.d9)[images]
+    if coarse_enough(features, size):
+        return UpsampledFeatures(features, size)
+    return upsample_to(widen(features), size)
 
 
 def _contrast(batch: Batch, d9: torch.Tensor, reference: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
     """VCL of some volumes: ``d9 (b, f, X, Y, Z)`` decoder features, ``reference`` and
     ``prediction`` ``(b, X, Y, Z)`` label maps choose the anchors; a 0-d InfoNCE."""
+    from cvcl.losses.prototype import widen
     from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
 
     anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)
     features, classes, valid = gather_features(d9, anchors)           # (M, f)
-    features = features.float()
+    features = widen(features)
     # the head on the gathered voxels only: the same as projecting the volume, at a fraction of the cost
     embeddings = batch.student.project_rows(features)
     return supervised_infonce(embeddings, classes, valid, batch.cfg.temperature)
