@@ -38,9 +38,13 @@ def upsample(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 def resize_adjoint(t: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
     """``U^T t``: maps ``t`` ``(B, K, *size)`` pulled back to the coarse ``grid``, ``(B, K, *grid)``."""
     # the backward of the resize is its adjoint: PyTorch's own kernel, exact and fast
-    with torch.enable_grad():
-        probe = torch.zeros(*t.shape[:2], *grid, dtype=t.dtype, device=t.device, requires_grad=True)
-        (out,) = torch.autograd.grad(upsample(probe, tuple(t.shape[-3:])), probe, t)
+    size, coarse = list(t.shape[-3:]), [*t.shape[:2], *grid]
+    backward = getattr(torch.ops.aten, "upsample_trilinear3d_backward", None)
+    if backward is not None:
+        return backward(t, size, coarse, False)
+    with torch.enable_grad():  # the same kernel through autograd, should the op's name move
+        probe = torch.zeros(coarse, dtype=t.dtype, device=t.device, requires_grad=True)
+        (out,) = torch.autograd.grad(upsample(probe, tuple(size)), probe, t)
     return out
 
 
