@@ -67,8 +67,6 @@ def _prototype_terms(batch: Batch) -> None:
     cfg, n_labeled, out, w = batch.cfg, batch.n_labeled, batch.out, batch.w
     size = tuple(batch.labels.shape[-3:])
     probs = torch.softmax(batch.logits, dim=1)
-    # per half: slicing one upsampled batch would cost two full-size zero-filled gradient
-    # buffers in the backward
     feat_l = _prototype_features(out, cfg.prototype_feature, size, slice(None, n_labeled))
     feat_u = _prototype_features(out, cfg.prototype_feature, size, slice(n_labeled, None))
     label_l = batch.labels[:n_labeled]
@@ -84,8 +82,7 @@ def _prototype_terms(batch: Batch) -> None:
                 proto_l, _ = class_prototypes(feat_l, label_l, probs[:n_labeled])
                 reference_u = class_argmax(prototype_logits(feat_u, proto_l, cfg.proto_scale))
         prediction = class_argmax(batch.logits.detach())
-        vcl_l = _contrast(batch, out.d9[:n_labeled], label_l, prediction[:n_labeled])
-        vcl_u = _contrast(batch, out.d9[n_labeled:], reference_u, prediction[n_labeled:])
+        vcl_l, vcl_u = _contrast(batch, torch.cat([label_l, reference_u]), prediction)
         # vcl_weight is in the reference's units (its loss is the InfoNCE / 20): the logged
         # terms stay plain InfoNCE in nats, log(anchors) for embeddings that tell nothing apart
         batch.add(cfg.vcl_weight * REFERENCE_SCALE * (vcl_l + w * vcl_u), {VCL_L: vcl_l, VCL_U: vcl_u})
@@ -106,18 +103,23 @@ def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...], images
     return upsample_to(widen(features), size)
 
 
-def _contrast(batch: Batch, d9: torch.Tensor, reference: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
-    """VCL of some volumes: ``d9 (b, f, X, Y, Z)`` decoder features, ``reference`` and
-    ``prediction`` ``(b, X, Y, Z)`` label maps choose the anchors; a 0-d InfoNCE."""
+def _contrast(batch: Batch, reference: torch.Tensor, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VCL of the labeled and of the unlabeled volumes: ``reference`` and ``prediction``
+    ``(B, X, Y, Z)`` label maps of the whole batch choose the anchors; two 0-d InfoNCEs.
+
+    The anchors of all volumes are drawn and gathered from the whole ``d9`` at once, then split:
+    gathering from each half's slice would make the backward build two zero-filled gradients of
+    the whole ``d9`` (as large as the decoder's last feature map) and add them."""
     from cvcl.losses.prototype import widen
     from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
 
     anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)
-    features, classes, valid = gather_features(d9, anchors)           # (M, f)
-    features = widen(features)
+    features, classes, valid = gather_features(batch.out.d9, anchors)          # (M, f), image-major
     # the head on the gathered voxels only: the same as projecting the volume, at a fraction of the cost
-    embeddings = batch.student.project_rows(features)
-    return supervised_infonce(embeddings, classes, valid, batch.cfg.temperature)
+    embeddings = batch.student.project_rows(widen(features))
+    split = batch.n_labeled * anchors.index[0].numel()                          # rows of the labeled images
+    return tuple(supervised_infonce(embeddings[rows], classes[rows], valid[rows], batch.cfg.temperature)
+                 for rows in (slice(None, split), slice(split, None)))
 
 
 METHOD = Cvcl(name="cvcl", description="mean teacher + class-level prototype consistency + voxel-level contrast",
