@@ -228,7 +228,7 @@ def main() -> None:
                     help="default: float32 and amp on CUDA, float32 on the CPU")
     ap.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     ap.add_argument("--memory", action="store_true", help="peak memory of one step per method")
-    ap.add_argument("--profile", action="store_true", help="torch.profiler: what CVCL adds to a mean-teacher step")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler: the ops of the CVCL step's PCL/VCL block")
     ap.add_argument("--profile-top", type=int, default=15, help="ops listed by --profile")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()

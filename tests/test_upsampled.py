@@ -21,7 +21,7 @@ from cvcl.losses.upsampled import (
     UpsampledFeatures,
     coarse_enough,
     resize_adjoint,
-    upsample,
+    upsample_to,
 )
 from cvcl.models.vnet import VNet
 from cvcl.training.ema import make_teacher
@@ -43,7 +43,7 @@ def test_the_adjoint_is_the_transpose_of_the_resize(grid, size):
     a = torch.randn(2, 3, *grid, generator=g, dtype=torch.float64)
     b = torch.randn(2, 3, *size, generator=g, dtype=torch.float64)
     up = F.interpolate(a, size=size, mode="trilinear", align_corners=False)
-    assert torch.allclose(upsample(a, size), up, **TOL)
+    assert torch.allclose(upsample_to(a, size), up, **TOL)
     # <U a, b> = <a, U^T b> for every a and b: U^T is the transpose, not some other pull-back
     torch.testing.assert_close((up * b).sum(), (a * resize_adjoint(b, grid)).sum(), **TOL)
     basis = torch.zeros(1, 1, *grid, dtype=torch.float64)
@@ -57,7 +57,7 @@ def test_the_adjoint_is_the_transpose_of_the_resize(grid, size):
 def test_pool_dot_and_norm_equal_the_upsampled_features_with_gradients(relu, grid, size):
     z = _coarse(3, 5, grid, 1, relu).requires_grad_()
     field = UpsampledFeatures(z, size)
-    dense = field.materialise()
+    dense = upsample_to(z, size)
     assert field.shape == dense.shape
     g = torch.Generator().manual_seed(2)
     weights = torch.rand(3, 2, *size, generator=g, dtype=torch.float64)

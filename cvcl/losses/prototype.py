@@ -24,23 +24,17 @@ on real LA under AMP").
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import torch
 import torch.nn.functional as F
 
+from cvcl.losses.precision import full_precision, widen
 from cvcl.losses.upsampled import UpsampledFeatures
 
 # Features on the label grid, or coarse features held coarse (cvcl/losses/upsampled.py): every
 # function here gives the same result for ``UpsampledFeatures(z, size)`` as for the upsampled ``z``.
 Features = torch.Tensor | UpsampledFeatures
-
-
-def full_precision(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """A context in which autocast is off on ``device``'s type: ops run in their inputs' dtype."""
-    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
-    return torch.autocast(device_type=kind, enabled=False)
 
 
 def _float32(fn):
@@ -50,19 +44,6 @@ def _float32(fn):
         with full_precision(features.device):
             return fn(features, *args, **kwargs)
     return wrapper
-
-
-def widen(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in float32, or float64 when it is float64 (the exactness tests compute in float64)."""
-    return t if t.dtype == torch.float64 else t.float()
-
-
-def upsample_to(features: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """Trilinearly resize ``(B, C, ...)`` features to ``size``; the result is channels-last."""
-    features = features.contiguous(memory_format=torch.channels_last_3d)
-    if tuple(features.shape[-3:]) == tuple(size):
-        return features
-    return F.interpolate(features, size=size, mode="trilinear", align_corners=False)
 
 
 def voxel_rows(features: torch.Tensor) -> torch.Tensor:
@@ -87,13 +68,10 @@ def class_prototypes(features: Features, classes: torch.Tensor, confidence: torc
     """
     n_classes = confidence.shape[1]
     member = classes.reshape(classes.shape[0], 1, -1) == torch.arange(n_classes, device=classes.device).view(1, -1, 1)
-    if isinstance(features, UpsampledFeatures):
-        weights = confidence.reshape(*confidence.shape[:2], -1).to(features.dtype) * member  # (B, K, N)
-        summed = features.pool(weights.reshape(confidence.shape))                             # (K, C)
-    else:
-        rows = widen(voxel_rows(features))                                                   # (B, N, C)
-        weights = confidence.reshape(*confidence.shape[:2], -1).to(rows.dtype) * member
-        summed = torch.bmm(weights, rows).sum(0)
+    coarse = isinstance(features, UpsampledFeatures)
+    rows = None if coarse else widen(voxel_rows(features))                                   # (B, N, C)
+    weights = confidence.reshape(*confidence.shape[:2], -1).to(features.dtype if coarse else rows.dtype) * member
+    summed = features.pool(weights.reshape(confidence.shape)) if coarse else torch.bmm(weights, rows).sum(0)  # (K, C)
     mass = weights.sum(dim=(0, 2))
     return summed / mass.clamp_min(eps)[:, None], mass > eps
 

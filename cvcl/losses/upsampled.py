@@ -28,25 +28,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cvcl.losses.precision import widen
 
-def upsample(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """Trilinear resize of ``t`` ``(B, K, x, y, z)`` to ``size`` (``align_corners=False``),
-    channels-last: reductions over the channels are then contiguous (and the kernel faster)."""
-    t = t.contiguous(memory_format=torch.channels_last_3d)
-    return F.interpolate(t, size=size, mode="trilinear", align_corners=False)
+
+def upsample_to(features: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Trilinearly resize ``(B, C, x, y, z)`` features to ``size`` (``align_corners=False``); the
+    result is channels-last, so reductions over the channels are contiguous."""
+    features = features.contiguous(memory_format=torch.channels_last_3d)
+    if tuple(features.shape[-3:]) == tuple(size):
+        return features
+    return F.interpolate(features, size=size, mode="trilinear", align_corners=False)
 
 
 def resize_adjoint(t: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
     """``U^T t``: maps ``t`` ``(B, K, *size)`` pulled back to the coarse ``grid``, ``(B, K, *grid)``."""
     # the backward of the resize is its adjoint: PyTorch's own kernel, exact and fast
-    size, coarse = list(t.shape[-3:]), [*t.shape[:2], *grid]
-    backward = getattr(torch.ops.aten, "upsample_trilinear3d_backward", None)
-    if backward is not None:
-        return backward(t, size, coarse, False)
-    with torch.enable_grad():  # the same kernel through autograd, should the op's name move
-        probe = torch.zeros(coarse, dtype=t.dtype, device=t.device, requires_grad=True)
-        (out,) = torch.autograd.grad(upsample(probe, tuple(size)), probe, t)
-    return out
+    return torch.ops.aten.upsample_trilinear3d_backward(t, list(t.shape[-3:]), [*t.shape[:2], *grid], False)
 
 
 class UpsampledFeatures:
@@ -58,8 +55,7 @@ class UpsampledFeatures:
     """
 
     def __init__(self, features: torch.Tensor, size: tuple[int, ...]) -> None:
-        dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
-        self.coarse = features.to(dtype)
+        self.coarse = widen(features)
         self.size = tuple(int(s) for s in size)
 
     @property
@@ -75,10 +71,6 @@ class UpsampledFeatures:
     def dtype(self) -> torch.dtype:
         return self.coarse.dtype
 
-    def materialise(self) -> torch.Tensor:
-        """The upsampled features themselves, ``(B, C, *size)`` (what this class avoids)."""
-        return upsample(self.coarse, self.size)
-
     def pool(self, weights: torch.Tensor) -> torch.Tensor:
         """``sum_b sum_v weights[b, k, v] (U z)[b, :, v]``: weights ``(B, K, *size)`` -> ``(K, C)``."""
         coarse_weights = resize_adjoint(weights.to(self.dtype).detach(), self.coarse.shape[-3:])  # (B, K, x, y, z)
@@ -87,14 +79,14 @@ class UpsampledFeatures:
     def dot(self, vectors: torch.Tensor) -> torch.Tensor:
         """``<(U z)(v), vectors[k]>``: vectors ``(K, C)`` -> ``(B, K, *size)``."""
         coarse = torch.einsum("bcn,kc->bkn", self.coarse.flatten(2), vectors.to(self.dtype))
-        return upsample(coarse.reshape(*coarse.shape[:2], *self.coarse.shape[-3:]), self.size)
+        return upsample_to(coarse.reshape(*coarse.shape[:2], *self.coarse.shape[-3:]), self.size)
 
     def norm(self, eps: float = 1e-12) -> torch.Tensor:
         """``max(||(U z)(v)||, eps)`` per voxel, ``(B, *size)``; below ``eps`` the gradient is 0,
         as for ``vector_norm(...).clamp_min(eps)`` of the upsampled features."""
         # the one C-channel volume the block builds (kept by autograd for the norm's backward):
         # channels-last, so the norm reduces over a contiguous axis
-        return torch.linalg.vector_norm(upsample(self.coarse, self.size), dim=1).clamp_min(eps)
+        return torch.linalg.vector_norm(upsample_to(self.coarse, self.size), dim=1).clamp_min(eps)
 
 
 def coarse_enough(features: torch.Tensor, size: tuple[int, ...]) -> bool:
