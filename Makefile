@@ -27,6 +27,7 @@ help:
 	@echo "make exp [PRESET=paper-la] [ARGS='-S labeled=16']   one experiment (no activated .venv needed)"
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
 	@echo "make sweep EXECUTOR=ray ADDRESS=HEAD:6379   the same grid on a Ray cluster (README)"
+	@echo "make remote URL=/mnt/nas/dvc/cvcl [REMOTE=storage]   the default DVC remote, with verify = true (commit .dvc/config)"
 	@echo "make server [SERVER_ARGS='--host 0.0.0.0']   the team's MLflow server (PostgreSQL, logins) on port 5000"
 	@echo "make predict INPUT=scans/ OUTPUT=segs/ [MODEL=runs:/<run_id>/model] [LABELS=refs/] [ARGS='--tta-flip']"
 	@echo "make register EXPERIMENT=cvcl-la NAME=la-cvcl [METRIC=val_dice] [FILTER=\"params.method = 'cvcl'\"]"
@@ -49,8 +50,10 @@ repro: setup
 	@echo "Runs are in MLflow: 'make ui', then open http://127.0.0.1:5000"
 	@echo "Segment new scans with this model: make predict INPUT=<scan or folder> OUTPUT=<folder>"
 
+# two workers, each taking whole test files (module fixtures start once): the servers', queues'
+# and DVC's waits of one file overlap the other's work; the suite's budget is 15 min on 2 cores
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
@@ -64,6 +67,12 @@ exp: setup
 sweep: setup
 	@if [ "$(EXECUTOR)" = ray ] && [ -z "$(ADDRESS)" ]; then echo "error: make sweep EXECUTOR=ray needs ADDRESS=<ray head host:port>"; exit 2; fi
 	$(BIN)/python -m cvcl.sweep $(if $(filter ray,$(EXECUTOR)),--executor ray --address $(ADDRESS),--start $(JOBS))
+
+# the lab's DVC remote, once (README, "Sharing data and experiments"); without URL: verify = true on
+# the existing REMOTE. verify makes dvc pull/fetch rehash what they download and refuse a corrupted object
+.PHONY: remote
+remote: setup
+	$(BIN)/python -m cvcl.remote --name "$(or $(REMOTE),storage)" $(if $(URL),"$(URL)")
 
 server: setup
 	$(BIN)/python -m cvcl.tracking.server $(SERVER_ARGS)

@@ -7,13 +7,18 @@ Services start once for the module; the restart test comes last, as it stops and
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
+from cvcl.tracking.server import pg_binary
 from tests.helpers import run, stage_workspace
 from tests.team_server import PASSWORD, USER, TeamServer, free_port, running_team_server
 
@@ -30,10 +35,13 @@ def server():
 
 @pytest.fixture(scope="module")
 def pipeline(server, tmp_path_factory):
-    """A tiny pipeline run (4 iterations) logged to the server as ``alice``; its workspace."""
+    """A tiny pipeline run (4 iterations) logged to the server as ``alice``; its workspace, with
+    what each stage printed in ``stage_logs/<stage>.log``."""
     ws = stage_workspace(tmp_path_factory.mktemp("team") / "ws")
+    (ws / "stage_logs").mkdir()
     for stage in STAGES:
-        run(["python", "-m", f"stages.{stage}"], ws, extra_env=server.env())
+        proc = run(["python", "-m", f"stages.{stage}"], ws, extra_env=server.env())
+        (ws / "stage_logs" / f"{stage}.log").write_text(proc.stdout + proc.stderr)
     return ws
 
 
@@ -66,6 +74,34 @@ def test_a_pipeline_run_lands_as_one_finished_run_with_params_curves_metrics_and
                            auth=(USER, PASSWORD), timeout=30)
     assert fetched.status_code == 200 and fetched.json() == summary
     assert list((server.state / "artifacts").rglob("model.pt"))
+
+
+def _files(folder) -> list:
+    """The files under ``folder``, symbolic links (the workspace's code) not followed."""
+    return [os.path.join(top, name) for top, _, names in os.walk(folder) for name in names
+            if not os.path.islink(os.path.join(top, name))]
+
+
+def test_no_password_reaches_the_store_the_artifacts_or_what_the_stages_wrote(server, pipeline):
+    """The stages logged with MLFLOW_TRACKING_USERNAME/PASSWORD set: neither the password nor its
+    HTTP Basic token is in PostgreSQL's databases (runs, params, tags; users: hashes only), the
+    artifacts, or the workspace (params, the run record, metrics, outputs, what the stages printed)."""
+    record = json.loads((pipeline / "models" / "mlflow_run.json").read_text())
+    secrets = [PASSWORD, server.admin_password, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()]
+    cluster = server.cluster()
+    dumps = {db: subprocess.run([pg_binary("pg_dump"), "-h", str(cluster.folder), "-p", "5432", "-U", "mlflow", db],
+                                capture_output=True, text=True, check=True, timeout=120).stdout
+             for db in ("mlflow", "mlflow_auth")}
+    assert record["run_id"] in dumps["mlflow"] and "train.iterations" in dumps["mlflow"]  # the runs are in it
+    assert "alice" in dumps["mlflow_auth"]
+    assert [(db, s) for db, text in dumps.items() for s in secrets if s in text] == []
+    artifacts = _files(server.state / "artifacts")
+    workspace = _files(pipeline)
+    assert any(p.endswith("model.pt") for p in artifacts) and len(workspace) > 10
+    assert {os.path.basename(p) for p in workspace} >= {"mlflow_run.json", "params.yaml", "train.log"}
+    leaks = [(p, s) for p in artifacts + workspace for s in secrets if s.encode() in Path(p).read_bytes()]
+    assert leaks == []
+    assert record["tracking_uri"] == server.uri  # the run record names the server, no login in it
 
 
 @pytest.mark.parametrize("case", ["wrong password", "server down"])

@@ -17,14 +17,24 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import write_json
-from cvcl.tracking.store import (check_server, prepare_sqlite, quiet_mlflow_logs, sqlite_path,
-                                 store_lock, tracking_uri, with_retries)
+from cvcl.tracking.store import (
+    TrackingServerError,
+    check_server,
+    prepare_sqlite,
+    quiet_mlflow_logs,
+    sqlite_path,
+    store_lock,
+    tracking_uri,
+    with_retries,
+)
 from cvcl.tracking.ui import experiment_defaults, missing_defaults, source_tags
+from cvcl.tracking.values import clean_metric, clean_param, clean_tag, public_uri
 from cvcl.workspace import PROCESSED
 
 BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
@@ -89,8 +99,25 @@ def _add_missing_defaults(client, experiment) -> None:
 
 
 def _param_value(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text[:6000]
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _note(note: str | None, said: set[str] | None = None, once: str | None = None) -> None:
+    """Print ``note`` (from :mod:`cvcl.tracking.values`) as one line; with ``said``, only the
+    first time for ``once``."""
+    if note is None or (said is not None and (once or note) in said):
+        return
+    if said is not None:
+        said.add(once or note)
+    print(f"note: {note}", flush=True)
+
+
+def _clean_tags(tags: dict[str, Any], said: set[str] | None = None) -> dict[str, str]:
+    out = {}
+    for k, v in tags.items():
+        out[k], note = clean_tag(k, str(v))
+        _note(note, said)
+    return out
 
 
 def context_tags() -> dict[str, str]:
@@ -121,6 +148,7 @@ class Run:
         self.client, self.run_id, self.experiment, self.name = client, run_id, experiment, name
         self._pending: list = []
         self._flushed_at = time.monotonic()
+        self._said: set[str] = set()  # the notes on cleaned values already printed
 
     # -- params and tags ---------------------------------------------------------------
     def logged_params(self) -> dict[str, str]:
@@ -131,7 +159,10 @@ class Run:
         from mlflow.entities import Param
 
         logged = self.logged_params()
-        values = {k: _param_value(v) for k, v in params.items()}
+        values = {}
+        for k, v in params.items():
+            values[k], note = clean_param(k, _param_value(v))
+            _note(note, self._said)
         conflicts = {k for k, v in values.items() if k in logged and logged[k] != v}
         if conflicts:
             raise ParamConflict(", ".join(sorted(conflicts)))
@@ -142,7 +173,7 @@ class Run:
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        items = [RunTag(k, v) for k, v in _clean_tags(tags, self._said).items()]
         if items:
             with_retries(lambda: self.client.log_batch(self.run_id, tags=items))
 
@@ -167,15 +198,20 @@ class Run:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._pending += [Metric(k, float(v), now, step) for k, v in values.items()]
+        for k, v in values.items():
+            value, note = clean_metric(k, v, step)  # a note once per metric and kind: not every step
+            _note(note, self._said, once=f"metric {k} {'NaN' if value is not None else 'left out'}")
+            if value is not None:
+                self._pending.append(Metric(k, value, now, step))
         if len(self._pending) >= BATCH or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         self._flushed_at = time.monotonic()
         while self._pending:
-            chunk, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            chunk = self._pending[:BATCH]
             with_retries(lambda: self.client.log_batch(self.run_id, metrics=chunk))
+            del self._pending[:len(chunk)]  # only once stored: a server that stays away loses nothing here
 
     # -- artifacts and status ----------------------------------------------------------
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -192,7 +228,7 @@ class Run:
     def to_file(self, path: str | Path) -> None:
         """Record the run for the next stage (its id, and what recreates it elsewhere)."""
         write_json(path, {"run_id": self.run_id, "experiment": self.experiment, "run_name": self.name,
-                          "tracking_uri": tracking_uri()})
+                          "tracking_uri": public_uri(tracking_uri())})
 
 
 def _alive(pid: int) -> bool:
@@ -242,10 +278,17 @@ def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[st
     close_abandoned_runs(client, exp)
     context = context_tags()
     all_tags = {**context, **source_tags(context.get("git_commit")), **tags}
+    # who holds it from the start: a stage that dies before its first status is closed KILLED later
+    all_tags = _clean_tags({**all_tags, "cvcl.host": socket.gethostname(), "cvcl.pid": str(os.getpid())})
     created = with_retries(lambda: client.create_run(exp, tags=all_tags, run_name=run_name))
     run = Run(client, created.info.run_id, experiment_name(dataset), run_name)
-    run.log_params(params)
-    run.log_dataset(dataset, dataset_version)
+    try:
+        run.log_params(params)
+        run.log_dataset(dataset, dataset_version)
+    except BaseException:
+        with contextlib.suppress(Exception):  # not left RUNNING by a stage that goes on living (a thread's)
+            client.set_terminated(run.run_id, "FAILED")  # once: with_retries could wait for minutes
+        raise
     return run
 
 
@@ -256,6 +299,10 @@ def resume_run(run_id: str, experiment: str, name: str) -> Run:
     if not _exists(run):
         raise DataError(run_id, "the checkpoint's MLflow run is not in the tracking store")
     with_retries(lambda: client.set_tag(run_id, "cvcl.resumed", "true"))
+    reason = with_retries(lambda: client.get_run(run_id)).data.tags.get("cvcl.end_reason")
+    if reason:  # closed KILLED while its holder was gone: the reason becomes history, the run lives on
+        with_retries(lambda: client.set_tag(run_id, "cvcl.interrupted", reason))
+        with_retries(lambda: client.delete_tag(run_id, "cvcl.end_reason"))
     return run
 
 
@@ -337,6 +384,10 @@ def stage_status(run: Run) -> Iterator[Run]:
     run.set_status("RUNNING")
     try:
         yield run
+    except TrackingServerError:
+        # the server stayed away past the wait: closing the run would wait as long again; it
+        # stays RUNNING until the rerun resumes it (or a later stage here closes it KILLED)
+        raise
     except BaseException:
         with contextlib.suppress(Exception):
             run.flush()

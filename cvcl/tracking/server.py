@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import ipaddress
 import os
 import pwd
 import secrets
@@ -141,16 +142,54 @@ def _secret(path: Path, env_name: str) -> str:
     if not path.is_file():
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(24) + "\n")
+    elif path.stat().st_mode & 0o077:  # made or copied by hand, readable by others: the owner's only
+        path.chmod(0o600)
+        print(f"note: {path} was readable by other users; made it the owner's only (mode 600)", flush=True)
     return path.read_text().strip()
 
 
-def write_auth_config(path: Path, database_uri: str, default_permission: str, admin: str) -> None:
-    """MLflow's basic-auth configuration (the ini file ``MLFLOW_AUTH_CONFIG_PATH`` names)."""
+def network_warning(host: str, mlflow_args: list[str]) -> str | None:
+    """The one-line warning for serving ``host`` beyond this machine over plain HTTP (basic auth
+    sends each password with every request), or None for a loopback address or a server given a
+    TLS certificate (``-- --uvicorn-opts "--ssl-certfile ..."``, ``--gunicorn-opts "--certfile ..."``)."""
+    name = host.strip("[]")
+    try:
+        loopback = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = name.lower() == "localhost"
+    if loopback or any("certfile" in arg for arg in mlflow_args):
+        return None
+    return (f"warning: serving {host} beyond this machine over plain http://: passwords cross the network "
+            "in clear text; put the server behind HTTPS (a reverse proxy such as nginx or Caddy with a "
+            "certificate, reaching it on 127.0.0.1) or reach it through ssh -L")
+
+
+def permission_note(default_permission: str) -> str | None:
+    """A note on a default permission above READ: MLflow resolves a user's permission on an
+    experiment as at least the default, so a READ grant cannot make anyone read-only under it."""
+    if default_permission not in ("EDIT", "MANAGE"):
+        return None
+    return (f"note: --default-permission {default_permission}: every user may {default_permission.lower()} "
+            "every experiment, and a READ grant on one does not lower that (MLflow takes the default "
+            "as a floor); for read-only users start with --default-permission READ and grant EDIT "
+            "per experiment")
+
+
+def write_auth_config(path: Path, database_uri: str, default_permission: str, admin: str,
+                      auth_cache_s: int = 60) -> None:
+    """MLflow's basic-auth configuration (the ini file ``MLFLOW_AUTH_CONFIG_PATH`` names).
+
+    ``auth_cache_s``: how long a worker remembers a checked login. MLflow hashes the password
+    (PBKDF2) on every request otherwise: about 0.5 CPU-s per request on the 2-core VM, which
+    left 16 logging clients waiting 80 s to start a run (benchmarks/tracking_load.py). The
+    price: a changed or revoked password may still work on the other workers for that long.
+    """
     path.touch(mode=0o600)  # an external database URI may hold a password
     path.write_text("[mlflow]\n"
                     f"default_permission = {default_permission}\n"
                     f"database_uri = {database_uri}\n"
                     f"admin_username = {admin}\n"
+                    f"auth_cache_ttl_seconds = {int(auth_cache_s)}\n"
                     "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
 
 
@@ -190,7 +229,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="server processes (default: 2)")
     parser.add_argument("--default-permission", default="EDIT", choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"],
                         help="what each user may do in experiments others created (default: EDIT, "
-                             "as every stage logs into the shared experiment cvcl-<dataset>)")
+                             "as every stage logs into the shared experiment cvcl-<dataset>); a "
+                             "per-experiment grant can raise it but not lower it: for read-only "
+                             "users choose READ and grant EDIT per experiment")
+    parser.add_argument("--auth-cache-seconds", type=int, default=60,
+                        help="how long a server worker remembers a checked login (default: 60; 0: check the "
+                             "password hash on every request, several times slower; a changed password may "
+                             "still work that long on the other workers)")
     parser.add_argument("--pg-user", help="when run as root: the unprivileged user who runs PostgreSQL "
                                           "(default: postgres)")
     args, extra = parser.parse_known_args(argv)
@@ -213,6 +258,10 @@ def server_env(state: Path, admin: str) -> dict[str, str]:
     # MLflow's job runner serves its GenAI features (scorers, trace rollups), which no stage
     # uses; off, it costs no extra processes
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # each worker's database connections: SQLAlchemy's 5 + 10 made the 64th concurrent client
+    # wait past the pool's timeout (an HTTP 400 from MLflow); PostgreSQL allows 100 in all
+    env.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "10")
+    env.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "20")
     return env
 
 
@@ -247,7 +296,7 @@ def serve(args: argparse.Namespace) -> int:
                 cluster.create_database(name)
             backend, auth = cluster.uri("mlflow"), args.auth_uri or cluster.uri("mlflow_auth")
         admin = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
-        write_auth_config(state / "basic_auth.ini", auth, args.default_permission, admin)
+        write_auth_config(state / "basic_auth.ini", auth, args.default_permission, admin, args.auth_cache_seconds)
         cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "cvcl-basic-auth",
                "--backend-store-uri", backend, "--serve-artifacts",
                "--artifacts-destination", _artifacts(args.artifacts or str(state / "artifacts")),
@@ -258,6 +307,10 @@ def serve(args: argparse.Namespace) -> int:
                     else state / "admin_password")
         print(f"MLflow tracking server on http://{shown}:{args.port}; admin user {admin!r} "
               f"(first password: {password}); state in {state}", flush=True)
+        if note := permission_note(args.default_permission):
+            print(note, flush=True)
+        if warning := network_warning(args.host, args.mlflow_args):
+            print(warning, file=sys.stderr, flush=True)
         return _run_until_stopped(cmd, server_env(state, admin))
     finally:
         if cluster is not None:

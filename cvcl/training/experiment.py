@@ -105,6 +105,13 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         run = resume_run(extra["run_id"], experiment_name(dataset_name), name)
         rows, val_rows, logged = extra["rows"], extra["val_rows"], last_logged_step(run)
         print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
+        # points the store lacks up to the checkpoint (a server that went away before they were sent)
+        for row in rows:
+            if row["step"] > logged:
+                run.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+        for row in val_rows:
+            if row["step"] > logged:
+                run.log_metrics({"val_dice": row["val_dice"]}, row["step"])
     else:
         if store.others():
             print(f"train: starting from iteration 0: no checkpoint for these params, data and code "
