@@ -105,13 +105,25 @@ def tidy_runs(raw: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
         df.loc[~df["method"].isin(declaring), switch.column] = np.nan
     names = [config_name(row["method"], {s.param: row[s.column] for s in switches}) for _, row in df.iterrows()]
     # a run names only the values that differ from the most common one: short, still unique
-    own = _uncommon(_varying_params(raw, only=set(tuned)))
+    own = _uncommon(_labeled_only_common(raw, _varying_params(raw, only=set(tuned))))
     names = [f"{n} {{{o}}}" if o else n for n, o in zip(names, own)]
     variant = _uncommon(_varying_params(raw, skip=set(tuned)))
     names = [f"{n} [{v}]" if v else n for n, v in zip(names, variant)]
     df.insert(2, "config", names)
     df["variant"] = variant
     return df.reset_index(drop=True)
+
+
+def _labeled_only_common(raw: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """``values`` with the ``loss.*`` settings of labeled-only runs (supervised) set to the most
+    common value of the other runs: the unlabeled terms' settings mean nothing to them, and a
+    name such as ``supervised {loss.consistency=1.0}`` would say they do."""
+    semi = raw["params.method"].map(lambda m: m in methods.names() and methods.get(m).semi_supervised)
+    values = values.copy()
+    for col in [c for c in values.columns if c.startswith("params.loss.")]:
+        if semi.any():
+            values.loc[~semi, col] = _most_common(values.loc[semi, col])
+    return values
 
 
 def _uncommon(values: pd.DataFrame) -> list[str]:
