@@ -20,6 +20,12 @@ def _terminate(signum: int, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def parent_pid(pid: int) -> int:
+    """The parent of process ``pid`` (from /proc; OSError when it is gone)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
 def _dvc_ancestor() -> int | None:
     """The pid of the nearest ancestor process running DVC (``dvc repro``, ``dvc exp run``, a
     queue worker), or None (a stage started by hand, or no /proc)."""
@@ -27,13 +33,13 @@ def _dvc_ancestor() -> int | None:
     while pid > 1:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            status = Path(f"/proc/{pid}/status").read_text()
+            parent = parent_pid(pid)
         except OSError:
             return None
         if any(os.path.basename(part) in (b"dvc", b"dvc.exe") or part.endswith(b"/dvc/__main__.py")
                for part in cmdline[:2]) or cmdline[:3] == [cmdline[0], b"-m", b"dvc"]:
             return pid
-        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        pid = parent
     return None
 
 

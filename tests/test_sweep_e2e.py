@@ -16,6 +16,7 @@ import yaml
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 
+from cvcl.cli import parent_pid
 from tests.helpers import TINY, copy_repository, env, run, set_params
 
 pytestmark = pytest.mark.slow
@@ -48,11 +49,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _parent(pid: int) -> int:
-    status = open(f"/proc/{pid}/status").read()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-
-
 def kill_worker_after_first_checkpoint(repo, timeout=600) -> dict:
     """SIGKILL the queue worker running the first training to write a checkpoint, with every
     process under it; the killed experiment's name and point (method, seed)."""
@@ -72,7 +68,7 @@ def kill_worker_after_first_checkpoint(repo, timeout=600) -> dict:
         params = yaml.safe_load(open(os.path.join(cwd, "params.yaml")).read())
         worker = int(proc)
         while b"queue-worker" not in open(f"/proc/{worker}/cmdline", "rb").read():
-            worker = _parent(worker)
+            worker = parent_pid(worker)
         tree, todo = [], [worker]
         while todo:
             pid = todo.pop()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cvcl.tracking.server import DB_USER, PG_PORT
 from tests.helpers import env as stage_env
 from tests.helpers import run, set_params, stage_workspace
 from tests.team_server import TeamServer, running_team_server
@@ -55,7 +56,7 @@ def _sql(server: TeamServer, query: str, *args) -> list[tuple]:
     import psycopg
 
     cluster = server.cluster()
-    with psycopg.connect(host=str(cluster.folder), port=5432, user="mlflow", dbname="mlflow") as con:
+    with psycopg.connect(host=str(cluster.folder), port=PG_PORT, user=DB_USER, dbname="mlflow") as con:
         return con.execute(query, args).fetchall()
 
 

@@ -128,11 +128,17 @@ def transient(exc: Exception) -> bool:
     return "QueuePool limit" in text
 
 
+def _errno(text: str) -> str | None:
+    """The ``[Errno N] ...`` part of a connection error's long message, or None."""
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return found.group(0).strip() if found else None
+
+
 def _one_line(exc: Exception, limit: int = 160) -> str:
     text = " ".join(str(exc).split())
-    errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    errno = _errno(text)
     if errno:
-        return errno.group(0).strip()
+        return errno
     code = re.search(r"error code (\d+)", text)
     return f"HTTP {code.group(1)}" if code else text[:limit]
 
@@ -215,9 +221,8 @@ def check_server(uri: str, timeout_s: float = 60.0) -> None:
                                 params={"max_results": 1}, max_retries=2, backoff_factor=1, timeout=timeout_s)
     except Exception as exc:  # requests' connection errors, wrapped by MLflow in its own type
         text = " ".join(str(exc).split())
-        errno = re.search(r"\[Errno -?\d+\][^'\")]*", text)
-        reason = (errno.group(0).strip() if errno else
-                  f"no answer within {timeout_s:.0f} s" if "timed out" in text.lower() else text[:150])
+        reason = (_errno(text) or
+                  (f"no answer within {timeout_s:.0f} s" if "timed out" in text.lower() else text[:150]))
         raise TrackingServerError(uri, f"cannot be reached ({reason}); start it (make server) "
                                        "or fix MLFLOW_TRACKING_URI") from None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")

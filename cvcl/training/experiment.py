@@ -24,7 +24,14 @@ from cvcl.models.config import ModelConfig, model_config
 from cvcl.params import Params
 from cvcl.settings import EXECUTION
 from cvcl.tracking.naming import data_version, run_name
-from cvcl.tracking.run import Run, experiment_name, last_logged_step, resume_run, start_run, stage_status
+from cvcl.tracking.run import (
+    Run,
+    experiment_name,
+    last_logged_step,
+    resume_run,
+    stage_status,
+    start_run,
+)
 from cvcl.tracking.store import project_root
 from cvcl.training.config import TrainConfig, loss_config, train_config
 from cvcl.training.objective import Objective
@@ -105,13 +112,6 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         run = resume_run(extra["run_id"], experiment_name(dataset_name), name)
         rows, val_rows, logged = extra["rows"], extra["val_rows"], last_logged_step(run)
         print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
-        # points the store lacks up to the checkpoint (a server that went away before they were sent)
-        for row in rows:
-            if row["step"] > logged:
-                run.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
-        for row in val_rows:
-            if row["step"] > logged:
-                run.log_metrics({"val_dice": row["val_dice"]}, row["step"])
     else:
         if store.others():
             print(f"train: starting from iteration 0: no checkpoint for these params, data and code "
@@ -119,15 +119,23 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         run = start_run(dataset_name, name, params.flat(TRACKED), tags, dataset_version=version)
         rows, val_rows, logged = [], [], -1
 
+    def send(row: dict) -> None:
+        """Log a train-log or validation row unless the store holds its step already (a resumed
+        run recomputes steps the store may hold)."""
+        if row["step"] > logged:
+            run.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+
+    # points the store lacks up to the checkpoint (a server that went away before they were sent)
+    for row in rows + val_rows:
+        send(row)
+
     def on_step(step: int, record: dict) -> None:
         row = {"step": step, **{k: v for k, v in record.items() if k != "val_dice"}}
         rows.append(row)
-        if step > logged:  # a resumed run recomputes steps the store may already hold
-            run.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
+        send(row)
         if "val_dice" in record:
             val_rows.append({"step": step, "val_dice": record["val_dice"]})
-            if step > logged:
-                run.log_metrics({"val_dice": record["val_dice"]}, step)
+            send(val_rows[-1])
 
     def extra_state() -> dict:
         run.flush()  # the store then holds every step up to the checkpoint
