@@ -3,6 +3,7 @@ FINISHED (DVC starts stages through `sh -c`, which survives DVC)."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -26,14 +27,29 @@ def _find(pattern: bytes) -> int | None:
     return None
 
 
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
+def _wait(condition, what: str, alive=lambda: True, ceiling_s: float = 900):
+    """Poll `condition` while `alive()` holds. The ceiling only guards against a hang: on a
+    loaded CI machine starting a stage can take minutes, so no tighter limit is a fair test."""
+    deadline = time.monotonic() + ceiling_s
     while True:
         value = condition()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert alive(), f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {ceiling_s:.0f} s"
         time.sleep(0.2)
+
+
+def _run_statuses(db: Path) -> list[str]:
+    """Run statuses read straight from the store, read-only: an MLflow client here would create
+    and migrate the database while the stage does the same."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return [row[0] for row in con.execute("SELECT status FROM runs")]
+    except sqlite3.Error:
+        return []
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
@@ -52,14 +68,15 @@ def test_sigterm_to_dvc_repro_ends_the_training_stage_and_fails_its_run(tmp_path
     dvc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
-        stage = _wait(lambda: _find(marker.encode()), 300, "the train stage to start")
-        client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-        _wait(lambda: [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])],
-              120, "the MLflow run")
+        stage = _wait(lambda: _find(marker.encode()), "the train stage started",
+                      alive=lambda: dvc.poll() is None)
+        _wait(lambda: _run_statuses(repo / "mlflow.db"), "the MLflow run",
+              alive=lambda: Path(f"/proc/{stage}").exists())
         dvc.send_signal(signal.SIGTERM)
-        dvc.wait(timeout=60)
+        dvc.wait(timeout=300)
         _wait(lambda: not Path(f"/proc/{stage}").exists() or b"zombie" in Path(f"/proc/{stage}/status").read_bytes().lower(),
-              60, "the train stage to end")
+              "the train stage ended", ceiling_s=300)
+        client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
         runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
         assert [r.info.status for r in runs] == ["FAILED"]
         assert not (repo / "models" / "model.pt").exists()
