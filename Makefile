@@ -18,7 +18,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui exp sweep server predict register import-runs help
+.PHONY: setup repro test test-fast ui exp sweep server predict register import-runs notebook help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
@@ -32,6 +32,8 @@ help:
 	@echo "make predict INPUT=scans/ OUTPUT=segs/ [MODEL=runs:/<run_id>/model] [LABELS=refs/] [ARGS='--tta-flip']"
 	@echo "make register EXPERIMENT=cvcl-la NAME=la-cvcl [METRIC=val_dice] [FILTER=\"params.method = 'cvcl'\"]"
 	@echo "make import-runs RECORDS=gpu_out/ [EXPERIMENT=cvcl-la-gpu]   log run records (benchmarks/gpu_check.py) into MLflow"
+	@echo "make notebook [ARGS='--execute']   open notebooks/ablations.ipynb in JupyterLab (or run it headless)"
+	@echo "(with .venv active, every command is also \`cvcl <command>\`: cvcl --help lists them)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +47,7 @@ repro: setup
 	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "error: make repro needs a git repository (DVC tracks experiments in git)"; exit 2; }
 	dvc repro
 	@echo
-	@$(BIN)/python -m cvcl.evaluation.report metrics/metrics.json
+	@$(BIN)/cvcl report metrics/metrics.json
 	@echo
 	@echo "Runs are in MLflow: 'make ui', then open http://127.0.0.1:5000"
 	@echo "Segment new scans with this model: make predict INPUT=<scan or folder> OUTPUT=<folder>"
@@ -62,29 +64,33 @@ ui: setup
 	$(BIN)/mlflow ui --app-name cvcl --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
 
 exp: setup
-	dvc exp run $(if $(PRESET),$$($(BIN)/python -m cvcl.presets $(PRESET))) $(ARGS)
+	dvc exp run $(if $(PRESET),$$($(BIN)/cvcl presets $(PRESET))) $(ARGS)
 
 sweep: setup
 	@if [ "$(EXECUTOR)" = ray ] && [ -z "$(ADDRESS)" ]; then echo "error: make sweep EXECUTOR=ray needs ADDRESS=<ray head host:port>"; exit 2; fi
-	$(BIN)/python -m cvcl.sweep $(if $(filter ray,$(EXECUTOR)),--executor ray --address $(ADDRESS),--start $(JOBS))
+	$(BIN)/cvcl sweep $(if $(filter ray,$(EXECUTOR)),--executor ray --address $(ADDRESS),--start $(JOBS))
 
 # the lab's DVC remote, once (README, "Sharing data and experiments"); without URL: verify = true on
 # the existing REMOTE. verify makes dvc pull/fetch rehash what they download and refuse a corrupted object
 .PHONY: remote
 remote: setup
-	$(BIN)/python -m cvcl.remote --name "$(or $(REMOTE),storage)" $(if $(URL),"$(URL)")
+	$(BIN)/cvcl remote --name "$(or $(REMOTE),storage)" $(if $(URL),"$(URL)")
 
 server: setup
-	$(BIN)/python -m cvcl.tracking.server $(SERVER_ARGS)
+	$(BIN)/cvcl server $(SERVER_ARGS)
 
 predict: setup
 	@if [ -z "$(INPUT)" ] || [ -z "$(OUTPUT)" ]; then echo "error: make predict needs INPUT=<scan or folder> OUTPUT=<folder> (MODEL=$(MODEL) by default; runs:/<run_id>/model or models:/<name>/<version> work too)"; exit 2; fi
-	$(BIN)/python -m cvcl.predict --model "$(MODEL)" --input "$(INPUT)" --output "$(OUTPUT)" $(if $(LABELS),--labels "$(LABELS)") $(ARGS)
+	$(BIN)/cvcl predict --model "$(MODEL)" --input "$(INPUT)" --output "$(OUTPUT)" $(if $(LABELS),--labels "$(LABELS)") $(ARGS)
 
 register: setup
 	@if [ -z "$(EXPERIMENT)" ] || [ -z "$(NAME)" ]; then echo "error: make register needs EXPERIMENT=cvcl-<dataset> NAME=<registered model name>"; exit 2; fi
-	$(BIN)/python -m cvcl.register --experiment "$(EXPERIMENT)" --name "$(NAME)" --metric "$(METRIC)" $(if $(FILTER),--filter "$(FILTER)") $(ARGS)
+	$(BIN)/cvcl register --experiment "$(EXPERIMENT)" --name "$(NAME)" --metric "$(METRIC)" $(if $(FILTER),--filter "$(FILTER)") $(ARGS)
 
 import-runs: setup
 	@if [ -z "$(RECORDS)" ]; then echo "error: make import-runs needs RECORDS=<folder or record files> (benchmarks/gpu_check.py's --out folder, or its runs/)"; exit 2; fi
-	$(BIN)/python -m cvcl.tracking.records import $(RECORDS) $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(ARGS)
+	$(BIN)/cvcl records import $(RECORDS) $(if $(EXPERIMENT),--experiment "$(EXPERIMENT)") $(ARGS)
+
+# JupyterLab on the project's kernel (cvcl, the .venv's Python); ARGS='--execute' runs it headless
+notebook: setup
+	$(BIN)/cvcl notebook $(ARGS)

@@ -43,15 +43,15 @@ sys.path.insert(0, str(ROOT))
 
 from cvcl import methods  # noqa: E402
 from cvcl.data.dataset import PatchDataset  # noqa: E402
+from cvcl.datasets.la.convert import read_release_case  # noqa: E402
 from cvcl.device import configure_backend, select_device  # noqa: E402
 from cvcl.evaluation.report import PER_CASE_FIELDS  # noqa: E402
 from cvcl.evaluation.summary import case_row, summarize  # noqa: E402
-from cvcl.inference.predict import InferConfig, predict_volume  # noqa: E402
+from cvcl.inference.predictor import InferConfig, predict_volume  # noqa: E402
 from cvcl.io.volume import read_case, write_case  # noqa: E402
 from cvcl.models.config import model_config  # noqa: E402
 from cvcl.params import Params  # noqa: E402
-from cvcl.preprocessing.la_h5 import read_release_case  # noqa: E402
-from cvcl.presets import load_preset  # noqa: E402
+from cvcl.commands.presets import load_preset  # noqa: E402
 from cvcl.sources.layouts import find_la_h5_cases  # noqa: E402
 from cvcl.tracking.naming import run_name  # noqa: E402
 from cvcl.tracking.records import REACHED_TAG, RunRecorder, run_tags  # noqa: E402

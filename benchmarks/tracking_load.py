@@ -4,7 +4,7 @@
         [--artifact-mib 2] [--iterations 1000] [--min-iterations 1] [--step-seconds 0]
         [--workers 2] [--uri http://HOST:PORT [--backend-uri postgresql://...]]
 
-By default it starts its own team server (``python -m cvcl.tracking.server``: a private
+By default it starts its own team server (``cvcl server``: a private
 PostgreSQL cluster and ``mlflow server`` with basic auth, :mod:`cvcl.tracking.ephemeral`) in a
 temporary folder on a free loopback port with ``--workers`` server processes, adds a user,
 and stops and deletes both at the end, also on Ctrl-C or an error. ``--uri`` loads a running
@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 import mlflow  # noqa: F401
 
 from cvcl import methods
-from cvcl.cli import run_stage
+from cvcl.entrypoint import run_stage
 from cvcl.params import load_params
 from cvcl.tracking.ephemeral import ephemeral_server
 from cvcl.tracking.run import Run, stage_status, start_run

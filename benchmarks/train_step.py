@@ -35,9 +35,10 @@ import torch
 
 from cvcl import methods
 from cvcl.device import configure_backend, select_device
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.step import TrainStep
 
 # the methods the ratio compares and the supervised floor (ua_mt's T teacher passes are not the

@@ -2,8 +2,9 @@
 
 The package is organised by lifecycle (after nnU-Net v2):
 
-- ``cvcl.sources``        fetch or generate a dataset in its native (raw) form
-- ``cvcl.preprocessing``  convert raw data into the processed case convention
+- ``cvcl.datasets``       the dataset registry: one folder per dataset (declaration, source, converter)
+- ``cvcl.sources``        what the datasets' sources share: transfers, local copies, case lists
+- ``cvcl.preprocessing``  what the datasets' converters share: checks, crops, normalisation, recipe
 - ``cvcl.data``           splits, patch sampling, augmentation, batch samplers
 - ``cvcl.models``         V-Net with feature taps and the projection head
 - ``cvcl.losses``         supervised, consistency, prototype (PCL) and contrast (VCL) terms
@@ -11,6 +12,7 @@ The package is organised by lifecycle (after nnU-Net v2):
 - ``cvcl.inference``      sliding-window prediction and NIfTI export
 - ``cvcl.evaluation``     medpy-equivalent metrics and summaries
 - ``cvcl.tracking``       MLflow logging shared by the train, infer and evaluate stages
+- ``cvcl.commands``       the ``cvcl`` command: what users run outside the stages (``cvcl --help``)
 """
 
 __version__ = "0.1.0"

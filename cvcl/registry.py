@@ -1,6 +1,6 @@
-"""Registries that find their members themselves: every public module of a package exposes one
-declaration (``DATASET``, ``METHOD``), so adding a member is adding a module. Shared by
-:mod:`cvcl.datasets` and :mod:`cvcl.methods`."""
+"""Registries that find their members themselves: every public module (or sub-package) of a
+package exposes one declaration (``DATASET``, ``METHOD``), so adding a member is adding a module
+(a method) or a folder (a dataset). Shared by :mod:`cvcl.datasets` and :mod:`cvcl.methods`."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ T = TypeVar("T")
 
 
 def discover_members(package: str, path: Iterable[str], attribute: str, kind: type[T], *,
-                     named_after_module: bool = False) -> dict[str, T]:
+                     named_after_module: bool = False, packages: bool = False) -> dict[str, T]:
     """``attribute`` of every module of ``package`` (at ``path``) but ``_private`` ones, by its
-    ``name``, sorted by ``(order, name)``. A module without an instance of ``kind`` there, a
-    name declared twice, or (``named_after_module``) a name other than the module's, is a
-    TypeError naming the module."""
+    ``name``, sorted by ``(order, name)``. With ``packages`` the members are its sub-packages
+    only, and its plain modules are the registry's own (its types, its helpers). A member without
+    an instance of ``kind`` there, a name declared twice, or (``named_after_module``) a name other
+    than the module's, is a TypeError naming the module."""
     found: dict[str, T] = {}
     for info in pkgutil.iter_modules(path):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or (packages and not info.ispkg):
             continue
         module = importlib.import_module(f"{package}.{info.name}")
         member = getattr(module, attribute, None)

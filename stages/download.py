@@ -1,17 +1,17 @@
 """Stage `download`: the dataset in its raw form -> data/raw/ (generated, downloaded or copied)."""
 
-from cvcl import workspace
-from cvcl.cli import run_stage
+from cvcl import datasets, workspace
+from cvcl.entrypoint import run_stage
 from cvcl.params import load_params
 from cvcl.sources import fetch
 
 
 def main() -> None:
     params = load_params()
-    dataset = params.get("dataset")
+    dataset = datasets.get(params.get("dataset"))
     record = fetch(dataset, params, workspace.RAW)
     lists = record.get("lists") or f"none ({record.get('reason')})"
-    print(f"download: {dataset} -> {workspace.RAW}/ (split lists: {lists})")
+    print(f"download: {dataset.name} -> {workspace.RAW}/ (split lists: {lists})")
 
 
 if __name__ == "__main__":

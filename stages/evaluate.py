@@ -9,7 +9,7 @@ the unit is written in both files and in the printed table.
 import math
 
 from cvcl import workspace
-from cvcl.cli import run_stage
+from cvcl.entrypoint import run_stage
 from cvcl.evaluation.cases import score_cases, write_overlays
 from cvcl.evaluation.report import format_table, write_per_case
 from cvcl.evaluation.summary import summarize

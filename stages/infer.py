@@ -1,12 +1,12 @@
 """Stage `infer`: models/model.pt + test cases -> predictions/<case_id>.nii.gz in each case's
 source grid (the original spacing and shape: resampling and cropping are undone), and the
-network as the run's MLflow model (``runs:/<run_id>/model``, usable by ``cvcl.predict``)."""
+network as the run's MLflow model (``runs:/<run_id>/model``, usable by ``cvcl predict``)."""
 
 import time
 
 from cvcl import workspace
-from cvcl.cli import run_stage
-from cvcl.inference.predict import Predictor, infer_config
+from cvcl.entrypoint import run_stage
+from cvcl.inference.predictor import Predictor, infer_config
 from cvcl.io.atomic import atomic_path
 from cvcl.params import load_params
 from cvcl.tracking.model import log_model

@@ -1,7 +1,7 @@
 """Stage `preprocess`: data/raw/ -> data/processed/<case_id>.h5 + manifest.csv."""
 
-from cvcl import workspace
-from cvcl.cli import run_stage
+from cvcl import datasets, workspace
+from cvcl.entrypoint import run_stage
 from cvcl.params import load_params
 from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import preprocess_config
@@ -9,7 +9,7 @@ from cvcl.preprocessing.config import preprocess_config
 
 def main() -> None:
     params = load_params()
-    dataset = params.get("dataset")
+    dataset = datasets.get(params.get("dataset"))
     n = preprocess(dataset, workspace.RAW, workspace.PROCESSED, config=preprocess_config(params))
     print(f"preprocess: {n} cases -> {workspace.PROCESSED}/")
 

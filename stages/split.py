@@ -1,7 +1,7 @@
 """Stage `split`: data/processed/ -> data/splits/split.json (labeled, unlabeled, val, test)."""
 
 from cvcl import workspace
-from cvcl.cli import run_stage
+from cvcl.entrypoint import run_stage
 from cvcl.data.split import make_split
 from cvcl.io.atomic import write_json
 from cvcl.params import load_params

@@ -1,7 +1,7 @@
 """Stage `train`: processed cases + split -> models/model.pt, models/train_log.csv (+ MLflow run)."""
 
 from cvcl import workspace
-from cvcl.cli import run_stage
+from cvcl.entrypoint import run_stage
 from cvcl.params import load_params
 from cvcl.training.experiment import run_training
 

@@ -1,6 +1,6 @@
 """A team tracking server for tests: PostgreSQL and ``mlflow server`` with basic auth on a free
-loopback port, started by ``python -m cvcl.tracking.server`` as ``make server`` does, with the
-user alice added the README's way (:mod:`cvcl.tracking.ephemeral`, which the tracking load
+loopback port, started by ``cvcl server`` as ``make server`` does, with the
+user alice added docs/tracking.md's way (:mod:`cvcl.tracking.ephemeral`, which the tracking load
 benchmark uses too). Used by the team server's, the Ray sweep's and the load benchmark's tests."""
 
 from __future__ import annotations

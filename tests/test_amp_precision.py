@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from cvcl.losses.prototype import class_prototypes, prototype_logits, prototype_margin
+from cvcl.methods import LossConfig
 from cvcl.models.vnet import VNet
 from cvcl.training.ema import make_teacher
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 
 FP16 = dict(device_type="cpu", dtype=torch.float16)
 

@@ -7,12 +7,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cvcl import datasets
 from cvcl.data.split import make_split
+from cvcl.datasets.brats2019 import SSL4MIS
+from cvcl.datasets.brats2019.convert import CLIP_PERCENTILE
 from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import nifti_image, read_case, to_original_grid
 from cvcl.params import Params
 from cvcl.preprocessing import preprocess
-from cvcl.preprocessing.brats import CLIP_PERCENTILE
 from cvcl.preprocessing.config import PreprocessConfig, preprocess_config
 from cvcl.sources import fetch, protocol
 from tests.conftest import ball
@@ -58,7 +60,7 @@ def source(tmp_path, rng):
 
 
 def download(local, out):
-    return fetch("brats2019", Params({"dataset": "brats2019", "download": {"local_path": str(local)}}), out,
+    return fetch(datasets.get("brats2019"), Params({"dataset": "brats2019", "download": {"local_path": str(local)}}), out,
                  progress=False)
 
 
@@ -69,7 +71,7 @@ def test_flair_whole_tumour_brain_crop_and_brain_zscore(source, tmp_path):
     assert (raw / "LGG/BraTS19_TEST_003_1/BraTS19_TEST_003_1_t1ce.nii.gz").is_file()
     assert not (raw / "name_mapping.csv").exists()  # only the files of the layout are copied
     assert len((raw / "files.sha256").read_text().splitlines()) == 15
-    assert preprocess("brats2019", raw, out, progress=False) == 3
+    assert preprocess(datasets.get("brats2019"), raw, out, progress=False) == 3
     for case_id, (volumes, brain) in cases.items():
         case = read_case(out / f"{case_id}.h5")
         where = np.argwhere(brain)
@@ -90,7 +92,7 @@ def test_modalities_select_the_channels_in_order(source, tmp_path):
     root, cases = source
     download(root, tmp_path / "raw")
     cfg = preprocess_config(Params({"preprocess": {"modalities": ["t1ce", "flair"]}}))
-    preprocess("brats2019", tmp_path / "raw", tmp_path / "p", config=cfg, progress=False)
+    preprocess(datasets.get("brats2019"), tmp_path / "raw", tmp_path / "p", config=cfg, progress=False)
     case = read_case(tmp_path / "p" / "BraTS19_TEST_002_1.h5")
     volumes, brain = cases["BraTS19_TEST_002_1"]
     assert case.image.shape[0] == 2
@@ -111,7 +113,7 @@ def test_the_brightest_brain_voxels_are_clipped_before_normalising(tmp_path, rng
     flair[24, 27, 19] = 30000  # one hot voxel must not squash the rest of the scan
     nib.save(nifti_image(flair, AFFINE), root / "HGG/BraTS19_X_1/BraTS19_X_1_flair.nii.gz")
     download(root, tmp_path / "raw")
-    preprocess("brats2019", tmp_path / "raw", tmp_path / "p", progress=False)
+    preprocess(datasets.get("brats2019"), tmp_path / "raw", tmp_path / "p", progress=False)
     image = read_case(tmp_path / "p" / "BraTS19_X_1.h5").image[0]
     assert image.max() < 4.0 and float(np.sort(image.ravel())[-2]) == pytest.approx(float(image.max()))
 
@@ -134,7 +136,7 @@ def test_bad_cases_stop_the_stage_naming_the_file(tmp_path, rng, problem, modali
     download(root, tmp_path / "raw")
     cfg = PreprocessConfig(modalities=tuple(modalities))
     with pytest.raises(DataError) as info:
-        preprocess("brats2019", tmp_path / "raw", tmp_path / "processed", config=cfg, progress=False)
+        preprocess(datasets.get("brats2019"), tmp_path / "raw", tmp_path / "processed", config=cfg, progress=False)
     assert message in str(info.value) and file in str(info.value)
     assert not (tmp_path / "processed").exists()
 
@@ -143,7 +145,7 @@ def test_a_missing_modality_is_fine_when_it_is_not_selected(tmp_path, rng):
     root = tmp_path / "brats"
     write_case(root, "HGG", "BraTS19_A_1", rng, skip=("t1", "t2"))
     download(root, tmp_path / "raw")
-    assert preprocess("brats2019", tmp_path / "raw", tmp_path / "p", progress=False) == 1
+    assert preprocess(datasets.get("brats2019"), tmp_path / "raw", tmp_path / "p", progress=False) == 1
 
 
 def test_bad_modalities_param():
@@ -164,7 +166,7 @@ def test_missing_ssl4mis_cases_fall_back_to_a_seeded_random_split(source, tmp_pa
     root, _ = source
     record = download(root, tmp_path / "raw")
     assert record["fallback"] == "random" and "335 cases of SSL4MIS" in record["reason"]
-    preprocess("brats2019", tmp_path / "raw", tmp_path / "p", progress=False)
+    preprocess(datasets.get("brats2019"), tmp_path / "raw", tmp_path / "p", progress=False)
     split = make_split(tmp_path / "p", labeled=1, test_fraction=0.34, seed=5)  # strategy: protocol
     assert split["protocol"] == "random" and split["seed"] == 5 and "SSL4MIS" in split["fallback"]
     assert len(split["test"]) == 1 and len(split["labeled"]) == 1 and len(split["unlabeled"]) == 1
@@ -176,14 +178,14 @@ def test_lists_that_come_with_the_data_win(source, tmp_path):
     (root / "test.list").write_text("BraTS19_TEST_002_1\n")
     record = download(root, tmp_path / "raw")
     assert record["lists"] == "user" and record["fallback"] is None
-    preprocess("brats2019", tmp_path / "raw", tmp_path / "p", progress=False)
+    preprocess(datasets.get("brats2019"), tmp_path / "raw", tmp_path / "p", progress=False)
     split = make_split(tmp_path / "p", labeled=1)
     assert split["protocol"] == "fixed-lists" and split["lists"] == "user"
     assert split["labeled"] == ["BraTS19_TEST_003_1"] and split["test"] == ["BraTS19_TEST_002_1"]
 
 
 def test_a_complete_copy_gets_the_ssl4mis_split(tmp_path):
-    published = protocol.shipped("brats2019")
+    published = protocol.shipped(SSL4MIS)
     record = protocol.settle(tmp_path, "brats2019", published.cases(), None, "copy", published)
     assert record["lists"] == "ssl4mis" and record["counts"] == {"train": 250, "val": 25, "test": 60}
     assert (tmp_path / "val.list").read_text().split() == published.lists["val"]

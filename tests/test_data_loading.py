@@ -6,8 +6,9 @@ from cvcl.data.augment import random_crop, random_rot_flip
 from cvcl.data.dataset import PatchDataset
 from cvcl.data.sampler import TwoStreamBatchSampler
 from cvcl.io.volume import Case, Geometry, write_case
+from cvcl.methods import LossConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.trainer import make_loader
 from tests.helpers import write_box_cases
 

@@ -8,7 +8,8 @@ import textwrap
 import pytest
 import yaml
 
-from cvcl import datasets, sweep
+from cvcl import datasets
+from cvcl.commands import sweep
 from cvcl.errors import ParamError
 from cvcl.params import Params
 from cvcl.settings import SETTINGS
@@ -45,8 +46,8 @@ def test_the_registry_finds_the_six_datasets_in_order_each_complete():
 
 def test_published_lists_come_from_the_registry():
     assert datasets.get("la-nrrd").published == datasets.get("la").published
-    assert protocol.shipped("la-nrrd").name == "ua-mt"
-    assert protocol.shipped("brats2019").name == "ssl4mis"
+    assert protocol.shipped(datasets.get("la-nrrd").published).name == "ua-mt"
+    assert protocol.shipped(datasets.get("brats2019").published).name == "ssl4mis"
     assert [n for n in ORDER if datasets.get(n).published is None] == ["synthetic-la", "synthetic-brats", "nifti"]
 
 
@@ -84,12 +85,12 @@ def test_the_sweep_counts_through_the_registry_before_preprocessing(tmp_path, da
 
 
 TOY = '''
-"""``toy``: a dataset added as one module."""
+"""``toy``: a dataset added as one folder."""
 
-from cvcl.datasets import Dataset
+from cvcl.datasets.spec import Dataset
 
 
-def writer(params, progress, fetcher):
+def writer(dataset, params, progress, fetcher):
     return lambda out: {"dataset": "toy"}
 
 
@@ -102,9 +103,12 @@ DATASET = Dataset(name="toy", description="a toy", order=99, labels=(0, 1, 2), w
 '''
 
 
-def test_adding_a_dataset_is_adding_one_module(tmp_path, monkeypatch, fresh_registry):
-    # a second folder of the package, as if toy.py had been dropped into cvcl/datasets/
-    (tmp_path / "toy.py").write_text(textwrap.dedent(TOY))
+def test_adding_a_dataset_is_adding_one_folder(tmp_path, monkeypatch, fresh_registry):
+    # a second folder of the package, as if toy/ had been dropped into cvcl/datasets/
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "__init__.py").write_text(textwrap.dedent(TOY))
+    # a plain module beside the folders is the registry's own (as spec.py and lazy.py), not a dataset
+    (tmp_path / "helpers.py").write_text("NAME = 'helpers'\n")
     monkeypatch.setattr(datasets, "__path__", [*datasets.__path__, str(tmp_path)])
     assert datasets.names() == (*ORDER, "toy")
     toy = datasets.get("toy")
@@ -113,8 +117,9 @@ def test_adding_a_dataset_is_adding_one_module(tmp_path, monkeypatch, fresh_regi
     assert Params({"dataset": "toy"}).get("dataset") == "toy"
 
 
-def test_a_module_without_a_dataset_is_refused(tmp_path, monkeypatch, fresh_registry):
-    (tmp_path / "broken.py").write_text("NAME = 'broken'\n")
+def test_a_folder_without_a_dataset_is_refused(tmp_path, monkeypatch, fresh_registry):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "__init__.py").write_text("NAME = 'broken'\n")
     monkeypatch.setattr(datasets, "__path__", [*datasets.__path__, str(tmp_path)])
     with pytest.raises(TypeError, match="cvcl.datasets.broken: a dataset module must define DATASET"):
         datasets.names()

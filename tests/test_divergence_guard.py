@@ -8,9 +8,10 @@ import torch
 from mlflow import MlflowClient
 
 from cvcl.data.dataset import PatchDataset
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.step import DivergenceGuard, TrainingDiverged
 from cvcl.training.trainer import READBACK_EVERY, train
 from tests.helpers import run, set_params, stage_workspace, write_box_cases

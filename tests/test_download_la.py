@@ -6,9 +6,12 @@ import shutil
 
 import pytest
 
+from cvcl import datasets
+from cvcl.datasets.la import UA_MT
+from cvcl.datasets.la import source as la
 from cvcl.errors import DataError, ParamError
 from cvcl.params import Params
-from cvcl.sources import fetch, la
+from cvcl.sources import fetch
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR
 from cvcl.sources.transfer import Fetcher
 from tests.conftest import LA_SAMPLE
@@ -55,7 +58,7 @@ def fetcher(tmp_path, sleeps):
 
 def test_mirror_download_is_verified_and_laid_out_like_the_release(mirror, fetcher, tmp_path):
     out = tmp_path / "raw"
-    record = fetch("la", params(mirror.url), out, progress=False, fetcher=fetcher)
+    record = fetch(datasets.get("la"), params(mirror.url), out, progress=False, fetcher=fetcher)
     lists = sample_lists()
     cases = sorted(p.parent.name for p in (out / LA_RELEASE_DIR).glob(f"*/{LA_H5}"))
     assert cases == sorted(lists["train"] + lists["test"])
@@ -73,26 +76,26 @@ def test_mirror_download_is_verified_and_laid_out_like_the_release(mirror, fetch
 
 
 def test_a_verified_file_is_never_fetched_twice(mirror, fetcher, tmp_path):
-    fetch("la", params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert len(mirror.gets(LA_H5)) == 12
     shutil.rmtree(tmp_path / "raw")  # what DVC does before it reruns the stage
-    fetch("la", params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert len(mirror.gets(LA_H5)) == 12  # no new transfers: served from the verified cache
     assert len(list((tmp_path / "raw" / LA_RELEASE_DIR).glob(f"*/{LA_H5}"))) == 12
 
 
 def test_a_damaged_cache_entry_is_fetched_again(mirror, fetcher, tmp_path):
     case_id = sample_lists()["train"][0]
-    fetch("la", params(mirror.url), tmp_path / "a", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "a", progress=False, fetcher=fetcher)
     cached = fetcher.store_path(MANIFEST[case_id].sha256)
     cached.write_bytes(b"bit rot")
-    fetch("la", params(mirror.url), tmp_path / "b", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "b", progress=False, fetcher=fetcher)
     assert mirror.gets(rel(case_id)) == [None, None]
     assert sha256(cached) == MANIFEST[case_id].sha256
 
 
 def test_local_folder_mirror(fetcher, tmp_path):
-    record = fetch("la", params(str(LA_SAMPLE)), tmp_path / "raw", progress=False, fetcher=fetcher)
+    record = fetch(datasets.get("la"), params(str(LA_SAMPLE)), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert record["counts"] == {"train": 8, "test": 4}
     for case_id in sample_lists()["test"]:
         assert sha256(tmp_path / "raw" / rel(case_id)) == MANIFEST[case_id].sha256
@@ -104,7 +107,7 @@ def test_corrupted_file_is_rejected_with_a_clear_error_and_nothing_written(mirro
     mirror.corrupt.add(rel(bad))
     out = tmp_path / "raw"
     with pytest.raises(DataError) as info:
-        fetch("la", params(mirror.url), out, progress=False, fetcher=fetcher)
+        fetch(datasets.get("la"), params(mirror.url), out, progress=False, fetcher=fetcher)
     message = str(info.value)
     assert "sha256 mismatch" in message and bad in message and "\n" not in message
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["cache"]
@@ -119,7 +122,7 @@ def test_interrupted_transfer_resumes_with_a_range_request(mirror, fetcher, slee
     case_id = sample_lists()["test"][1]
     size = MANIFEST[case_id].bytes
     mirror.truncate[rel(case_id)] = 1_000_000
-    fetch("la", params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert mirror.gets(rel(case_id)) == [None, "bytes=1000000-"]
     assert mirror.sent[rel(case_id)] == size  # no byte sent twice
     assert sha256(tmp_path / "raw" / rel(case_id)) == MANIFEST[case_id].sha256
@@ -132,7 +135,7 @@ def test_partial_file_of_an_earlier_run_is_resumed(mirror, fetcher, tmp_path):
     part = fetcher.partial_path(entry.sha256)
     part.parent.mkdir(parents=True)
     part.write_bytes((LA_SAMPLE / rel(case_id)).read_bytes()[:700_000])
-    fetch("la", params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert mirror.gets(rel(case_id)) == ["bytes=700000-"]
     assert mirror.sent[rel(case_id)] == entry.bytes - 700_000
     assert sha256(tmp_path / "raw" / rel(case_id)) == entry.sha256
@@ -152,7 +155,7 @@ def test_stale_partial_that_fails_the_checksum_is_fetched_again_from_zero(mirror
 def test_transient_errors_are_retried_with_backoff(mirror, fetcher, sleeps, tmp_path):
     case_id = sample_lists()["train"][1]
     mirror.errors[rel(case_id)] = [503, 500]
-    fetch("la", params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+    fetch(datasets.get("la"), params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert len(mirror.gets(rel(case_id))) == 3
     assert sleeps == [1.0, 2.0]  # exponential backoff
 
@@ -161,7 +164,7 @@ def test_retries_run_out_with_a_message_to_rerun(mirror, fetcher, tmp_path):
     case_id = sample_lists()["train"][1]
     mirror.errors[rel(case_id)] = [503] * 5
     with pytest.raises(DataError, match=r"failed after 3 attempts .*rerun the stage to resume"):
-        fetch("la", params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+        fetch(datasets.get("la"), params(mirror.url), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert not (tmp_path / "raw").exists()
 
 
@@ -174,7 +177,7 @@ def test_missing_file_is_not_retried(fetcher, tmp_path):
     m = Mirror(folder)
     try:
         with pytest.raises(DataError, match="HTTP 404"):
-            fetch("la", params(m.url), tmp_path / "raw", progress=False, fetcher=fetcher)
+            fetch(datasets.get("la"), params(m.url), tmp_path / "raw", progress=False, fetcher=fetcher)
         assert len(m.gets(rel(case_id))) == 1
     finally:
         m.close()
@@ -190,7 +193,7 @@ def test_mirror_lists_must_name_release_cases_of_the_same_subset(fetcher, tmp_pa
     (folder / "train.list").write_text(train_list)
     (folder / "test.list").write_text("")
     with pytest.raises(DataError, match=message) as info:
-        fetch("la", params(str(folder)), tmp_path / "raw", progress=False, fetcher=fetcher)
+        fetch(datasets.get("la"), params(str(folder)), tmp_path / "raw", progress=False, fetcher=fetcher)
     assert "train.list" in str(info.value)
     assert not (tmp_path / "raw").exists()
 
@@ -200,11 +203,11 @@ def test_mirror_with_only_one_list_is_an_error(fetcher, tmp_path):
     folder.mkdir()
     (folder / "train.list").write_text(next(iter(MANIFEST)) + "\n")
     with pytest.raises(DataError, match="test.list: not found"):
-        fetch("la", params(str(folder)), tmp_path / "raw", progress=False, fetcher=fetcher)
+        fetch(datasets.get("la"), params(str(folder)), tmp_path / "raw", progress=False, fetcher=fetcher)
 
 
 def test_without_a_mirror_all_100_cases_come_from_the_public_url(fetcher):
-    base, cases, lists = la.plan(la.LAConfig(None), fetcher)
+    base, cases, lists = la.plan(la.LAConfig(None), fetcher, UA_MT)
     assert base == la.PUBLIC_BASE and len(cases) == 100
     first = cases[0].case_id
     assert la.case_source(base, first) == (
@@ -215,12 +218,12 @@ def test_without_a_mirror_all_100_cases_come_from_the_public_url(fetcher):
 
 def test_a_mirror_that_is_neither_a_folder_nor_a_url_is_a_param_error(tmp_path):
     with pytest.raises(ParamError, match="download.mirror"):
-        fetch("la", params(str(tmp_path / "nowhere")), tmp_path / "raw", progress=False)
+        fetch(datasets.get("la"), params(str(tmp_path / "nowhere")), tmp_path / "raw", progress=False)
     assert not (tmp_path / "raw").exists()
 
 
 def test_a_corrupt_local_mirror_file_is_reported_even_when_the_cache_saves_the_run(fetcher, tmp_path, capsys):
-    fetch("la", params(str(LA_SAMPLE)), tmp_path / "raw1", progress=False, fetcher=fetcher)  # fills the cache
+    fetch(datasets.get("la"), params(str(LA_SAMPLE)), tmp_path / "raw1", progress=False, fetcher=fetcher)  # fills the cache
     capsys.readouterr()
     copy = tmp_path / "mirror"
     shutil.copytree(LA_SAMPLE, copy)
@@ -229,7 +232,7 @@ def test_a_corrupt_local_mirror_file_is_reported_even_when_the_cache_saves_the_r
     data = bytearray(damaged.read_bytes())
     data[1000] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    record = fetch("la", params(str(copy)), tmp_path / "raw2", progress=False, fetcher=fetcher)
+    record = fetch(datasets.get("la"), params(str(copy)), tmp_path / "raw2", progress=False, fetcher=fetcher)
     assert record["counts"] == {"train": 8, "test": 4}  # the verified cached copy was used
     assert sha256(tmp_path / "raw2" / rel(bad)) == MANIFEST[bad].sha256
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]

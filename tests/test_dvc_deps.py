@@ -45,7 +45,7 @@ def _runtime_nodes(tree: ast.AST, on_import: bool = False):
 def _imported(path: Path, on_import: bool = False) -> set[str]:
     """cvcl modules ``path`` imports: import statements anywhere (a function's import runs when
     it is called), and modules named in strings, as the registries import them
-    (``converter("cvcl.preprocessing.nifti")``)."""
+    (``converter("cvcl.datasets.nifti.convert")``)."""
     names = set()
     for node in _runtime_nodes(ast.parse(path.read_text()), on_import):
         if isinstance(node, ast.Import):
@@ -59,13 +59,19 @@ def _imported(path: Path, on_import: bool = False) -> set[str]:
     return {n for n in names if n.split(".")[0] == "cvcl"}
 
 
+def _members(package: Path) -> list[Path]:
+    """The modules of ``package`` (a folder) and the ``__init__`` of its sub-packages: whatever a
+    registry there may import as its members (methods are modules, datasets folders)."""
+    return sorted([*package.glob("*.py"), *package.glob("*/__init__.py")])
+
+
 def _with_discovered(file: Path | None) -> list[Path]:
     """``file``, and when it is a registry (a package ``__init__`` that finds its modules with
-    ``cvcl.registry.discover_members``, as cvcl.datasets and cvcl.methods do), every module of its package."""
+    ``cvcl.registry.discover_members``, as cvcl.datasets and cvcl.methods do), every member of its package."""
     if file is None:
         return []
     if file.name == "__init__.py" and "discover_members(" in file.read_text():
-        return [file, *sorted(p for p in file.parent.glob("*.py") if p != file)]
+        return [file, *(p for p in _members(file.parent) if p != file)]
     return [file]
 
 
@@ -104,8 +110,8 @@ def test_stage_deps_cover_its_import_closure(stage):
 
 def test_the_closure_follows_imports_through_packages(tmp_path):
     closure = {str(p.relative_to(ROOT)) for p in import_closure(ROOT / "stages" / "infer.py")}
-    # infer -> cvcl.inference.predict -> cvcl.models.labels (class_argmax)
-    assert {"cvcl/inference/predict.py", "cvcl/models/labels.py", "cvcl/__init__.py"} <= closure
+    # infer -> cvcl.inference.predictor -> cvcl.models.labels (class_argmax)
+    assert {"cvcl/inference/predictor.py", "cvcl/models/labels.py", "cvcl/__init__.py"} <= closure
 
 
 def _reads(stage: str, name: str) -> bool:
@@ -128,7 +134,7 @@ def test_the_registries_a_stage_validates_params_with_are_its_deps():
         assert module is not None, f"{name}: choices name a module that does not exist"
         for stage, spec in STAGES.items():
             if _reads(stage, name):
-                listed = sorted(module.parent.glob("*.py")) if module.name == "__init__.py" else [module]
+                listed = _members(module.parent) if module.name == "__init__.py" else [module]
                 closure = set(listed).union(*(import_closure(f, on_import=True) for f in listed))
                 missing = sorted(str(f.relative_to(ROOT)) for f in closure if not _covered(f, spec["deps"]))
                 assert not missing, f"{stage} reads {name}, whose choices come from modules it does not depend on: {missing}"

@@ -12,7 +12,7 @@ gets byte-identical files. The same runs through an SSH remote on loopback.
 
 A corrupted object on the remote (same length, other bytes) is refused by ``dvc pull`` only with
 ``verify = true`` on the remote, which the project's way of configuring it sets
-(``python -m cvcl.remote``, ``make remote``); with DVC's default (``verify = false``) the pull
+(``cvcl remote``, ``make remote``); with DVC's default (``verify = false``) the pull
 succeeds and the workspace gets the corrupted bytes, which a test here shows.
 """
 
@@ -97,7 +97,7 @@ def make_lab(root: Path, remote: Path | None) -> dict[str, Path]:
     dvc(alice, "add", "-q", *TRACKED)
     if remote is not None:
         remote.mkdir()
-        run([sys.executable, "-m", "cvcl.remote", str(remote)], alice)
+        run(["cvcl", "remote", str(remote)], alice)
     git(alice, "add", "-A")
     git(alice, "commit", "-q", "-m", "data")
     git(alice, "remote", "add", "origin", str(origin))
@@ -271,7 +271,7 @@ def test_the_projects_remote_setup_verifies_downloads(corrupted):
 def test_the_remote_setup_turns_verify_on_for_an_existing_remote_and_keeps_its_options(tmp_path, monkeypatch):
     from dvc.repo import Repo
 
-    from cvcl.remote import RemoteError, configure
+    from cvcl.commands.remote import RemoteError, configure
 
     Repo.init(str(tmp_path), no_scm=True).close()
     monkeypatch.chdir(tmp_path)
@@ -329,7 +329,7 @@ def test_a_push_to_an_ssh_remote_killed_mid_object_is_completed_by_a_rerun(ssh_r
     (alice / ".dvc" / "config.local").write_text(
         f"['remote \"ssh\"']\n    url = {ssh_remote['url']}\n    keyfile = {ssh_remote['key']}\n"
         "    allow_agent = false\n")
-    run([sys.executable, "-m", "cvcl.remote", "--local", "--no-default", "--name", "ssh"], alice)
+    run(["cvcl", "remote", "--local", "--no-default", "--name", "ssh"], alice)
     expected = set(stored(alice / ".dvc" / "cache")[0])
 
     source, target, _ = cut_run(alice, ["push", "-r", "ssh"], 3, tmp_path / "mark")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cvcl import datasets
 from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import read_case, to_original_grid, write_nifti
 from cvcl.params import Params
@@ -63,7 +64,7 @@ def source(tmp_path, rng):
 
 
 def download(local, out):
-    return fetch("la-nrrd", Params({"dataset": "la-nrrd", "download": {"local_path": str(local)}}), out, progress=False)
+    return fetch(datasets.get("la-nrrd"), Params({"dataset": "la-nrrd", "download": {"local_path": str(local)}}), out, progress=False)
 
 
 SMALL = PreprocessConfig(crop=CropConfig(min_size=(8, 8, 4), seed=3))
@@ -79,7 +80,7 @@ def test_cases_are_copied_verified_and_converted_as_ua_mt_did(source, tmp_path):
     # three of the 100 LA cases are not the published split: a seeded random split replaces it
     assert record["lists"] is None and record["fallback"] == "random" and "UA-MT" in record["reason"]
 
-    assert preprocess("la-nrrd", raw, out, config=SMALL, progress=False) == 3
+    assert preprocess(datasets.get("la-nrrd"), raw, out, config=SMALL, progress=False) == 3
     for case_id, (image, label) in volumes.items():
         where = np.argwhere(label == 255)
         lo, hi = where.min(axis=0), where.max(axis=0) + 1
@@ -112,7 +113,7 @@ def test_cases_are_copied_verified_and_converted_as_ua_mt_did(source, tmp_path):
 def test_a_prediction_written_back_overlays_the_nrrd_in_itk(source, tmp_path):
     folder, volumes = source
     download(folder, tmp_path / "raw")
-    preprocess("la-nrrd", tmp_path / "raw", tmp_path / "p", config=SMALL, progress=False)
+    preprocess(datasets.get("la-nrrd"), tmp_path / "raw", tmp_path / "p", config=SMALL, progress=False)
     case = read_case(tmp_path / "p" / "D4E5F6.h5")
     full, affine = to_original_grid(case.label, case.geometry)
     write_nifti(tmp_path / "pred.nii.gz", full, affine)
@@ -133,7 +134,7 @@ def test_crops_are_seeded(source, tmp_path):
     def origins(seed, through=(5, 10)):
         cfg = PreprocessConfig(crop=CropConfig(min_size=(8, 8, 4), seed=seed, margin_through=through))
         out = tmp_path / f"p{seed}-{through}"
-        preprocess("la-nrrd", tmp_path / "raw", out, config=cfg, progress=False)
+        preprocess(datasets.get("la-nrrd"), tmp_path / "raw", out, config=cfg, progress=False)
         return {c: (read_case(out / f"{c}.h5").geometry.crop_origin, read_case(out / f"{c}.h5").shape)
                 for c in ("A1B2C3", "D4E5F6", "G7H8I9")}
 
@@ -146,7 +147,7 @@ def test_crops_are_seeded(source, tmp_path):
 def test_the_box_grows_to_the_minimum_size_where_the_scan_allows(source, tmp_path):
     folder, _ = source
     download(folder, tmp_path / "raw")
-    preprocess("la-nrrd", tmp_path / "raw", tmp_path / "p", progress=False)  # default: 112x112x80
+    preprocess(datasets.get("la-nrrd"), tmp_path / "raw", tmp_path / "p", progress=False)  # default: 112x112x80
     case = read_case(tmp_path / "p" / "A1B2C3.h5")
     assert case.shape == SHAPE  # the fixture scan is smaller than the minimum: the whole scan
 
@@ -164,7 +165,7 @@ def test_bad_cases_stop_the_stage_naming_the_file(tmp_path, rng, problem, file, 
                label_shape=(80, 76, 39) if problem == "shape" else SHAPE, truncate=problem == "truncated")
     download(folder, tmp_path / "raw")
     with pytest.raises(DataError) as info:
-        preprocess("la-nrrd", tmp_path / "raw", tmp_path / "processed", progress=False)
+        preprocess(datasets.get("la-nrrd"), tmp_path / "raw", tmp_path / "processed", progress=False)
     assert message in str(info.value) and f"BAD002/{file}" in str(info.value)
     assert not (tmp_path / "processed").exists()
 
@@ -180,7 +181,7 @@ def test_an_image_without_its_label_stops_the_download(tmp_path, rng):
 
 def test_local_path_is_required_and_must_exist(tmp_path):
     with pytest.raises(ParamError, match="download.local_path = None"):
-        fetch("la-nrrd", Params({"dataset": "la-nrrd", "download": {}}), tmp_path / "raw")
+        fetch(datasets.get("la-nrrd"), Params({"dataset": "la-nrrd", "download": {}}), tmp_path / "raw")
     with pytest.raises(ParamError, match="does not exist"):
         download(tmp_path / "missing", tmp_path / "raw")
     assert not (tmp_path / "raw").exists()

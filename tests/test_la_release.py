@@ -4,11 +4,12 @@ import h5py
 import numpy as np
 import pytest
 
+from cvcl import datasets
+from cvcl.datasets.la import source as la
 from cvcl.errors import DataError
 from cvcl.io.volume import read_case
 from cvcl.preprocessing import preprocess
 from cvcl.workspace import read_manifest
-from cvcl.sources import la
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR
 from tests.conftest import LA_SAMPLE
 
@@ -19,7 +20,7 @@ needs_sample = pytest.mark.skipif(not LA_SAMPLE.is_dir(), reason="the shared LA 
 @needs_sample
 def test_release_cases_keep_their_values_and_get_the_challenge_spacing(tmp_path):
     out = tmp_path / "processed"
-    assert preprocess("la", LA_SAMPLE, out, progress=False) == 12
+    assert preprocess(datasets.get("la"), LA_SAMPLE, out, progress=False) == 12
     rows = {r["case_id"]: r for r in read_manifest(out)}
     train = (LA_SAMPLE / "train.list").read_text().split()
     assert [c for c, r in rows.items() if r["subset"] == "train"] == sorted(train)
@@ -77,7 +78,7 @@ def test_broken_release_files_stop_the_stage_naming_the_file(tmp_path, rng, prob
     if problem == "truncated":
         path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(DataError) as info:
-        preprocess("la", raw, tmp_path / "processed", progress=False)
+        preprocess(datasets.get("la"), raw, tmp_path / "processed", progress=False)
     assert message in str(info.value) and f"BADCASE/{LA_H5}" in str(info.value)
     assert not (tmp_path / "processed").exists()
 
@@ -85,4 +86,4 @@ def test_broken_release_files_stop_the_stage_naming_the_file(tmp_path, rng, prob
 def test_an_empty_release_folder_is_an_error(tmp_path):
     (tmp_path / "raw" / LA_RELEASE_DIR).mkdir(parents=True)
     with pytest.raises(DataError, match="empty"):
-        preprocess("la", tmp_path / "raw", tmp_path / "processed", progress=False)
+        preprocess(datasets.get("la"), tmp_path / "raw", tmp_path / "processed", progress=False)

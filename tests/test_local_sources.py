@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cvcl import datasets
 from cvcl.data.split import make_split
 from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import nifti_image, read_case
@@ -40,7 +41,7 @@ def nnunet_folder(root, rng, cases=("c0", "c1", "c2"), lists=True):
 
 
 def download(local, out):
-    return fetch("nifti", Params({"dataset": "nifti", "download": {"local_path": str(local)}}), out, progress=False)
+    return fetch(datasets.get("nifti"), Params({"dataset": "nifti", "download": {"local_path": str(local)}}), out, progress=False)
 
 
 def test_nifti_folder_is_copied_verified_with_its_lists(tmp_path, rng):
@@ -54,7 +55,7 @@ def test_nifti_folder_is_copied_verified_with_its_lists(tmp_path, rng):
         assert hashlib.sha256((raw / rel).read_bytes()).hexdigest() == digest
         assert (raw / rel).read_bytes() == (src / rel).read_bytes()
     assert record["lists"] == "user" and (raw / "train.list").read_text().split() == ["c2", "c0"]
-    preprocess("nifti", raw, tmp_path / "p", progress=False)
+    preprocess(datasets.get("nifti"), raw, tmp_path / "p", progress=False)
     split = make_split(tmp_path / "p", labeled=1)
     assert split["lists"] == "user" and split["labeled"] == ["c2"] and split["test"] == ["c1"]
     np.testing.assert_allclose(read_case(tmp_path / "p" / "c0.h5").geometry.affine, AFFINE)
@@ -64,7 +65,7 @@ def test_nifti_without_lists_asks_for_a_random_split(tmp_path, rng):
     src = nnunet_folder(tmp_path / "mine", rng, lists=False)
     record = download(src, tmp_path / "raw")
     assert record["lists"] is None and record["fallback"] is None
-    preprocess("nifti", tmp_path / "raw", tmp_path / "p", progress=False)
+    preprocess(datasets.get("nifti"), tmp_path / "raw", tmp_path / "p", progress=False)
     with pytest.raises(ParamError, match="split.strategy"):
         make_split(tmp_path / "p", labeled=1)
     assert make_split(tmp_path / "p", labeled=1, strategy="random", test_fraction=0.34)["protocol"] == "random"
@@ -232,6 +233,6 @@ def test_preprocess_errors_name_the_users_original_file(tmp_path, rng):
     raw = tmp_path / "raw"
     download(src, raw)
     with pytest.raises(DataError) as info:
-        preprocess("nifti", raw, tmp_path / "processed", progress=False)
+        preprocess(datasets.get("nifti"), raw, tmp_path / "processed", progress=False)
     message = str(info.value)
     assert message.startswith(f"{bad} (copied to {raw}") and "labelsTr/c1.nii.gz" in message

@@ -12,13 +12,13 @@ from cvcl import methods
 from cvcl.analysis import config_name
 from cvcl.errors import ParamError
 from cvcl.losses.consistency import teacher_input_noise
-from cvcl.methods import SUPERVISED_TERM, Method
+from cvcl.methods import SUPERVISED_TERM, LossConfig, Method
 from cvcl.models.vnet import VNet
 from cvcl.params import Params
 from cvcl.settings import SETTINGS
 from cvcl.tracking.naming import run_name
 from cvcl.training.ema import make_teacher
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from tests.conftest import ROOT
 
 SHAPE = (32, 16, 16)

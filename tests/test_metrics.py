@@ -1,5 +1,5 @@
 """Our metrics equal medpy's (to 1e-9 relative) on hundreds of seeded random cases, and the
-empty-mask policy does what the README says."""
+empty-mask policy does what docs/evaluation.md says."""
 
 import math
 

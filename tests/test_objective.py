@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
+from cvcl.methods import LossConfig
 from cvcl.models.vnet import VNet
 from cvcl.training.ema import make_teacher
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 
 SHAPE = (32, 16, 16)
 

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -114,7 +113,7 @@ def test_mlflow_run_has_params_curves_metrics_tags_and_artifacts(repo, monkeypat
     assert r.data.tags["git_commit"] == head
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"metrics.json", "per_case.csv", "train_log.csv", "model.pt"} <= artifacts
-    # the network as the run's MLflow model, with what cvcl.predict needs as metadata
+    # the network as the run's MLflow model, with what cvcl predict needs as metadata
     [output] = client.get_run(r.info.run_id).outputs.model_outputs
     logged = client.get_logged_model(output.model_id)
     assert logged.name == "model" and logged.source_run_id == r.info.run_id
@@ -149,13 +148,13 @@ def test_exp_run_with_labeled_reruns_only_downstream_stages(repo):
 
 
 def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo, tmp_path):
-    """The issue's acceptance: ``cvcl.predict --model runs:/<id>/model`` on NIfTI files outside every
+    """The issue's acceptance: ``cvcl predict --model runs:/<id>/model`` on NIfTI files outside every
     split; the predictions open over their scans (SimpleITK) and follow the training preprocessing."""
     from scipy.spatial.transform import Rotation
 
     from cvcl.io.volume import nifti_image
     from cvcl.params import load_params
-    from cvcl.sources.synthetic_la import config, generate_case
+    from cvcl.datasets.synthetic_la.source import config, generate_case
 
     run_id = json.loads((repo / "models" / "mlflow_run.json").read_text())["run_id"]
     scans, labels = tmp_path / "scans", tmp_path / "labels"
@@ -176,7 +175,7 @@ def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo
     nib.save(nifti_image(np.asarray(source.dataobj, np.float32), turned), str(scans / "colleague_scan.nii.gz"))
     nib.save(nifti_image(np.zeros(source.shape, np.uint8), turned), str(labels / "colleague_scan.nii.gz"))
 
-    out = run([sys.executable, "-m", "cvcl.predict", "--model", f"runs:/{run_id}/model", "--input", str(scans),
+    out = run(["cvcl", "predict", "--model", f"runs:/{run_id}/model", "--input", str(scans),
                "--output", str(tmp_path / "segs"), "--labels", str(labels)], repo)
     assert "predict: 2 prediction(s)" in out.stdout
     for name in ("new_patient", "colleague_scan"):

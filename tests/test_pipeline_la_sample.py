@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from cvcl.datasets.la import source as la
 from cvcl.evaluation.metrics import case_metrics
-from cvcl.sources import la
 from tests.conftest import LA_SAMPLE
 from tests.helpers import TINY, copy_repository, run, set_params
 

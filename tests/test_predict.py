@@ -1,9 +1,10 @@
-"""``cvcl.predict`` on scans outside the pipeline: geometry (read back with SimpleITK), the
+"""``cvcl predict`` on scans outside the pipeline: geometry (read back with SimpleITK), the
 training preprocessing, MLflow model URIs, and the one-line errors."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import nrrd
@@ -13,15 +14,15 @@ import SimpleITK as sitk
 import torch
 from scipy.spatial.transform import Rotation
 
-from cvcl.cli import run_stage
-from cvcl.datasets import Intensity
-from cvcl.inference.predict import InferConfig, predict_volume
+from cvcl.entrypoint import run_stage
+from cvcl.datasets.spec import Intensity
+from cvcl.inference.predictor import InferConfig, predict_volume
 from cvcl.io.nrrd import write_nrrd
 from cvcl.io.volume import nifti_image, write_case, Case, Geometry
 from cvcl.models.checkpoint import save_checkpoint
 from cvcl.models.config import ModelConfig, build_model
 from cvcl.models.vnet import VNetOutput
-from cvcl.predict import main as predict_main
+from cvcl.commands.predict import main as predict_main
 from cvcl.preprocessing.normalize import zscore
 from cvcl.preprocessing.recipe import Recipe, prepare
 from tests.conftest import ROOT, ball
@@ -170,8 +171,8 @@ def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp
 
 def test_prepare_normalises_a_scan_as_the_converters_do(tmp_path):
     """The recipe's steps equal the converters' own (nnU-Net z-score; SSL4MIS crop, clip, z-score)."""
-    from cvcl.preprocessing.brats import convert_case as brats_case
-    from cvcl.preprocessing.nifti import convert_case as nifti_case
+    from cvcl.datasets.brats2019.convert import convert_case as brats_case
+    from cvcl.datasets.nifti.convert import convert_case as nifti_case
     from cvcl.sources.layouts import NiftiCase
 
     image = scan_data()
@@ -252,8 +253,11 @@ def test_a_scan_error_keeps_the_finished_predictions_whole(tmp_path, checkpoint,
     assert nib.load(out / "a.nii.gz").shape == (30, 26, 12)
 
 
-def test_the_command_line_exits_2_on_a_missing_model(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "cvcl.predict", "--model", "runs:/0123456789abcdef/model",
+# the command, and the old spelling kept as its alias
+@pytest.mark.parametrize("command", [[str(Path(sys.executable).parent / "cvcl"), "predict"],
+                                     [sys.executable, "-m", "cvcl.predict"]], ids=["cvcl predict", "python -m cvcl.predict"])
+def test_the_command_line_exits_2_on_a_missing_model(tmp_path, command):
+    proc = subprocess.run([*command, "--model", "runs:/0123456789abcdef/model",
                            "--input", str(tmp_path), "--output", str(tmp_path / "o")], cwd=ROOT, capture_output=True,
                           text=True, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}",
                                           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
@@ -263,7 +267,7 @@ def test_the_command_line_exits_2_on_a_missing_model(tmp_path):
 
 
 def test_register_best_picks_by_validation_dice_and_models_uri_predicts(tmp_path, mlflow_store, checkpoint, capsys):
-    from cvcl.register import main as register_main
+    from cvcl.commands.register import main as register_main
     from cvcl.tracking.model import register_best
     from cvcl.tracking.run import start_run, stage_status
 

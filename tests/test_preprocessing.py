@@ -2,6 +2,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cvcl import datasets
 from cvcl.errors import DataError
 from cvcl.io.volume import nifti_image, read_case
 from cvcl.preprocessing import preprocess
@@ -35,7 +36,7 @@ def raw(tmp_path, rng):
 
 def test_nifti_cases_become_zscored_h5_with_geometry(raw, tmp_path):
     out = tmp_path / "processed"
-    assert preprocess("nifti", raw, out, progress=False) == 3
+    assert preprocess(datasets.get("nifti"), raw, out, progress=False) == 3
     case = read_case(out / "case0.h5")
     assert case.image.shape == (1, 20, 18, 12) and case.image.dtype == np.float32
     assert abs(float(case.image.mean())) < 1e-5 and abs(float(case.image.std()) - 1) < 1e-4
@@ -54,7 +55,7 @@ def test_multichannel_cases_keep_every_channel(tmp_path, rng):
     lab = np.zeros((16, 16, 16), np.uint8)
     lab[4:9, 4:9, 4:9] = 1
     write_case(raw, "mm", rng.normal(0, 1, (16, 16, 16)), lab, channels=2)
-    preprocess("nifti", raw, tmp_path / "p", progress=False)
+    preprocess(datasets.get("nifti"), raw, tmp_path / "p", progress=False)
     assert read_case(tmp_path / "p" / "mm.h5").image.shape == (2, 16, 16, 16)
 
 
@@ -80,7 +81,7 @@ def test_bad_cases_stop_with_the_file_named_and_leave_nothing(tmp_path, rng, pro
     write_case(raw, "bad", img, None if problem == "nolabel" else lab)
     out = tmp_path / "processed"
     with pytest.raises(DataError) as info:
-        preprocess("nifti", raw, out, progress=False)
+        preprocess(datasets.get("nifti"), raw, out, progress=False)
     assert message in str(info.value)
     assert "bad" in str(info.value)  # names the file
     assert not out.exists()
@@ -90,7 +91,7 @@ def test_bad_cases_stop_with_the_file_named_and_leave_nothing(tmp_path, rng, pro
 def test_empty_dataset_folder_is_an_error(tmp_path):
     (tmp_path / "raw" / "imagesTr").mkdir(parents=True)
     with pytest.raises(DataError, match="empty"):
-        preprocess("nifti", tmp_path / "raw", tmp_path / "out", progress=False)
+        preprocess(datasets.get("nifti"), tmp_path / "raw", tmp_path / "out", progress=False)
 
 
 def test_zscore_over_a_mask_and_per_channel(rng):

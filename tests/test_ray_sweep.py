@@ -4,8 +4,10 @@ A bare git remote ``origin`` and a folder DVC remote hold the baseline commit an
 fixture runs the data stages once and pushes them); the runs go to the team server (PostgreSQL,
 basic auth, as ``make server`` starts it: tests/team_server.py) as the user alice; ``ray start``
 makes a head and one worker node of one CPU each. The sweep's driver is the user's command,
-``python -m cvcl.sweep_ray``, run as a subprocess. One point's first attempt is killed mid-run
-(the task's process and its ``dvc exp run``) to show the retry.
+``cvcl sweep-ray``, run as a subprocess. One point's first attempt is killed mid-run (the task's
+process and its ``dvc exp run``) to show the retry: that sweep's driver is the same command with
+the killing task of tests/ray_kill.py (``python -m tests.ray_kill``), which the cluster's workers
+import from the repository (``PYTHONPATH``).
 ``CVCL_RAY_TIMING=1`` also runs the grid on one node, for the one-node-versus-two timing.
 """
 
@@ -20,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from cvcl.sweep_ray import KILL_HOOK, exp_name
+from cvcl.commands.sweep_ray import exp_name
+from tests.conftest import ROOT
 from tests.helpers import BIN, TINY, copy_repository, run, set_params
+from tests.ray_kill import KILL_ONCE
 from tests.team_server import free_port, running_team_server
 
 pytestmark = pytest.mark.slow
@@ -33,9 +37,9 @@ KILLED = {"method": "cvcl", "seed": "1"}
 TIMES: dict[str, float] = {}
 
 
-def ray_cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def ray_cmd(*args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run([str(BIN / "ray"), *args, "--disable-usage-stats"] if args[0] == "start" else [str(BIN / "ray"), *args],
-               Path("/tmp"), check=check, timeout=120)
+               Path("/tmp"), check=check, timeout=120, extra_env=extra_env)
 
 
 @pytest.fixture(scope="module")
@@ -61,25 +65,29 @@ def lab(tmp_path_factory):
 
     ray_port = free_port()
     raytmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths live here
+    marker = root / "killed-once"
+    # the workers inherit this: tests.ray_kill importable, and the point its killing task kills
+    workers_env = {"PYTHONPATH": str(ROOT), KILL_ONCE: f"{marker}:{exp_name(KILLED)}"}
     with running_team_server() as team:
         try:
             started = time.time()
             ray_cmd("start", "--head", "--port", str(ray_port), "--num-cpus", "1", "--include-dashboard", "false",
-                    "--temp-dir", str(raytmp))
-            ray_cmd("start", "--address", f"127.0.0.1:{ray_port}", "--num-cpus", "1")
+                    "--temp-dir", str(raytmp), extra_env=workers_env)
+            ray_cmd("start", "--address", f"127.0.0.1:{ray_port}", "--num-cpus", "1", extra_env=workers_env)
             TIMES["ray start (head + worker)"] = time.time() - started
             yield {"root": root, "origin": origin, "repo": repo, "branch": branch, "uri": team.uri,
-                   "env": team.env(), "address": f"127.0.0.1:{ray_port}", "marker": root / "killed-once"}
+                   "env": team.env(), "address": f"127.0.0.1:{ray_port}", "marker": marker}
         finally:
             ray_cmd("stop", "--force", check=False)
             shutil.rmtree(raytmp, ignore_errors=True)
         print("\n" + "\n".join(f"TIME {k}: {v:.1f} s" for k, v in TIMES.items()))  # pytest -s shows them
 
 
-def sweep(lab, extra_env: dict[str, str] | None = None, address: str | None = None) -> tuple[dict, str]:
+def sweep(lab, driver: tuple[str, ...] = ("cvcl", "sweep-ray"), address: str | None = None) -> tuple[dict, str]:
+    """``driver --address ... GRID`` in the repository; its summary and output."""
     started = time.time()
-    proc = run([sys.executable, "-m", "cvcl.sweep_ray", "--address", address or lab["address"], *GRID], lab["repo"],
-               check=False, timeout=900, extra_env={**lab["env"], **(extra_env or {})})
+    proc = run([*driver, "--address", address or lab["address"], *GRID], lab["repo"],
+               check=False, timeout=900, extra_env=lab["env"])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     summary = json.loads(out.split("summary:", 1)[1].splitlines()[0])
@@ -89,7 +97,7 @@ def sweep(lab, extra_env: dict[str, str] | None = None, address: str | None = No
 
 @pytest.fixture(scope="module")
 def swept(lab):
-    summary, out = sweep(lab, {KILL_HOOK: f"{lab['marker']}:{exp_name(KILLED)}"})
+    summary, out = sweep(lab, driver=(sys.executable, "-m", "tests.ray_kill"))
     TIMES["2x2 grid on two nodes (one point killed and retried)"] = summary["wall"]
     for r in summary["done"]:
         t = r["times"]
@@ -160,14 +168,14 @@ def test_a_rerun_skips_every_finished_point(lab, swept):
 
 
 def test_a_bad_address_or_missing_remote_is_one_line(lab, tmp_path):
-    proc = run([sys.executable, "-m", "cvcl.sweep", "--executor", "ray", "--address", "127.0.0.1:1"], lab["repo"],
+    proc = run(["cvcl", "sweep", "--executor", "ray", "--address", "127.0.0.1:1"], lab["repo"],
                check=False, extra_env=lab["env"])
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "error: --address 127.0.0.1:1: no Ray head answers there" in proc.stderr
     lone = tmp_path / "lone"
     lone.mkdir()
     copy_repository(lone)
-    proc = run([sys.executable, "-m", "cvcl.sweep_ray", "--address", lab["address"], *GRID], lone, check=False)
+    proc = run(["cvcl", "sweep-ray", "--address", lab["address"], *GRID], lone, check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: no git remote 'origin': the workers clone it (git remote add origin URL)")
 

@@ -9,9 +9,10 @@ import torch
 
 from cvcl.data.dataset import PatchDataset
 from cvcl.io.volume import Case, Geometry, write_case
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.trainer import train
 from tests.conftest import LA_SAMPLE
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cvcl.errors import ParamError
-from cvcl.inference.predict import InferConfig, predict_volume
+from cvcl.inference.predictor import InferConfig, predict_volume
 from cvcl.io.resample import resample_case, resize_label, resize_probabilities, target_shape
 from cvcl.io.volume import Case, Geometry, read_case, to_original_grid, write_case
 from cvcl.params import Params

@@ -14,9 +14,10 @@ from mlflow import MlflowClient
 
 from cvcl.data.dataset import PatchDataset
 from cvcl.data.sampler import TwoStreamBatchSampler
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.resume import CheckpointStore
 from cvcl.training.trainer import train
 from tests.conftest import ROOT
@@ -27,9 +28,10 @@ ITERATIONS, EVERY = 30, 10
 TRAIN = """
 import os, signal, sys, torch
 from cvcl.data.dataset import PatchDataset
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.resume import CheckpointStore
 from cvcl.training.trainer import train
 folder, store_dir, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])

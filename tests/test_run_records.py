@@ -7,12 +7,14 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from cvcl.commands import main as cvcl
 from cvcl.evaluation.report import PER_CASE_FIELDS
 from cvcl.tracking.record_store import export_records, import_records
-from cvcl.tracking.records import (HASH_TAG, RECORD_TAG, RecordError, RunRecorder, main, read_record, record_files,
+from cvcl.tracking.records import (HASH_TAG, RECORD_TAG, RecordError, RunRecorder, read_record, record_files,
                                    write_record)
 from tests.conftest import ROOT
 
@@ -110,7 +112,7 @@ def test_a_record_lands_in_the_store_whole(mlflow_store, tmp_path, monkeypatch):
 def test_a_second_import_creates_nothing(mlflow_store, tmp_path):
     path, record = make_record(tmp_path, steps=5, status="FINISHED")
     [first] = import_records([path], say=lambda line: None)
-    proc = subprocess.run([sys.executable, "-m", "cvcl.tracking.records", "import", str(tmp_path)],
+    proc = subprocess.run([str(Path(sys.executable).parent / "cvcl"), "records", "import", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"{path}: skipped (already imported), run {first.run_id}" in proc.stdout
@@ -164,9 +166,7 @@ def test_a_corrupt_record_is_refused_in_one_line_naming_it(mlflow_store, tmp_pat
     corrupt(bad)
     with pytest.raises(RecordError, match="b-bad.json"):
         read_record(bad)
-    with pytest.raises(SystemExit) as stopped:
-        main(["import", str(tmp_path / "runs")])
-    assert stopped.value.code == 2
+    assert cvcl(["records", "import", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {bad}: ")
     # the records are all checked before the store is touched: nothing of either is imported
@@ -175,9 +175,8 @@ def test_a_corrupt_record_is_refused_in_one_line_naming_it(mlflow_store, tmp_pat
 
 
 def test_a_missing_path_is_refused(mlflow_store, tmp_path, capsys):
-    with pytest.raises(SystemExit) as stopped:
-        main(["import", str(tmp_path / "nowhere")])
-    assert stopped.value.code == 2 and "nowhere: not found" in capsys.readouterr().err
+    assert cvcl(["records", "import", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: not found" in capsys.readouterr().err
 
 
 def test_write_record_is_atomic_and_round_trips(tmp_path):

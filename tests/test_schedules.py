@@ -5,9 +5,10 @@ import torch
 import yaml
 
 from cvcl.losses.consistency import consistency_weight, sigmoid_rampup
+from cvcl.methods import LossConfig
 from cvcl.models.vnet import VNet
 from cvcl.training.ema import ema_alpha, make_teacher, update_ema
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.schedule import poly_lr
 from tests.conftest import ROOT
 

@@ -7,13 +7,13 @@ import pytest
 import yaml
 
 from cvcl.errors import ParamError
-from cvcl.inference.predict import InferConfig
+from cvcl.inference.predictor import InferConfig
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.params import flatten, load_params
 from cvcl.errors import closest
 from cvcl.settings import SETTINGS, check_known
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig
 from tests.conftest import ROOT
 from tests.helpers import run, set_params, stage_workspace
 
@@ -75,7 +75,7 @@ def test_a_stage_stops_on_a_key_added_with_plus(tmp_path):
 
 def test_every_shipped_preset_names_known_parameters(tmp_path):
     from cvcl.errors import DataError
-    from cvcl.presets import PRESETS, load_preset
+    from cvcl.commands.presets import PRESETS, load_preset
 
     for path in PRESETS.glob("*.yaml"):
         assert load_preset(path.stem)

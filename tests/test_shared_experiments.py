@@ -1,6 +1,6 @@
 """Sharing data and experiments between clones through a git remote and a DVC remote (slow).
 
-What a lab does (README, "Sharing data and experiments"): the DVC remote is configured once in
+What a lab does (docs/tracking.md, "Sharing data and experiments"): the DVC remote is configured once in
 the committed ``.dvc/config``; Alice runs an experiment and ``dvc exp push``es it; Bob clones
 the git remote, ``dvc exp pull``s and ``dvc exp apply``s it, ``dvc pull``s, and has her model and
 metrics byte for byte with nothing to retrain. One tiny experiment is trained (about 1-2 minutes

@@ -4,7 +4,10 @@ import re
 
 import pytest
 
-from cvcl.sources import la, protocol
+from cvcl.datasets.brats2019 import SSL4MIS
+from cvcl.datasets.la import UA_MT
+from cvcl.datasets.la import source as la
+from cvcl.sources import protocol
 from tests.conftest import LA_SAMPLE, SHARED_DATASETS
 
 
@@ -15,7 +18,7 @@ def test_la_manifest_is_the_shared_one():
 
 def test_la_lists_are_the_manifest_in_order():
     manifest = la.read_manifest()
-    lists = protocol.shipped("la")
+    lists = protocol.shipped(UA_MT)
     assert lists.lists["train"] == [c for c, f in manifest.items() if f.split == "train"]
     assert lists.lists["test"] == [c for c, f in manifest.items() if f.split == "test"]
     assert (len(lists.lists["train"]), len(lists.lists["test"])) == (80, 20)
@@ -24,13 +27,13 @@ def test_la_lists_are_the_manifest_in_order():
 
 @pytest.mark.skipif(not LA_SAMPLE.is_dir(), reason="the shared LA sample is not available")
 def test_the_sample_lists_are_prefixes_of_the_published_ones():
-    lists = protocol.shipped("la").lists
+    lists = protocol.shipped(UA_MT).lists
     assert (LA_SAMPLE / "train.list").read_text().split() == lists["train"][:8]
     assert (LA_SAMPLE / "test.list").read_text().split() == lists["test"][:4]
 
 
 def test_ssl4mis_brats_lists():
-    lists = protocol.shipped("brats2019")
+    lists = protocol.shipped(SSL4MIS)
     counts = {k: len(v) for k, v in lists.lists.items()}
     assert counts == {"train": 250, "val": 25, "test": 60}
     cases = lists.cases()

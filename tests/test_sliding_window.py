@@ -10,7 +10,7 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import sliding_window_inference
 from torch.overrides import TorchFunctionMode
 
-from cvcl.inference.predict import TTA_FLIPS, InferConfig, largest_component, predict_volume
+from cvcl.inference.predictor import TTA_FLIPS, InferConfig, largest_component, predict_volume
 from cvcl.inference.sliding_window import (gaussian_importance, monai_overlap, sliding_window_probs,
                                            window_grid, window_starts)
 from cvcl.io.volume import Case, Geometry, read_case, to_original_grid, write_case, write_nifti

@@ -16,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 from nbclient import NotebookClient
 
-from cvcl.cli import parent_pid
+from cvcl.entrypoint import parent_pid
 from tests.helpers import TINY, copy_repository, env, run, set_params
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cvcl import sweep
+from cvcl.commands import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,12 +4,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cvcl import datasets
+from cvcl.datasets.synthetic_brats.source import SyntheticBraTSConfig, case_grid, generate_case, load_template
 from cvcl.io.volume import read_case
 from cvcl.params import Params
 from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.sources import fetch
-from cvcl.sources.synthetic_brats import SyntheticBraTSConfig, case_grid, generate_case, load_template
 
 CFG = SyntheticBraTSConfig(n_train=2, n_val=1, n_test=1, spacing=4.0, seed=11)
 PARAMS = Params({"dataset": "synthetic-brats", "download": {"synthetic_brats": {
@@ -19,7 +20,7 @@ PARAMS = Params({"dataset": "synthetic-brats", "download": {"synthetic_brats": {
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("synbrats") / "raw"
-    fetch("synthetic-brats", PARAMS, out, progress=False)
+    fetch(datasets.get("synthetic-brats"), PARAMS, out, progress=False)
     return out
 
 
@@ -74,7 +75,7 @@ def test_cases_are_deterministic_and_distinct(raw):
 
 def test_goes_through_the_brats_converter(raw, tmp_path):
     cfg = PreprocessConfig(modalities=("flair", "t1", "t1ce", "t2"))
-    assert preprocess("synthetic-brats", raw, tmp_path / "p", config=cfg, progress=False) == 4
+    assert preprocess(datasets.get("synthetic-brats"), raw, tmp_path / "p", config=cfg, progress=False) == 4
     case = read_case(tmp_path / "p" / "synbrats_000.h5")
     volumes, _ = load(raw, "synbrats_000")
     assert case.image.shape[0] == 4

@@ -4,7 +4,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull
 from skimage.filters import threshold_otsu
 
-from cvcl.sources.synthetic_la import SyntheticLAConfig, case_ids, generate_case, generate_dataset
+from cvcl.datasets.synthetic_la.source import SyntheticLAConfig, case_ids, generate_case, generate_dataset
 
 CFG = SyntheticLAConfig(n_train=4, n_test=2)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from cvcl.commands import server as server_command
 from cvcl.tracking import server as team_server
 from tests.team_server import ADMIN_PASSWORD, PASSWORD, USER, running_team_server
 
@@ -301,13 +302,13 @@ def test_bad_values_get_one_note_each_and_the_run_stays_readable(server, monkeyp
 
 
 def _fake_serve(tmp_path: Path, monkeypatch, *argv: str) -> tuple[list[str], dict[str, str]]:
-    """``serve`` as ``python -m cvcl.tracking.server <argv>`` runs it, with an external database
+    """``serve`` as ``cvcl server <argv>`` runs it, with an external database
     and no ``mlflow server`` started: the command and environment it would run it with."""
     started = []
     monkeypatch.setattr(team_server, "_run_until_stopped", lambda cmd, env: started.append((cmd, env)) or 0)
     for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_USERNAME"):
         monkeypatch.delenv(name, raising=False)
-    args = team_server.parse_args(["--state-dir", str(tmp_path / "state"),
+    args = server_command.parse_args(["--state-dir", str(tmp_path / "state"),
                                    "--backend-uri", "postgresql://db.invalid/mlflow", *argv])
     assert team_server.serve(args) == 0
     return started[0]

@@ -1,5 +1,5 @@
 """The team tracking server for real: PostgreSQL and `mlflow server` with basic auth on loopback,
-started by ``python -m cvcl.tracking.server`` as ``make server`` does, and the pipeline's stages
+started by ``cvcl server`` as ``make server`` does, and the pipeline's stages
 logging to it through MLFLOW_TRACKING_URI/USERNAME/PASSWORD alone.
 
 Services start once for the module; the restart test comes last, as it stops and restarts them.

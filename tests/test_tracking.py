@@ -98,7 +98,7 @@ def test_a_terminated_stage_marks_its_run_failed(tmp_path):
     script = tmp_path / "stage.py"
     script.write_text(
         "import time\n"
-        "from cvcl.cli import run_stage\n"
+        "from cvcl.entrypoint import run_stage\n"
         "from cvcl.tracking.run import start_run, stage_status\n"
         "def main():\n"
         "    run = start_run('toy', 'r', {}, {})\n"

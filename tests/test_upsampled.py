@@ -23,9 +23,10 @@ from cvcl.losses.upsampled import (
     resize_adjoint,
     upsample_to,
 )
+from cvcl.methods import LossConfig
 from cvcl.models.vnet import VNet
 from cvcl.training.ema import make_teacher
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from tests import prototype_reference as ref
 
 TOL = {"rtol": 1e-9, "atol": 1e-11}

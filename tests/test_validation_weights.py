@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from cvcl.data.dataset import PatchDataset
+from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
-from cvcl.training.objective import LossConfig, Objective
+from cvcl.training.objective import Objective
 from cvcl.training.trainer import train
 from tests.helpers import write_box_cases
 

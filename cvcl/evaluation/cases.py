@@ -60,7 +60,7 @@ def write_overlays(rows: list[dict], processed: Path, predictions: Path, folder:
 
 def find_references(names: list[str], folder: Path) -> dict[str, Path]:
     """The reference label of each scan name in ``folder``: ``<name>.nii.gz``, ``.nii`` or
-    ``.nrrd`` (``cvcl.predict --labels``); DataError naming the first one missing."""
+    ``.nrrd`` (``cvcl predict --labels``); DataError naming the first one missing."""
     found = {}
     for name in names:
         paths = [folder / f"{name}{suffix}" for suffix in VOLUME_SUFFIXES]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Iterable
 
@@ -43,9 +42,3 @@ def format_table(summary: dict) -> str:
     elif summary.get("n_degenerate"):
         lines.append(f"note: {summary['n_degenerate']} of {n} predictions are degenerate (empty or mostly foreground)")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # `python -m cvcl.evaluation.report [metrics.json]`
-    import sys
-
-    print(format_table(json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else "metrics/metrics.json").read_text())))

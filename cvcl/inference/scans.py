@@ -1,4 +1,4 @@
-"""Scans given to ``cvcl.predict``: finding them, reading them with their geometry, and writing
+"""Scans given to ``cvcl predict``: finding them, reading them with their geometry, and writing
 each prediction beside the others in its scan's own grid and format.
 
 Accepted inputs (a file, or a folder of them; hidden files and other suffixes are ignored):
@@ -135,7 +135,7 @@ def read_preprocessed(scan: Scan, channels: int) -> Case:
     """An ``.h5`` scan as a processed case: the pipeline's convention when the file states its
     geometry, else the LA release's format, read as the ``la`` converter reads it (0.625 mm
     voxels, axis-aligned)."""
-    from cvcl.preprocessing.la_h5 import read_release_case
+    from cvcl.datasets.la.convert import read_release_case
 
     path = scan.files[0]
     try:

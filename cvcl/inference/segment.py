@@ -1,4 +1,4 @@
-"""Segmenting scans outside the pipeline's splits with any trained model (``cvcl.predict``).
+"""Segmenting scans outside the pipeline's splits with any trained model (``cvcl predict``).
 
 A model comes from a checkpoint (``models/model.pt``) or from MLflow (``runs:/<run_id>/model``,
 ``models:/<name>/<version>``); either way it brings the preprocessing it was trained with
@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from cvcl.errors import DataError
-from cvcl.inference.predict import InferConfig, Predictor, check_window, predict_volume
+from cvcl.inference.predictor import InferConfig, Predictor, check_window, predict_volume
 from cvcl.inference.scans import Scan, read_preprocessed, read_scan, write_prediction
 from cvcl.io.resample import resample_case
 from cvcl.io.volume import to_original_grid

@@ -191,7 +191,7 @@ def to_original_grid(label: np.ndarray, geometry: Geometry) -> tuple[np.ndarray,
     """Place a label map of a cropped case back into the source grid.
 
     ``label`` is on the case's grid before any resampling (``geometry.source_shape`` for a
-    resampled case: resample predictions first, see ``cvcl.inference.predict``). Returns
+    resampled case: resample predictions first, see ``cvcl.inference.predictor``). Returns
     ``(array, affine)``: the padded array and the source affine, or the input and its own
     affine when the case was not cropped.
     """

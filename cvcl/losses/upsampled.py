@@ -16,7 +16,7 @@ or a norm:
   are upsampled once, for the norm alone, in channels-last order (the reduction is contiguous).
   Computing them one image at a time and recomputing the upsampling in the backward instead of
   keeping it cut the step's peak memory (CVCL / mean teacher 1.072 instead of 1.146 at the
-  paper's size on the CPU) but cost time there (README, "Training speed"); the upsampled
+  paper's size on the CPU) but cost time there (docs/results.md, "Training speed"); the upsampled
   student features are kept.
 
 Everything else on the label grid has ``K`` channels (classes) or one. The results equal those of the upsampled features to float rounding

@@ -9,7 +9,8 @@ A method module in this folder (``supervised.py``, ``mean_teacher.py``, ``ua_mt.
   ``dvc.yaml`` that draws them and the weight whose 0 removes them);
 - the ``switches`` that tell its configurations apart in run names and result tables
   (cvcl: ``loss.pcl_weight``, ``loss.vcl_weight``);
-- the computation of its unsupervised terms (:meth:`Method.add_terms`).
+- the computation of its unsupervised terms (:meth:`Method.add_terms`), from a :class:`Batch`
+  and the loss settings (:class:`LossConfig`) defined here with them.
 
 Everything else reads the declarations: the generic objective
 (:class:`cvcl.training.objective.Objective`), the train log's columns (:func:`log_columns`),
@@ -24,17 +25,17 @@ The declarations import without torch (``cvcl.settings`` validates ``method`` th
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Mapping
 
 from cvcl.registry import discover_members, member
+from cvcl.settings import default
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
     from cvcl.models.vnet import VNetOutput
-    from cvcl.training.objective import LossConfig
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,30 @@ class Alias:
 SUPERVISED_TERM = Term("loss_sup", "cross-entropy + Dice of the labeled volumes", "training_loss")
 # the train log's columns that are not loss terms, around them
 _LEADING, _TRAILING = ("step", "loss"), ("consistency_weight", "lr", "grad_norm", "amp_scale")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and settings of the loss terms (``loss`` in params.yaml): what a method's terms
+    read from :attr:`Batch.cfg`, and what the generic objective ramps and scales them with."""
+
+    consistency: float = default("loss.consistency")        # maximum of the ramp w(t)
+    rampup_epochs: float = default("loss.rampup_epochs")     # R: steps of the ramp's staircase
+    rampup_length: float = default("loss.rampup_length")     # share of the run the ramp spans
+    mt_weight: float = default("loss.mt_weight")          # mean-teacher softmax MSE
+    pcl_weight: float = default("loss.pcl_weight")         # class-level prototype consistency
+    vcl_weight: float = default("loss.vcl_weight")         # voxel-level contrast, reference units (x InfoNCE / 20)
+    teacher_noise: float = default("loss.teacher_noise")      # std of the Gaussian noise on the teacher's input
+    temperature: float = default("loss.temperature")        # InfoNCE temperature tau
+    n_anchor: int = default("loss.n_anchor")             # anchors per image and class
+    proto_scale: float = default("loss.proto_scale")       # s in softmax(s * cos)
+    prototype_feature: str = default("loss.prototype_feature")  # feature tap the prototypes pool
+    uamt_passes: int = default("loss.uamt_passes")            # T noisy teacher passes for UA-MT
+
+    def as_params(self) -> dict[str, float | int | str]:
+        """The settings under their params.yaml names: ``{"loss.pcl_weight": 1.0, ...}`` (what
+        the methods' declarations and :func:`cvcl.tracking.naming.run_name` read)."""
+        return {f"loss.{f.name}": getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Raw dataset -> processed cases (see :mod:`cvcl.io.volume` for the processed convention).
 
-Each converter module has ``iter_cases(raw_dir, source, config)`` yielding ``(Case, raw path)``;
-which one converts a dataset is its entry in :mod:`cvcl.datasets`. :func:`preprocess` writes the
-cases, ``manifest.csv``, and copies the split lists and ``protocol.json`` (which lists they are)
-from the raw folder, so the fixed split travels with the data it names.
+Each dataset's converter (``cvcl/datasets/<name>/convert.py``) has ``iter_cases(raw_dir, source,
+config)`` yielding ``(Case, raw path)``, built from the steps this package shares (checks, crops,
+normalisation). :func:`preprocess` runs the one the dataset declares and writes the cases,
+``manifest.csv``, and copies the split lists and ``protocol.json`` (which lists they are) from
+the raw folder, so the fixed split travels with the data it names.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import contextlib
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from tqdm import tqdm
 
-from cvcl import datasets
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path, write_json
 from cvcl.io.resample import resample_case
@@ -26,11 +26,15 @@ from cvcl.preprocessing.recipe import channel_names, make_recipe
 from cvcl.sources.layouts import ORIGINS_FILE
 from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, RECIPE, case_file, read_list, write_manifest
 
+if TYPE_CHECKING:
+    from cvcl.datasets.spec import Dataset
 
-def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
+
+def preprocess(dataset: Dataset, raw_dir: str | Path, out_dir: str | Path, *,
                config: PreprocessConfig | None = None, progress: bool = True) -> int:
-    """Convert ``raw_dir`` into ``out_dir`` (replaced atomically); returns the number of cases."""
-    convert = datasets.get(dataset).iter_cases
+    """Convert ``raw_dir`` into ``out_dir`` (replaced atomically) with ``dataset``'s converter;
+    returns the number of cases."""
+    convert = dataset.iter_cases
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise DataError(raw_dir, "not found; run the download stage first")
@@ -42,8 +46,8 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
             subsets.update({case_id: subset for case_id in read_list(listing)})
     rows, spacings, channels = [], [], ("image",)
     with atomic_path(out_dir, directory=True) as tmp, _naming_originals(raw_dir):
-        cases = convert(raw_dir, dataset, config)
-        for case, source in tqdm(cases, desc=f"preprocess {dataset}", unit="case", disable=not progress):
+        cases = convert(raw_dir, dataset.name, config)
+        for case, source in tqdm(cases, desc=f"preprocess {dataset.name}", unit="case", disable=not progress):
             if config.resample is not None:
                 case = resample_case(case, config.resample)
             write_case(case_file(case.case_id, tmp), case)
@@ -55,7 +59,7 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
                 "shape": "x".join(str(s) for s in case.shape),
                 "spacing": "x".join(f"{s:g}" for s in case.geometry.spacing),
                 "source": source,
-                "dataset": dataset,
+                "dataset": dataset.name,
             })
         missing = sorted(set(subsets) - {r["case_id"] for r in rows})
         if missing:
@@ -64,7 +68,7 @@ def preprocess(dataset: str, raw_dir: str | Path, out_dir: str | Path, *,
             if (raw_dir / name).is_file():  # the fixed split travels with the data it names
                 shutil.copyfile(raw_dir / name, tmp / name)
         write_manifest(tmp, rows)
-        recipe = make_recipe(dataset, datasets.get(dataset).intensity, channels, config.resample, spacings)
+        recipe = make_recipe(dataset.name, dataset.intensity, channels, config.resample, spacings)
         write_json(tmp / RECIPE.name, recipe.as_dict())
     return len(rows)
 

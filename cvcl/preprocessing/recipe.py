@@ -5,7 +5,7 @@ the train stage copies it into the checkpoint's ``meta["preprocessing"]`` and th
 into the MLflow model's metadata. :func:`prepare` applies it to a raw scan for ``cvcl.predict``:
 
 1. crop to the box of non-zero voxels where the dataset does (BraTS);
-2. normalise the intensities as the dataset's converter does (:class:`cvcl.datasets.Intensity`);
+2. normalise the intensities as the dataset's converter does (:class:`cvcl.datasets.spec.Intensity`);
 3. resample to ``preprocess.resample`` where training did.
 
 What the converters do that needs the reference label (the LA crop around the atrium) cannot be
@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cvcl.datasets import Intensity
+from cvcl.datasets.spec import Intensity
 from cvcl.errors import DataError
 from cvcl.io.resample import resample_case
 from cvcl.io.volume import Case, Geometry

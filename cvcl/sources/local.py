@@ -2,8 +2,8 @@
 
 ``download.local_path`` names a folder or an archive (``.zip``, ``.tar[.gz|.bz2|.xz]``, as the
 challenges distribute them). The download stage copies the files the dataset's ``layout`` names
-(its module in :mod:`cvcl.datasets`, with the finders of :mod:`cvcl.sources.layouts`), and nothing
-else, into ``data/raw`` so that DVC versions exactly what was converted:
+(its folder's ``source.py``, with the finders of :mod:`cvcl.sources.layouts`), and nothing else,
+into ``data/raw`` so that DVC versions exactly what was converted:
 
 - every file is copied with its sha256 computed as written and checked on the copy, and listed in
   ``data/raw/files.sha256`` (``sha256sum -c files.sha256`` re-checks it);
@@ -35,7 +35,7 @@ from cvcl.sources.layouts import ORIGINS_FILE
 from cvcl.sources.transfer import copy_verified, sha256_file
 
 if TYPE_CHECKING:
-    from cvcl.datasets import Dataset
+    from cvcl.datasets.spec import Dataset
 
 EXTRACT_DIR = ".extract"  # inside the temporary output; removed before it is renamed into place
 
@@ -58,17 +58,6 @@ def config(params: Params) -> LocalConfig:
     if not (path.is_dir() or is_archive(path)):
         raise ParamError(name, value, expected + ("; it does not exist" if not path.exists() else ""))
     return LocalConfig(path)
-
-
-@dataclass(frozen=True)
-class CopyPlan:
-    """What a dataset's ``layout`` finds in a copy: ``files`` maps each destination (relative to
-    ``data/raw``) to its source file; ``cases`` are the case ids the copy holds; ``lists_at`` is
-    the folder whose ``train.list``/``test.list`` are the copy's own lists, if it has any."""
-
-    files: dict[str, Path]
-    cases: list[str]
-    lists_at: Path
 
 
 def write_raw(dataset: Dataset, cfg: LocalConfig, out: Path, *, progress: bool = True) -> dict:
@@ -102,7 +91,7 @@ def write_raw(dataset: Dataset, cfg: LocalConfig, out: Path, *, progress: bool =
             origins[rel] = (f"{cfg.path}/{src.relative_to(extracted).as_posix()}" if extracted is not None
                             else str(src))
         own = protocol.read_lists(plan.lists_at)
-        published = protocol.shipped(dataset.name) if dataset.published is not None else None
+        published = protocol.shipped(dataset.published) if dataset.published is not None else None
         record = protocol.settle(out, dataset.name, plan.cases, own, str(plan.lists_at), published)
     except DataError as exc:
         if extracted is None:

@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from cvcl import datasets
 from cvcl.errors import DataError
 from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, parse_ids, read_list
+
+if TYPE_CHECKING:
+    from cvcl.datasets.spec import Published
 
 SHIPPED = Path(__file__).resolve().parent / "data"
 
@@ -78,12 +80,9 @@ def _check_lists(lists: dict[str, list[str]], where: str) -> None:
             owner[case_id] = subset
 
 
-def shipped(dataset: str) -> CaseLists:
-    """The published lists ``dataset`` follows (its registry entry's ``published``, e.g. UA-MT's
-    for ``la`` and ``la-nrrd``), as the package ships them."""
-    published = datasets.get(dataset).published
-    if published is None:
-        raise ValueError(f"dataset {dataset!r} follows no published lists")
+def shipped(published: Published) -> CaseLists:
+    """The published lists a dataset declares it follows (its ``published``, e.g. UA-MT's for
+    ``la`` and ``la-nrrd``), as the package ships them in ``data/<published.folder>/``."""
     folder = SHIPPED / published.folder
     lists = {subset: read_list(folder / f"{subset}.list")
              for subset in ("train", "val", "test") if (folder / f"{subset}.list").is_file()}

@@ -1,6 +1,6 @@
-"""A throwaway team server: ``python -m cvcl.tracking.server`` (PostgreSQL and ``mlflow server``
+"""A throwaway team server: ``cvcl server`` (PostgreSQL and ``mlflow server``
 with basic auth, as ``make server`` starts it) on a free loopback port, its state in a new
-folder under /tmp, with one user added the README's way; stopped, database included, and
+folder under /tmp, with one user added docs/tracking.md's way; stopped, database included, and
 deleted on exit. The tests of the team server and the tracking load benchmark
 (``benchmarks/tracking_load.py``) start it with :func:`ephemeral_server`.
 """
@@ -50,7 +50,7 @@ def postgres_os_user() -> str | None:
 
 
 class EphemeralServer:
-    """``python -m cvcl.tracking.server`` on a free loopback port, with its state in ``state``;
+    """``cvcl server`` on a free loopback port, with its state in ``state``;
     ``user``/``password`` is the account :meth:`api` and :meth:`env` use."""
 
     def __init__(self, state: Path, pg_user: str | None, admin_password: str, user: str, password: str,
@@ -65,7 +65,7 @@ class EphemeralServer:
         """Start it and wait (at most ``timeout_s`` seconds) until it answers /health."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
-        cmd = [sys.executable, "-m", "cvcl.tracking.server", "--state-dir", str(self.state),
+        cmd = [sys.executable, "-m", "cvcl.commands", "server", "--state-dir", str(self.state),
                "--port", str(self.port), "--workers", str(self.workers)]
         cmd += ["--pg-user", self.pg_user] if self.pg_user else []
         cmd += list(self.args)
@@ -101,7 +101,7 @@ class EphemeralServer:
         return LocalPostgres(self.state / "postgres", self.pg_user)
 
     def add_user(self, user: str, password: str) -> None:
-        """The README's way to add a teammate: the admin posts to the users API."""
+        """docs/tracking.md's way to add a teammate: the admin posts to the users API."""
         created = requests.post(f"{self.uri}/api/2.0/mlflow/users/create", auth=("admin", self.admin_password),
                                 json={"username": user, "password": password}, timeout=30)
         if created.status_code != 200:
@@ -124,7 +124,7 @@ class EphemeralServer:
 @contextlib.contextmanager
 def ephemeral_server(admin_password: str, user: str, password: str, workers: int = 1,
                      args: tuple[str, ...] = ()) -> Iterator[EphemeralServer]:
-    """A started team server (``args``: more options of ``cvcl.tracking.server``) with the
+    """A started team server (``args``: more options of ``cvcl server``) with the
     account ``user``; stopped, with its database, and its
     folder deleted on exit (an error or Ctrl-C included). :class:`ServerError` where PostgreSQL
     cannot be started or the server does not come up."""

@@ -3,10 +3,10 @@
 The infer stage logs the network it predicted with as the run's MLflow model ``model``
 (:data:`MODEL_NAME`, PyTorch flavour, :class:`cvcl.models.vnet.VNetLogits`: image ``(B, C, X,
 Y, Z)`` float32 -> logits ``(B, K, X, Y, Z)``), with a tensor signature and, as metadata under
-``cvcl``, everything ``cvcl.predict`` needs to use it on a new scan: the preprocessing recipe
+``cvcl``, everything ``cvcl predict`` needs to use it on a new scan: the preprocessing recipe
 (:mod:`cvcl.preprocessing.recipe`), the sliding-window settings of the infer stage, the model
 configuration and where it came from. So ``runs:/<run_id>/model`` and, once registered,
-``models:/<name>/<version>`` work with ``cvcl.predict``, ``mlflow.pytorch.load_model`` and the
+``models:/<name>/<version>`` work with ``cvcl predict``, ``mlflow.pytorch.load_model`` and the
 model registry alike.
 """
 
@@ -56,7 +56,7 @@ def _tracking() -> Iterator:
 
 def log_model(run: Run, network: torch.nn.Module, metadata: dict) -> str:
     """Log ``network`` (a :class:`~cvcl.models.vnet.VNet`) as the run's MLflow model with
-    ``metadata`` under ``cvcl`` (:meth:`cvcl.inference.predict.Predictor.model_metadata`, which
+    ``metadata`` under ``cvcl`` (:meth:`cvcl.inference.predictor.Predictor.model_metadata`, which
     holds ``model_config``); returns the model's ``models:/<model_id>`` URI.
 
     The logged model lives in the run's experiment and is linked to the run as its output, so

@@ -4,7 +4,7 @@ logged into the project's MLflow store afterwards with one command.
 The GPU machine (``benchmarks/gpu_check.py``) has torch but neither MLflow nor DVC, so a
 training there writes a record with the standard library only (:class:`RunRecorder`), and
 
-    python -m cvcl.tracking.records import <folder or record files> [--experiment NAME]
+    cvcl records import <folder or record files> [--experiment NAME]
 
 (``make import-runs RECORDS=<folder>``, :mod:`cvcl.tracking.record_store`) logs each record as
 one run of the store that :func:`cvcl.tracking.store.tracking_uri` names: the run name, params, tags, every point of every
@@ -12,7 +12,7 @@ curve with its step, the final metrics, the artifacts (``per_case.csv``), the or
 and end times and the final status, as if the run had been logged where it trained. Importing a
 record again does nothing: each run carries the record's content hash (:data:`HASH_TAG`).
 
-The other way, ``python -m cvcl.tracking.records export --experiment cvcl-la --out results/``
+The other way, ``cvcl records export --experiment cvcl-la --out results/``
 writes an experiment's finished runs as records: a results table's runs travel with the
 repository and a fresh clone imports them back for the notebook.
 
@@ -21,7 +21,6 @@ This module needs no MLflow (the GPU side); :mod:`cvcl.tracking.record_store` is
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -275,39 +274,3 @@ def record_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise RecordError(path, "not found")
     return list(dict.fromkeys(found))  # each file once, in order
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m cvcl.tracking.records import <folder or files> [--experiment NAME]``, and
-    ``python -m cvcl.tracking.records export --experiment NAME --out FOLDER [--filter ...]``."""
-    from cvcl.cli import run_stage
-    from cvcl.tracking import record_store
-
-    ap = argparse.ArgumentParser(prog="python -m cvcl.tracking.records",
-                                 description="Run records: runs as JSON files, into and out of the MLflow store.")
-    commands = ap.add_subparsers(dest="command", required=True)
-    imp = commands.add_parser("import", help="log run records into the MLflow store (MLFLOW_TRACKING_URI, "
-                                             "else the repository's mlflow.db); records already there are skipped")
-    imp.add_argument("paths", nargs="+", help="record files, or folders of them (gpu_check's --out or its runs/)")
-    imp.add_argument("--experiment", help="the experiment to log into (default: each record's own, "
-                                          f"{DEFAULT_EXPERIMENT} for gpu_check)")
-    exp = commands.add_parser("export", help="write the finished runs of an experiment as run records")
-    exp.add_argument("--experiment", required=True, help="the experiment whose finished runs to write")
-    exp.add_argument("--out", required=True, type=Path, help="the folder to write <run name>-<run id>.json into")
-    exp.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"params.seed IN ('1', '2')\"")
-    args = ap.parse_args(argv)
-
-    def command() -> None:
-        if args.command == "export":
-            written = record_store.export_records(args.experiment, args.out, args.filter)
-            print(f"{len(written)} run records in {args.out}")
-            return
-        results = record_store.import_records(args.paths, args.experiment)
-        created = sum(r.created for r in results)
-        print(f"{created} imported, {len(results) - created} skipped")
-
-    run_stage(command)
-
-
-if __name__ == "__main__":
-    main()

@@ -132,7 +132,7 @@ def context_tags() -> dict[str, str]:
         tags["dvc_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    if os.environ.get("CVCL_RAY_NODE"):  # set by a Ray sweep's task (cvcl/sweep_ray.py): node id, host:pid
+    if os.environ.get("CVCL_RAY_NODE"):  # set by a Ray sweep's task (cvcl/commands/sweep_ray.py): node id, host:pid
         tags["cvcl.node"] = os.environ["CVCL_RAY_NODE"]
     return tags
 

@@ -1,7 +1,7 @@
 """The team's MLflow tracking server: runs in PostgreSQL, artifacts proxied, logins required.
 
-``make server`` runs ``python -m cvcl.tracking.server``, which starts ``mlflow server`` with
-MLflow's basic-auth app on 127.0.0.1:5000 (``--host 0.0.0.0`` to serve the lab's network).
+``make server`` runs ``cvcl server`` (:mod:`cvcl.commands.server`), which starts ``mlflow server``
+with MLflow's basic-auth app on 127.0.0.1:5000 (``--host 0.0.0.0`` to serve the lab's network).
 Stages log to it with no code change once ``MLFLOW_TRACKING_URI``, ``MLFLOW_TRACKING_USERNAME``
 and ``MLFLOW_TRACKING_PASSWORD`` are set.
 
@@ -21,7 +21,6 @@ What it keeps lives in a state folder (``--state-dir``, default ``~/cvcl-trackin
 
 from __future__ import annotations
 
-import argparse
 import glob
 import ipaddress
 import os
@@ -30,10 +29,11 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from cvcl.cli import run_stage
 from cvcl.errors import CvclError
 
 DB_USER = "mlflow"  # the cluster's superuser; only the local socket reaches it
@@ -148,7 +148,7 @@ def _secret(path: Path, env_name: str) -> str:
     return path.read_text().strip()
 
 
-def network_warning(host: str, mlflow_args: list[str]) -> str | None:
+def network_warning(host: str, mlflow_args: Sequence[str]) -> str | None:
     """The one-line warning for serving ``host`` beyond this machine over plain HTTP (basic auth
     sends each password with every request), or None for a loopback address or a server given a
     TLS certificate (``-- --uvicorn-opts "--ssl-certfile ..."``, ``--gunicorn-opts "--certfile ..."``)."""
@@ -213,38 +213,34 @@ def _pg_user(name: str | None) -> str | None:
     return name or "postgres"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m cvcl.tracking.server", description=__doc__.split("\n\n")[0],
-        epilog="Arguments after -- go to `mlflow server` unchanged (e.g. -- --allowed-hosts mlflow.lab.org).")
-    parser.add_argument("--state-dir", type=Path, default=Path("~/cvcl-tracking"),
-                        help="where the database cluster, artifacts and credentials live (default: ~/cvcl-tracking)")
-    parser.add_argument("--backend-uri", help="an existing postgresql:// database for the runs, instead of "
-                                              "a cluster of its own in the state folder")
-    parser.add_argument("--auth-uri", help="the database for users and permissions (default: the cluster's "
-                                           "mlflow_auth, or --backend-uri)")
-    parser.add_argument("--artifacts", help="a folder or object store URI for artifacts (default: STATE/artifacts)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to serve (default: loopback only)")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=2, help="server processes (default: 2)")
-    parser.add_argument("--default-permission", default="EDIT", choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"],
-                        help="what each user may do in experiments others created (default: EDIT, "
-                             "as every stage logs into the shared experiment cvcl-<dataset>); a "
-                             "per-experiment grant can raise it but not lower it: for read-only "
-                             "users choose READ and grant EDIT per experiment")
-    parser.add_argument("--auth-cache-seconds", type=int, default=60,
-                        help="how long a server worker remembers a checked login (default: 60; 0: check the "
-                             "password hash on every request, several times slower; a changed password may "
-                             "still work that long on the other workers)")
-    parser.add_argument("--pg-user", help="when run as root: the unprivileged user who runs PostgreSQL "
-                                          "(default: postgres)")
-    args, extra = parser.parse_known_args(argv)
-    if extra and extra[0] == "--":
-        extra = extra[1:]
-    elif extra:
-        parser.error(f"unknown arguments {' '.join(extra)} (put arguments for mlflow server after --)")
-    args.mlflow_args = extra
-    return args
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")  # MLflow's, for default_permission
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run the server (``cvcl server``'s options, :mod:`cvcl.commands.server`).
+
+    ``state_dir``: where the database cluster, artifacts and credentials live; ``backend_uri``: an
+    existing postgresql:// database for the runs instead of a cluster in ``state_dir``;
+    ``auth_uri``: the users' database (default the cluster's ``mlflow_auth``, or ``backend_uri``);
+    ``artifacts``: a folder or object store URI (default ``state_dir/artifacts``); ``host`` and
+    ``port`` to serve; ``workers``: server processes; ``default_permission``: what each user may do
+    in experiments others created (one of :data:`PERMISSIONS`); ``auth_cache_seconds``: see
+    :func:`write_auth_config`; ``pg_user``: who runs PostgreSQL when this process is root;
+    ``mlflow_args``: passed to ``mlflow server`` unchanged.
+    """
+
+    state_dir: Path = Path("~/cvcl-tracking")
+    backend_uri: str | None = None
+    auth_uri: str | None = None
+    artifacts: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 2
+    default_permission: str = "EDIT"
+    auth_cache_seconds: int = 60
+    pg_user: str | None = None
+    mlflow_args: tuple[str, ...] = ()
 
 
 def server_env(state: Path, admin: str) -> dict[str, str]:
@@ -269,7 +265,7 @@ def _run_until_stopped(cmd: list[str], env: dict[str, str]) -> int:
     proc = subprocess.Popen(cmd, env=env)
     try:
         return proc.wait()
-    finally:  # SIGTERM (raised as SystemExit by run_stage) or Ctrl-C: end it before its database
+    finally:  # SIGTERM (raised as SystemExit by cvcl.entrypoint) or Ctrl-C: end it before its database
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -279,49 +275,40 @@ def _run_until_stopped(cmd: list[str], env: dict[str, str]) -> int:
                 proc.wait()
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Start the database (if it is ours) and the MLflow server; stop both when the server ends."""
-    state = args.state_dir.expanduser().resolve()
+def serve(config: ServerConfig) -> int:
+    """Start the database (if it is ours) and the MLflow server; stop both when the server ends;
+    the server's exit status."""
+    state = config.state_dir.expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
-    if args.backend_uri and not args.backend_uri.startswith("postgresql"):
-        raise ServerError(f"--backend-uri {args.backend_uri}: expected a postgresql:// URI")
-    cluster = None if args.backend_uri else LocalPostgres(state / "postgres", _pg_user(args.pg_user))
+    if config.backend_uri and not config.backend_uri.startswith("postgresql"):
+        raise ServerError(f"--backend-uri {config.backend_uri}: expected a postgresql:// URI")
+    cluster = None if config.backend_uri else LocalPostgres(state / "postgres", _pg_user(config.pg_user))
     if cluster is not None:
         cluster.start()
     try:
         if cluster is None:
-            backend, auth = args.backend_uri, args.auth_uri or args.backend_uri
+            backend, auth = config.backend_uri, config.auth_uri or config.backend_uri
         else:
             for name in ("mlflow", "mlflow_auth"):
                 cluster.create_database(name)
-            backend, auth = cluster.uri("mlflow"), args.auth_uri or cluster.uri("mlflow_auth")
+            backend, auth = cluster.uri("mlflow"), config.auth_uri or cluster.uri("mlflow_auth")
         admin = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
-        write_auth_config(state / "basic_auth.ini", auth, args.default_permission, admin, args.auth_cache_seconds)
+        write_auth_config(state / "basic_auth.ini", auth, config.default_permission, admin, config.auth_cache_seconds)
         cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "cvcl-basic-auth",
                "--backend-store-uri", backend, "--serve-artifacts",
-               "--artifacts-destination", _artifacts(args.artifacts or str(state / "artifacts")),
-               "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),
-               *args.mlflow_args]
-        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+               "--artifacts-destination", _artifacts(config.artifacts or str(state / "artifacts")),
+               "--host", config.host, "--port", str(config.port), "--workers", str(config.workers),
+               *config.mlflow_args]
+        shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
         password = ("MLFLOW_AUTH_ADMIN_PASSWORD" if os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
                     else state / "admin_password")
-        print(f"MLflow tracking server on http://{shown}:{args.port}; admin user {admin!r} "
+        print(f"MLflow tracking server on http://{shown}:{config.port}; admin user {admin!r} "
               f"(first password: {password}); state in {state}", flush=True)
-        if note := permission_note(args.default_permission):
+        if note := permission_note(config.default_permission):
             print(note, flush=True)
-        if warning := network_warning(args.host, args.mlflow_args):
+        if warning := network_warning(config.host, config.mlflow_args):
             print(warning, file=sys.stderr, flush=True)
         return _run_until_stopped(cmd, server_env(state, admin))
     finally:
         if cluster is not None:
             cluster.stop()
-
-
-def main() -> None:
-    code = serve(parse_args())
-    if code != 0:
-        raise ServerError(f"mlflow server exited with status {code} (its messages are above)")
-
-
-if __name__ == "__main__":
-    run_stage(main)

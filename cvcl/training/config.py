@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cvcl.errors import ParamError
+from cvcl.methods import LossConfig
 from cvcl.models.vnet import check_patch
 from cvcl.params import Params
-from cvcl.training.objective import LossConfig
 from cvcl.settings import default
 
 

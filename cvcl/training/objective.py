@@ -12,7 +12,7 @@ exactly ``mean_teacher``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import torch
 import torch.nn as nn
@@ -20,31 +20,8 @@ import torch.nn as nn
 from cvcl import methods
 from cvcl.losses.consistency import consistency_weight, teacher_input_noise
 from cvcl.losses.supervised import supervised_loss
+from cvcl.methods import LossConfig
 from cvcl.models.vnet import VNetOutput
-from cvcl.settings import default
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Weights and settings of the loss terms (``loss`` in params.yaml)."""
-
-    consistency: float = default("loss.consistency")        # maximum of the ramp w(t)
-    rampup_epochs: float = default("loss.rampup_epochs")     # R: steps of the ramp's staircase
-    rampup_length: float = default("loss.rampup_length")     # share of the run the ramp spans
-    mt_weight: float = default("loss.mt_weight")          # mean-teacher softmax MSE
-    pcl_weight: float = default("loss.pcl_weight")         # class-level prototype consistency
-    vcl_weight: float = default("loss.vcl_weight")         # voxel-level contrast, reference units (x InfoNCE / 20)
-    teacher_noise: float = default("loss.teacher_noise")      # std of the Gaussian noise on the teacher's input
-    temperature: float = default("loss.temperature")        # InfoNCE temperature tau
-    n_anchor: int = default("loss.n_anchor")             # anchors per image and class
-    proto_scale: float = default("loss.proto_scale")       # s in softmax(s * cos)
-    prototype_feature: str = default("loss.prototype_feature")  # feature tap the prototypes pool
-    uamt_passes: int = default("loss.uamt_passes")            # T noisy teacher passes for UA-MT
-
-    def as_params(self) -> dict[str, float | int | str]:
-        """The settings under their params.yaml names: ``{"loss.pcl_weight": 1.0, ...}`` (what
-        the methods' declarations and :func:`cvcl.tracking.naming.run_name` read)."""
-        return {f"loss.{f.name}": getattr(self, f.name) for f in fields(self)}
 
 
 class Objective:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from cvcl.evaluation.metrics import case_metrics
-from cvcl.inference.predict import InferConfig, predict_volume
+from cvcl.inference.predictor import InferConfig, predict_volume
 from cvcl.io.volume import read_case
 from cvcl.params import Params
 from cvcl.workspace import case_file

@@ -31,6 +31,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from tqdm import tqdm
@@ -40,6 +41,9 @@ from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR, ORIGINS_FILE
 from cvcl.sources.transfer import Fetcher, copy_verified, is_url
+
+if TYPE_CHECKING:
+    from cvcl.datasets.spec import Published
 
 PUBLIC_BASE = "https://raw.githubusercontent.com/yulequan/UA-MT/master/data"
 MANIFEST = protocol.SHIPPED / "la" / "manifest.csv"
@@ -92,10 +96,11 @@ def case_source(base: str, case_id: str) -> str:
     return _join(base, f"{LA_RELEASE_DIR}/{case_id}/{LA_H5}")
 
 
-def plan(cfg: LAConfig, fetcher: Fetcher) -> tuple[str, list[ReleaseFile], protocol.CaseLists]:
-    """``(base, cases to fetch in release order, the lists to write)`` by the rule in the docstring."""
+def plan(cfg: LAConfig, fetcher: Fetcher, published: Published) -> tuple[str, list[ReleaseFile], protocol.CaseLists]:
+    """``(base, cases to fetch in release order, the lists to write)`` by the rule in the docstring;
+    ``published`` is the release's split (``la``'s declaration: UA-MT's lists)."""
     manifest = read_manifest()
-    release = protocol.shipped("la")
+    release = protocol.shipped(published)
     if cfg.mirror is None:
         return PUBLIC_BASE, list(manifest.values()), release
     base = cfg.mirror
@@ -118,10 +123,12 @@ def plan(cfg: LAConfig, fetcher: Fetcher) -> tuple[str, list[ReleaseFile], proto
     return base, cases, release.restricted(wanted, description)
 
 
-def write_raw(cfg: LAConfig, out: Path, *, progress: bool = True, fetcher: Fetcher | None = None) -> dict:
-    """Fetch, verify and lay out the release in the (empty, temporary) folder ``out``."""
+def write_raw(cfg: LAConfig, published: Published, out: Path, *, progress: bool = True,
+              fetcher: Fetcher | None = None) -> dict:
+    """Fetch, verify and lay out the release, split by ``published``, in the (empty, temporary)
+    folder ``out``."""
     fetcher = fetcher or Fetcher()
-    base, cases, lists = plan(cfg, fetcher)
+    base, cases, lists = plan(cfg, fetcher, published)
     lines, origins = [], {}
     with tqdm(total=sum(f.bytes for f in cases), desc="download la", unit="B", unit_scale=True,
               unit_divisor=1024, disable=not progress) as bar:

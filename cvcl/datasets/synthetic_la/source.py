@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
@@ -33,6 +31,7 @@ from cvcl.io.volume import write_nifti
 from cvcl.params import Params
 from cvcl.settings import default
 from cvcl.sources import protocol
+from cvcl.sources.synthetic import random_rotation, smooth_field
 
 
 @dataclass(frozen=True)
@@ -66,27 +65,6 @@ def case_affine(cfg: SyntheticLAConfig) -> np.ndarray:
 
 
 # -- shape primitives ---------------------------------------------------------------------
-def _rotation(rng: np.random.Generator, max_deg: tuple[float, float, float]) -> np.ndarray:
-    ax, ay, az = (np.deg2rad(rng.uniform(-m, m)) for m in max_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -> np.ndarray:
-    """Zero-mean, unit-std random field varying over about ``cells`` periods per axis.
-
-    White noise on a coarse grid (4 points per period), blurred there, then trilinearly
-    upsampled: the same look as blurring full-resolution noise at a fraction of the cost.
-    """
-    coarse = tuple(4 * max(1, cells) + 4 for _ in shape)
-    low = ndi.gaussian_filter(rng.standard_normal(coarse), 1.5, mode="wrap")
-    up = F.interpolate(torch.from_numpy(low)[None, None].float(), size=tuple(shape),
-                       mode="trilinear", align_corners=True)[0, 0].numpy()
-    return ((up - up.mean()) / (up.std() + 1e-8)).astype(np.float32)
-
-
 def _ellipsoid(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rot: np.ndarray,
                deform: np.ndarray | None = None, amount: float = 0.0) -> np.ndarray:
     """Mask of a rotated ellipsoid; ``deform`` (a smooth field) bends its surface by ``amount``."""
@@ -133,8 +111,8 @@ def generate_case(index: int, cfg: SyntheticLAConfig) -> tuple[np.ndarray, np.nd
     # Atrium: the crop of the real release centres the atrium, so do we (with jitter).
     centre = extent / 2 + rng.uniform(-0.06, 0.06, 3) * extent
     radii = rng.uniform(0.16, 0.22, 3) * extent
-    rot = _rotation(rng, (15, 15, 35))
-    chamber = _ellipsoid(grid, centre, radii, rot, _smooth_field(rng, shape, 3), 0.14)
+    rot = random_rotation(rng, (15, 15, 35))
+    chamber = _ellipsoid(grid, centre, radii, rot, smooth_field(rng, shape, 3), 0.14)
 
     # Pulmonary veins leave the posterior wall, left and right, upper and lower.
     n_veins = int(rng.integers(2, 5))
@@ -157,7 +135,7 @@ def generate_case(index: int, cfg: SyntheticLAConfig) -> tuple[np.ndarray, np.nd
     neck = _tube(shape, _bezier(surface - 2 * d, surface + d, surface + 3 * d, 8),
                  np.full(8, 0.03 * extent.min()))
     lobe = _ellipsoid(grid, surface + d * rng.uniform(4, 6) * extent.min() / 72,
-                      rng.uniform(0.05, 0.08, 3) * extent, _rotation(rng, (40, 40, 40)))
+                      rng.uniform(0.05, 0.08, 3) * extent, random_rotation(rng, (40, 40, 40)))
     label = chamber | veins | neck | lobe
 
     # Wall: a dark shell with patchy enhancement.
@@ -185,23 +163,23 @@ def generate_case(index: int, cfg: SyntheticLAConfig) -> tuple[np.ndarray, np.nd
             scale = rng.uniform(0.9, 1.4)
             part_radii = radii * scale * rng.uniform(0.85, 1.15, 3)
             part_centre = centre + direction * float(np.linalg.norm(radii + part_radii)) * 0.55
-            part = _ellipsoid(grid, part_centre, part_radii, _rotation(rng, (30, 30, 30)),
-                              _smooth_field(rng, shape, 3), 0.1)
+            part = _ellipsoid(grid, part_centre, part_radii, random_rotation(rng, (30, 30, 30)),
+                              smooth_field(rng, shape, 3), 0.1)
         distractors |= part & ~keep_out
 
     # Intensities (arbitrary units, roughly 0..1 before bias and noise).
     blood = rng.uniform(0.68, 0.9)
     tissue = rng.uniform(0.3, 0.42)
-    image = tissue + 0.05 * _smooth_field(rng, shape, 8)
-    lung = (_smooth_field(rng, shape, 2) > 0.9) & ~ndi.binary_dilation(label | distractors, iterations=4)
+    image = tissue + 0.05 * smooth_field(rng, shape, 8)
+    lung = (smooth_field(rng, shape, 2) > 0.9) & ~ndi.binary_dilation(label | distractors, iterations=4)
     image[lung] = 0.08
     image[distractors] = blood * rng.uniform(0.92, 1.08)
-    image[label] = blood + 0.03 * _smooth_field(rng, shape, 6)[label]
-    scar = _smooth_field(rng, shape, 6) > rng.uniform(0.8, 1.4)
+    image[label] = blood + 0.03 * smooth_field(rng, shape, 6)[label]
+    scar = smooth_field(rng, shape, 6) > rng.uniform(0.8, 1.4)
     image[shell] = np.where(scar[shell], 0.85 * blood, rng.uniform(0.16, 0.26))
 
     image = ndi.gaussian_filter(image, 0.7)
-    image *= np.exp(rng.uniform(0.12, 0.3) * _smooth_field(rng, shape, 2))
+    image *= np.exp(rng.uniform(0.12, 0.3) * smooth_field(rng, shape, 2))
     sigma = rng.uniform(0.03, 0.07)
     noisy = np.sqrt((image + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
     return (noisy * 1000).astype(np.float32), label.astype(np.uint8)
@@ -223,6 +201,7 @@ def generate_dataset(out_dir: str | Path, cfg: SyntheticLAConfig, *, progress: b
     (out / "test.list").write_text("\n".join(test) + "\n")
     (out / "dataset.json").write_text(json.dumps({
         "name": "synthetic-la",
+        # the generator's module when the data were first published: kept, so data/raw stays the same
         "description": "Procedural LA-like LGE-MRI volumes (cvcl.sources.synthetic_la)",
         "channel_names": {"0": "LGE-MRI"},
         "labels": {"background": 0, "left_atrium": 1},

@@ -1,14 +1,14 @@
 """Named parameter sets (``presets/<name>.yaml``) turned into ``dvc exp run -S`` arguments.
 
-A preset is a flat mapping of dotted parameter names to values. ``python -m cvcl.presets NAME``
-prints ``-S name=value`` pairs, so ``dvc exp run $(python -m cvcl.presets paper-la)`` runs the
+A preset is a flat mapping of dotted parameter names to values. ``cvcl presets NAME``
+prints ``-S name=value`` pairs, so ``dvc exp run $(cvcl presets paper-la)`` runs the
 paper's configuration as one experiment, with params.yaml itself unchanged.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
@@ -16,7 +16,7 @@ import yaml
 from cvcl.errors import DataError, ParamError
 from cvcl.settings import check_known
 
-PRESETS = Path(__file__).resolve().parents[1] / "presets"
+PRESETS = Path(__file__).resolve().parents[2] / "presets"
 
 
 def load_preset(name: str, folder: Path = PRESETS) -> dict:
@@ -45,17 +45,11 @@ def set_arguments(preset: dict) -> list[str]:
     return args
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m cvcl.presets NAME", file=sys.stderr)
-        return 2
-    try:
-        print(" ".join(set_arguments(load_preset(argv[0]))))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None) -> int:
+    known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml"))) or "none"
+    ap = argparse.ArgumentParser(prog="cvcl presets", description=__doc__.splitlines()[0],
+                                 epilog=f"presets: {known}; e.g. dvc exp run $(cvcl presets paper-la)")
+    ap.add_argument("name", help="the preset, presets/<name>.yaml")
+    args = ap.parse_args(argv)
+    print(" ".join(set_arguments(load_preset(args.name))))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,11 @@
-"""Entry-point wrapper for the stage scripts: one-line errors and clean exit codes."""
+"""The wrapper every entry point runs its ``main`` under: the stage scripts (``python -m
+stages.<name>``) and the ``cvcl`` commands (:mod:`cvcl.commands`).
+
+It turns an error of the user's input (:class:`~cvcl.errors.CvclError`) into one line on stderr
+and exit status 2, Ctrl-C into status 130, and SIGTERM into the process's ordinary way out (open
+MLflow runs closed, temporary outputs removed); under DVC it also ends a stage whose ``dvc``
+process is gone, instead of leaving an orphan.
+"""
 
 from __future__ import annotations
 
@@ -58,22 +65,31 @@ def _exit_with(parent: int, period_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="dvc-parent-watch", daemon=True).start()
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main`` and turn a :class:`CvclError` into one line on stderr.
-
-    Errors caused by the user's input (bad params, bad data) print ``error: <message>``
-    and exit with status 2; any other exception keeps its traceback, since it is a bug.
-    """
+def run_main(main: Callable[[], int | None]) -> int:
+    """Run ``main`` and return the process's exit status: ``main``'s own (None is 0), or 2 after
+    one line ``error: <message>`` on stderr for a :class:`CvclError` (bad params, bad data, a bad
+    option), or 130 on Ctrl-C. Any other exception keeps its traceback, since it is a bug."""
     signal.signal(signal.SIGTERM, _terminate)
     parent = _dvc_ancestor()
     if parent is not None:
         _exit_with(parent)
     try:
-        main()
+        return main() or 0
     except CvclError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's ``main`` under :func:`run_main`; exit with its status when that is not 0.
+
+    Errors caused by the user's input (bad params, bad data) print ``error: <message>``
+    and exit with status 2; any other exception keeps its traceback, since it is a bug.
+    """
+    code = run_main(main)
+    if code:
+        sys.exit(code)

@@ -1,8 +1,8 @@
-"""The DVC remote, set up the project's way: ``python -m cvcl.remote URL`` (``make remote URL=...``).
+"""The DVC remote, set up the project's way: ``cvcl remote URL`` (``make remote URL=...``).
 
-    python -m cvcl.remote /mnt/nas/dvc/cvcl                      # or ssh://..., s3://...
-    python -m cvcl.remote                                        # the existing remote 'storage'
-    python -m cvcl.remote --local --no-default --name ssh ssh://...   # this clone only
+    cvcl remote /mnt/nas/dvc/cvcl                        # or ssh://..., s3://...
+    cvcl remote                                          # the existing remote 'storage'
+    cvcl remote --local --no-default --name ssh ssh://...   # this clone only
 
 adds (or re-points) the remote ``--name`` (default ``storage``), makes it the default one, and sets
 its ``verify = true``: ``dvc pull`` / ``dvc fetch`` then rehash every object they download and
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 
-from cvcl.cli import run_stage
 from cvcl.errors import CvclError
 
 
@@ -46,7 +45,7 @@ def configure(url: str | None, name: str = "storage", local: bool = False, defau
             elif name not in merged["remote"]:
                 where = ".dvc/config.local" if local else ".dvc/config"
                 raise RemoteError(f"no DVC remote {name!r} in {where}: give its URL, "
-                                  f"python -m cvcl.remote [--name {name}] URL")
+                                  f"cvcl remote [--name {name}] URL")
             conf["remote"].setdefault(name, {})["verify"] = "true"
             if default:
                 conf["core"]["remote"] = name
@@ -55,7 +54,7 @@ def configure(url: str | None, name: str = "storage", local: bool = False, defau
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cvcl.remote", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cvcl remote", description=__doc__.split("\n\n")[0])
     p.add_argument("url", nargs="?", help="the remote's URL or folder (omit: the existing remote --name)")
     p.add_argument("--name", default="storage", help="the remote's name (default storage)")
     p.add_argument("--local", action="store_true",
@@ -64,14 +63,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     configure(args.url, args.name, args.local, args.default)
     where = ".dvc/config.local" if args.local else ".dvc/config"
     print(f"DVC remote {args.name.lower()!r} in {where}{' (default)' if args.default else ''}, verify = true")
     if not args.local:
         print("commit it for every clone: git add .dvc/config && git commit -m 'DVC remote'")
-
-
-if __name__ == "__main__":
-    run_stage(main)
+    return 0

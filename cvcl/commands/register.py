@@ -1,11 +1,11 @@
-"""Register the best run of a sweep as a model version: ``python -m cvcl.register`` (``make register``).
+"""Register the best run of a sweep as a model version: ``cvcl register`` (``make register``).
 
-    python -m cvcl.register --experiment cvcl-la --metric val_dice --name la-cvcl \
+    cvcl register --experiment cvcl-la --metric val_dice --name la-cvcl \
         --filter "params.method = 'cvcl' and params.labeled = '8'"
 
 picks, among the experiment's FINISHED runs (matching ``--filter``, MLflow's search syntax), the
 one with the best ``--metric`` (highest, or lowest for distances) and registers its MLflow model
-as the next version of ``--name``; then ``cvcl.predict --model models:/<name>/<version>`` uses it.
+as the next version of ``--name``; then ``cvcl predict --model models:/<name>/<version>`` uses it.
 ``val_dice`` (validation cases, ``split.val``) is the metric to choose by: the evaluate stage's
 metrics are measured on the test cases, and choosing by them needs ``--allow-test-metric``.
 """
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 
-from cvcl.cli import run_stage
 from cvcl.errors import ParamError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cvcl.register", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cvcl register", description=__doc__.split("\n\n")[0])
     p.add_argument("--experiment", required=True, help="MLflow experiment, e.g. cvcl-la")
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--metric", default="val_dice", help="the metric to choose by (default val_dice)")
@@ -32,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from cvcl.tracking.model import TEST_METRICS, register_best
 
@@ -42,8 +41,5 @@ def main(argv: list[str] | None = None) -> None:
                          "split.val cases); choosing by a test metric needs --allow-test-metric")
     done = register_best(args.experiment, args.metric, args.name, args.filter, args.lower)
     print(f"registered {done.uri}: run {done.run_name} ({done.run_id}), {args.metric} = {done.value:.4g}")
-    print(f"use it: python -m cvcl.predict --model {done.uri} --input <scans> --output <folder>")
-
-
-if __name__ == "__main__":
-    run_stage(main)
+    print(f"use it: cvcl predict --model {done.uri} --input <scans> --output <folder>")
+    return 0

@@ -41,7 +41,7 @@ from cvcl.io.volume import write_nifti
 from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.layouts import BRATS_MODALITIES, BRATS_SEG
-from cvcl.sources.synthetic_la import _rotation, _smooth_field
+from cvcl.sources.synthetic import random_rotation, smooth_field
 from cvcl.settings import default
 
 TEMPLATE_SPACING = 2.0  # mm: the grid the template maps are kept on (load_template)
@@ -133,14 +133,14 @@ def _warp(template: Template, shape: tuple[int, int, int], spacing: float,
     """The template maps resampled onto the case grid through a random smooth deformation."""
     centre = np.asarray(template.t1.shape) * TEMPLATE_SPACING / 2  # mm, in template voxel frame
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) * spacing for s in shape], indexing="ij"))
-    rot = _rotation(rng, (6, 6, 8))
+    rot = random_rotation(rng, (6, 6, 8))
     scale = rng.uniform(0.92, 1.08, 3)
     shift = rng.uniform(-4, 4, 3)
     local = grid - (centre + shift)[:, None, None, None]
     src = np.einsum("ij,j...->i...", (rot / scale[None, :]).T, local) + centre[:, None, None, None]
     amplitude = rng.uniform(2.0, 4.0)  # mm of smooth, anatomy-like variation
     for a in range(3):
-        src[a] += amplitude * _smooth_field(rng, shape, 3)
+        src[a] += amplitude * smooth_field(rng, shape, 3)
     coords = src / TEMPLATE_SPACING
     maps = {}
     for name in ("t1", "gm", "wm", "brain"):
@@ -161,12 +161,12 @@ def _tumour(maps: dict[str, np.ndarray], brain: np.ndarray, spacing: float, rng:
     centre = seeds[rng.integers(len(seeds))].astype(np.float32)
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
     offset = (grid - centre[:, None, None, None]) * spacing
-    rot = _rotation(rng, (40, 40, 40))
+    rot = random_rotation(rng, (40, 40, 40))
     local = np.einsum("ij,j...->i...", rot.T, offset)
 
     def blob(radius: float, aspect: np.ndarray, rough: float) -> np.ndarray:
         r = np.sqrt(np.sum((local / (radius * aspect)[:, None, None, None]) ** 2, axis=0))
-        return r < 1.0 + rough * _smooth_field(rng, shape, 4)
+        return r < 1.0 + rough * smooth_field(rng, shape, 4)
 
     aspect = rng.uniform(0.8, 1.2, 3)
     core = blob(r_core, aspect, 0.15) & brain
@@ -212,9 +212,9 @@ def generate_case(index: int, cfg: SyntheticBraTSConfig) -> tuple[dict[str, np.n
         for part, mask in tumour_parts.items():
             if mask.any():
                 soft = ndi.gaussian_filter(mask.astype(np.float32), 0.6)
-                value = jitter[part] * (1 + 0.06 * _smooth_field(rng, shape, 6))
+                value = jitter[part] * (1 + 0.06 * smooth_field(rng, shape, 6))
                 image = (1 - soft) * image + soft * value
-        image *= np.exp(0.12 * _smooth_field(rng, shape, 2))  # coil bias field
+        image *= np.exp(0.12 * smooth_field(rng, shape, 2))  # coil bias field
         sigma = rng.uniform(0.02, 0.04)
         image = np.sqrt((image + rng.normal(0, sigma, shape)) ** 2 + rng.normal(0, sigma, shape) ** 2)
         scaled = np.clip(np.round(image * rng.uniform(300, 600)), 1, 32767)  # brain voxels stay > 0

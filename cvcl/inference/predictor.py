@@ -134,7 +134,7 @@ class Predictor:
         return amp_dtype(self.device, self.cfg.amp)
 
     def model_metadata(self) -> dict:
-        """What a logged model carries for ``cvcl.predict`` (:mod:`cvcl.tracking.model`)."""
+        """What a logged model carries for ``cvcl predict`` (:mod:`cvcl.tracking.model`)."""
         m = self.meta
         return {"format_version": 1, "method": m.get("method"), "dataset": m.get("dataset"),
                 "seed": m.get("seed"), "iterations": m.get("iterations"), "labeled": len(m.get("labeled") or []),

@@ -1,14 +1,15 @@
 """``la``: the public LA release (UA-MT's 100 preprocessed h5 files), downloaded and verified.
 
-Fetched by :mod:`cvcl.sources.la` (``download.mirror``), split by UA-MT's lists; converted by
-:mod:`cvcl.preprocessing.la_h5`.
+Fetched by :mod:`.source` (``download.mirror``), split by UA-MT's lists; converted by
+:mod:`.convert`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cvcl.datasets import Dataset, Published, Writer, converter, published_training_cases
+from cvcl.datasets.lazy import converter, published_training_cases
+from cvcl.datasets.spec import Dataset, Published, Writer
 
 if TYPE_CHECKING:
     from cvcl.params import Params
@@ -17,12 +18,12 @@ if TYPE_CHECKING:
 UA_MT = Published("la", "ua-mt", "UA-MT's LA split (80 train / 20 test)")
 
 
-def writer(params: Params, progress: bool, fetcher: Fetcher | None) -> Writer:
+def writer(dataset: Dataset, params: Params, progress: bool, fetcher: Fetcher | None) -> Writer:
     """Check ``download.mirror``; the writer fetches and verifies the release."""
-    from cvcl.sources import la
+    from cvcl.datasets.la import source  # the transfer machinery: only when downloading
 
-    cfg = la.config(params)
-    return lambda out: la.write_raw(cfg, out, progress=progress, fetcher=fetcher)
+    cfg = source.config(params)
+    return lambda out: source.write_raw(cfg, UA_MT, out, progress=progress, fetcher=fetcher)
 
 
 DATASET = Dataset(
@@ -31,7 +32,7 @@ DATASET = Dataset(
     order=2,
     labels=(0, 1),  # background, atrium
     writer=writer,
-    iter_cases=converter("cvcl.preprocessing.la_h5"),
-    training_cases=published_training_cases("la"),
+    iter_cases=converter("cvcl.datasets.la.convert"),
+    training_cases=published_training_cases(UA_MT),
     published=UA_MT,
 )

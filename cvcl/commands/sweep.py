@@ -4,20 +4,19 @@ For the current dataset: labeled in {10%, 20%} of the training cases; cvcl with 
 on, (pcl_weight, vcl_weight) in {(0, 0), (1, 0), (0, 1), (1, 1)}; the supervised baseline; 3 seeds.
 "On" is the weight in params.yaml (the CPU demo's vcl_weight is below 1, see docs/method.md) or 1
 where params.yaml switches the term off; ``--on PCL VCL`` sets it (the paper: ``--on 1 0.6``).
-``python -m cvcl.sweep`` queues them (``dvc exp run --queue``) and ``--start N`` starts N
+``cvcl sweep`` queues them (``dvc exp run --queue``) and ``--start N`` starts N
 workers (``dvc queue start -j N``); ``--dry-run`` only prints the commands.
-``--executor ray --address HEAD`` runs the same grid on a Ray cluster instead (:mod:`cvcl.sweep_ray`).
+``--executor ray --address HEAD`` runs the same grid on a Ray cluster instead
+(:mod:`cvcl.commands.sweep_ray`).
 """
 
 from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 from cvcl import datasets, workspace
-from cvcl.errors import CvclError
 from cvcl.params import load_params
 
 
@@ -60,7 +59,7 @@ def commands(n_train: int, seeds=(1, 2, 3), on: tuple[float, float] = (1.0, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cvcl.sweep", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="cvcl sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--start", type=int, metavar="N", default=0, help="start N queue workers afterwards")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--on", type=float, nargs=2, metavar=("PCL", "VCL"), default=None,
@@ -76,17 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--on: expected two positive weights, got {args.on}")
     cmds = commands(training_cases(), on=on)
     if args.executor == "ray":
-        from cvcl import sweep_ray
+        from cvcl.commands import sweep_ray
 
         if args.dry_run:
             for point in sweep_ray.points_of(cmds):
                 print(sweep_ray.exp_name(point), " ".join(f"-S {k}={v}" for k, v in point.items()))
             return 0
-        try:
-            return sweep_ray.report(sweep_ray.sweep(sweep_ray.points_of(cmds), args.address))
-        except CvclError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        return sweep_ray.report(sweep_ray.sweep(sweep_ray.points_of(cmds), args.address))
     if args.start:
         cmds.append(["dvc", "queue", "start", "-j", str(args.start)])
     for cmd in cmds:
@@ -97,7 +92,3 @@ def main(argv: list[str] | None = None) -> int:
         print("Workers started: `dvc queue status` shows progress, `dvc exp show` the results, "
               "and notebooks/ablations.ipynb compares them.")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The ablation grid on a Ray cluster (``python -m cvcl.sweep --executor ray --address HEAD``).
+"""The ablation grid on a Ray cluster (``cvcl sweep --executor ray --address HEAD``).
 
 One Ray task per grid point. Each task clones the git remote ``origin`` at the baseline commit
 into a temporary folder on its node, ``dvc pull``s what the DVC remote holds (the pipeline reruns
@@ -8,7 +8,7 @@ experiment (``dvc exp push origin NAME``). A task asks for one GPU when the clus
 CPU otherwise. A task that fails (its node dies, or a command exits non-zero) is retried once,
 then reported. Points that already have a FINISHED MLflow run with the same params on the same
 commit are skipped, so a rerun of the sweep only does what is missing.
-``python -m cvcl.sweep_ray --address HEAD -S method=cvcl,supervised -S seed=1,2`` runs a grid of
+``cvcl sweep-ray --address HEAD -S method=cvcl,supervised -S seed=1,2`` runs a grid of
 one's own.
 """
 
@@ -33,10 +33,6 @@ import yaml
 from cvcl.errors import CvclError
 
 Point = dict[str, str]
-# A test hook: "MARKER:NAME" kills the first attempt of point NAME (the task's process and its
-# `dvc exp run`) once its MLflow run is RUNNING (at most KILL_AFTER_S s in); MARKER records it.
-KILL_HOOK = "CVCL_SWEEP_KILL_ONCE"
-KILL_AFTER_S = 300.0
 PASSED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
               "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS")
 
@@ -59,7 +55,7 @@ def grid(overrides: list[str]) -> list[Point]:
 
 
 def points_of(commands: list[list[str]]) -> list[Point]:
-    """Every point of queued ``dvc exp run --queue -S ...`` commands (:func:`cvcl.sweep.commands`)."""
+    """Every point of queued ``dvc exp run --queue -S ...`` commands (:func:`cvcl.commands.sweep.commands`)."""
     points = []
     for cmd in commands:
         points += grid([cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-S"])
@@ -141,30 +137,9 @@ def _step(cmd: list[str], cwd: Path, env: dict[str, str], times: dict[str, float
     return proc.stdout
 
 
-def _exp_run(cmd: list[str], cwd: Path, env: dict[str, str], name: str) -> subprocess.CompletedProcess:
-    """``dvc exp run``, or (the test hook) its first attempt killed with the task's process while
-    its MLflow run is RUNNING (mid-training)."""
-    marker, _, target = os.environ.get(KILL_HOOK, "").partition(":")
-    if target != name or not marker or os.path.exists(marker):
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    from mlflow import MlflowClient
-
-    Path(marker).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
-    child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
-    client, query = MlflowClient(env["MLFLOW_TRACKING_URI"]), f"tags.`cvcl.node` = '{env['CVCL_RAY_NODE']}'"
-    deadline = time.monotonic() + KILL_AFTER_S
-    while child.poll() is None and time.monotonic() < deadline:
-        experiments = [e.experiment_id for e in client.search_experiments(max_results=100)]
-        runs = client.search_runs(experiments, query) if experiments else []
-        # a run caught between its creation and its params could not be told apart from
-        # another point's: wait for the params (logged just before training starts)
-        if any(r.info.status == "RUNNING" and r.data.params.get("method") for r in runs):
-            break
-        time.sleep(0.5)
-    os.killpg(child.pid, 9)  # a node that dies takes its children with it
-    os.kill(os.getpid(), 9)
-    raise AssertionError("unreachable")
+def run_experiment(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a point's ``dvc exp run`` command ``cmd`` in its clone ``cwd``, output captured."""
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def run_point(point: Point, origin: str, commit: str) -> dict[str, Any]:
@@ -185,7 +160,7 @@ def run_point(point: Point, origin: str, commit: str) -> dict[str, Any]:
         times["pull"] = time.monotonic() - started
         cmd = ["dvc", "exp", "run", "-n", name] + [a for k, v in point.items() for a in ("-S", f"{k}={v}")]
         started = time.monotonic()
-        proc = _exp_run(cmd, repo, env, name)
+        proc = run_experiment(cmd, repo, env)
         times["exp_run"] = time.monotonic() - started
         if proc.returncode:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
@@ -255,7 +230,7 @@ def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str
     todo = [p for p in points if p not in skipped]
     ray = connect(address)
     gpus = ray.cluster_resources().get("GPU", 0)
-    env = {k: os.environ[k] for k in PASSED_ENV + (KILL_HOOK,) if os.environ.get(k)}
+    env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
     task = ray.remote(run_point).options(
         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=1, retry_exceptions=True,
         scheduling_strategy="SPREAD", runtime_env={"env_vars": env} if env else None)
@@ -294,16 +269,8 @@ def report(result: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cvcl.sweep_ray", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="cvcl sweep-ray", description=__doc__.splitlines()[0])
     ap.add_argument("--address", required=True, help="the Ray head, HOST:PORT (ray start --head), or 'auto'")
     ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=V1,V2", help="a grid axis")
     args = ap.parse_args(argv)
-    try:
-        return report(sweep(grid(args.set), args.address))
-    except CvclError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report(sweep(grid(args.set), args.address))
