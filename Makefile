@@ -18,11 +18,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast ui exp sweep server predict register import-runs notebook help
+.PHONY: setup repro test test-fast lint ui exp sweep server predict register import-runs notebook help
 
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
 	@echo "make test    set up .venv and run the test suite (slow end-to-end tests included)"
+	@echo "make lint    ruff (rules and formatting) on the repository, mypy on cvcl/ and stages/ (pyproject.toml)"
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
 	@echo "make exp [PRESET=paper-la] [ARGS='-S labeled=16']   one experiment (no activated .venv needed)"
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
@@ -59,6 +60,12 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+# the rules, the formatting and the types ([tool.ruff] and [tool.mypy] in pyproject.toml); CI runs it first
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ui: setup
 	$(BIN)/mlflow ui --app-name cvcl --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000

@@ -37,8 +37,8 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -88,7 +88,7 @@ def plain_loop(model, image, patch, stride, amp, fmt) -> torch.Tensor:
 
 
 def methods(model, image, patch, stride, batch, amp, fmt) -> dict[str, Callable[[], torch.Tensor]]:
-    overlap = [monai_overlap(p, s) for p, s in zip(patch, stride)]
+    overlap = [monai_overlap(p, s) for p, s in zip(patch, stride, strict=True)]
 
     def predictor(x: torch.Tensor) -> torch.Tensor:
         with autocast(image.device, amp):
@@ -97,12 +97,10 @@ def methods(model, image, patch, stride, batch, amp, fmt) -> dict[str, Callable[
 
     def monai() -> torch.Tensor:
         with torch.inference_mode():
-            return sliding_window_inference(image[None], patch, batch, predictor, overlap=overlap,
-                                            mode="constant")[0]
+            return sliding_window_inference(image[None], patch, batch, predictor, overlap=overlap, mode="constant")[0]
 
     return {
-        "ours": lambda: sliding_window_probs(model, image, patch, stride, batch_size=batch, amp=amp,
-                                             memory_format=fmt),
+        "ours": lambda: sliding_window_probs(model, image, patch, stride, batch_size=batch, amp=amp, memory_format=fmt),
         "monai": monai,
         "loop": lambda: plain_loop(model, image, patch, stride, amp, fmt),
     }
@@ -126,7 +124,7 @@ def timed(fns: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torc
 
 def paired_ratio(a: list[float], b: list[float]) -> float:
     """Median over rounds of ``a / b``: drift between rounds cancels within each pair."""
-    return statistics.median(x / y for x, y in zip(a, b))
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def main() -> None:
@@ -178,25 +176,43 @@ def main() -> None:
     seconds = {name: statistics.median(t) for name, t in times.items()}
     mech_seconds = {name: statistics.median(t) for name, t in mech.items()}
 
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(f"{source} {tuple(image.shape[1:])}, patch {patch}, stride {stride}: {n_windows} windows, "
-          f"batch {args.batch}, V-Net f={args.filters}, {device.type} ({machine})")
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{source} {tuple(image.shape[1:])}, patch {patch}, stride {stride}: {n_windows} windows, "
+        f"batch {args.batch}, V-Net f={args.filters}, {device.type} ({machine})"
+    )
     print(f"{'method':<8}{'V-Net s':>10}{'machinery s':>14}")
     for name in seconds:
         print(f"{name:<8}{seconds[name]:>10.3f}{mech_seconds[name]:>14.3f}")
     print(f"max |ours - monai| = {diff_monai:.2e}, max |ours - loop| = {diff_loop:.2e}")
-    print(json.dumps({
-        "device": device.type, "machine": machine, "volume": list(image.shape[1:]), "patch": list(patch),
-        "stride": list(stride), "windows": n_windows, "batch_size": args.batch, "filters": args.filters,
-        "amp": amp is not None, "seconds_per_round": times, "seconds": seconds,
-        "machinery_seconds_paper_grid": mech_seconds,
-        "max_abs_diff_vs_monai": diff_monai, "max_abs_diff_vs_loop": diff_loop,
-        "ratio_vs_monai": paired_ratio(times["ours"], times["monai"]),
-        "speedup_vs_loop": seconds["loop"] / seconds["ours"],
-        "machinery_ratio_vs_monai": paired_ratio(mech["ours"], mech["monai"]),
-        "machinery_speedup_vs_loop": mech_seconds["loop"] / mech_seconds["ours"],
-    }))
+    print(
+        json.dumps(
+            {
+                "device": device.type,
+                "machine": machine,
+                "volume": list(image.shape[1:]),
+                "patch": list(patch),
+                "stride": list(stride),
+                "windows": n_windows,
+                "batch_size": args.batch,
+                "filters": args.filters,
+                "amp": amp is not None,
+                "seconds_per_round": times,
+                "seconds": seconds,
+                "machinery_seconds_paper_grid": mech_seconds,
+                "max_abs_diff_vs_monai": diff_monai,
+                "max_abs_diff_vs_loop": diff_loop,
+                "ratio_vs_monai": paired_ratio(times["ours"], times["monai"]),
+                "speedup_vs_loop": seconds["loop"] / seconds["ours"],
+                "machinery_ratio_vs_monai": paired_ratio(mech["ours"], mech["monai"]),
+                "machinery_speedup_vs_loop": mech_seconds["loop"] / mech_seconds["ours"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,13 @@ from cvcl.testing.perturb import perturbed_prediction
 
 LA_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "la-sample"
 LA_SPACING = (0.625, 0.625, 0.625)
-MEDPY = {"dice": lambda p, g, s: mb.dc(p, g), "jaccard": lambda p, g, s: mb.jc(p, g),
-         "hd95": mb.hd95, "asd": mb.asd, "assd": mb.assd}
+MEDPY = {
+    "dice": lambda p, g, s: mb.dc(p, g),
+    "jaccard": lambda p, g, s: mb.jc(p, g),
+    "hd95": mb.hd95,
+    "asd": mb.asd,
+    "assd": mb.assd,
+}
 UAMT_SET = ("dice", "jaccard", "hd95", "asd")
 
 
@@ -42,7 +47,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=12, help="how many LA sample cases (sorted by id)")
     ap.add_argument("--units", nargs="+", choices=("voxel", "mm"), default=["voxel", "mm"])
     args = ap.parse_args()
-    paths = sorted(LA_SAMPLE.glob("2018LA_Seg_Training Set/*/mri_norm2.h5"))[:args.cases]
+    paths = sorted(LA_SAMPLE.glob("2018LA_Seg_Training Set/*/mri_norm2.h5"))[: args.cases]
     if not paths:
         raise SystemExit(f"error: no LA sample under {LA_SAMPLE}")
 
@@ -65,25 +70,41 @@ def main() -> None:
                 value = float(fn(pred, label, spacing))
                 medpy_s[name] += time.perf_counter() - start
                 worst_rel = max(worst_rel, abs(ours[name] - value) / max(abs(value), 1e-300))
-            print(f"{path.parent.name} {label.shape} {unit:>5}: dice {ours['dice']:.4f} hd95 {ours['hd95']:.3f} "
-                  f"asd {ours['asd']:.3f} assd {ours['assd']:.3f}")
+            print(
+                f"{path.parent.name} {label.shape} {unit:>5}: dice {ours['dice']:.4f} hd95 {ours['hd95']:.3f} "
+                f"asd {ours['asd']:.3f} assd {ours['assd']:.3f}"
+            )
 
     medpy_all = sum(medpy_s.values())
     medpy_uamt = sum(medpy_s[n] for n in UAMT_SET)
     runs = len(paths) * len(args.units)
-    machine = f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
+    )
     print(f"{runs} case evaluations ({len(paths)} LA cases x {', '.join(args.units)}), {machine}")
-    print(f"ours {ours_s:.3f} s, medpy {medpy_all:.3f} s (dc+jc+hd95+asd+assd), "
-          f"{medpy_uamt:.3f} s (dc+jc+hd95+asd); worst relative difference {worst_rel:.1e}")
+    print(
+        f"ours {ours_s:.3f} s, medpy {medpy_all:.3f} s (dc+jc+hd95+asd+assd), "
+        f"{medpy_uamt:.3f} s (dc+jc+hd95+asd); worst relative difference {worst_rel:.1e}"
+    )
     if worst_rel > 1e-9:
         raise SystemExit(f"error: ours differs from medpy by {worst_rel:.2e} relative (> 1e-9)")
-    print(json.dumps({
-        "cases": len(paths), "units": args.units, "evaluations": runs, "mean_voxels": float(np.mean(voxels)),
-        "machine": machine, "ours_seconds": ours_s, "medpy_seconds": medpy_all,
-        "medpy_seconds_by_metric": medpy_s, "max_relative_difference": worst_rel,
-        "speedup_vs_medpy": medpy_all / ours_s,
-        "speedup_vs_medpy_uamt_set": medpy_uamt / ours_s,
-    }))
+    print(
+        json.dumps(
+            {
+                "cases": len(paths),
+                "units": args.units,
+                "evaluations": runs,
+                "mean_voxels": float(np.mean(voxels)),
+                "machine": machine,
+                "ours_seconds": ours_s,
+                "medpy_seconds": medpy_all,
+                "medpy_seconds_by_metric": medpy_s,
+                "max_relative_difference": worst_rel,
+                "speedup_vs_medpy": medpy_all / ours_s,
+                "speedup_vs_medpy_uamt_set": medpy_uamt / ours_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

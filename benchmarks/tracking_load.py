@@ -146,30 +146,46 @@ def training_shape(args: argparse.Namespace) -> dict[str, Any]:
     active = {"loss_sup", *(t.name for t in methods.get(method).active_terms(flat))}
     every_term = {t.name for t in methods.all_terms()}
     keys = [c for c in methods.log_columns() if c != "step" and (c not in every_term or c in active)]
-    return {"dataset": params.get("dataset"), "params": flat, "keys": keys,
-            "tags": {"dataset": params.get("dataset"), "method": method, "split_protocol": "protocol"},
-            "checkpoint_every": int(params.get("train.checkpoint_every") or 0),
-            "iterations": args.iterations, "min_iterations": min(args.min_iterations, args.iterations),
-            "step_seconds": args.step_seconds,
-            "artifact_bytes": int(args.artifact_mib * 2**20)}
+    return {
+        "dataset": params.get("dataset"),
+        "params": flat,
+        "keys": keys,
+        "tags": {"dataset": params.get("dataset"), "method": method, "split_protocol": "protocol"},
+        "checkpoint_every": int(params.get("train.checkpoint_every") or 0),
+        "iterations": args.iterations,
+        "min_iterations": min(args.min_iterations, args.iterations),
+        "step_seconds": args.step_seconds,
+        "artifact_bytes": int(args.artifact_mib * 2**20),
+    }
 
 
-def one_training(client_no: int, k: int, shape: dict[str, Any], deadline: float, stop: Any, stats: Stats,
-                 folder: Path, rng: random.Random) -> None:
+def one_training(
+    client_no: int,
+    k: int,
+    shape: dict[str, Any],
+    deadline: float,
+    stop: Any,
+    stats: Stats,
+    folder: Path,
+    rng: random.Random,
+) -> None:
     """One training's MLflow traffic (module docstring), its steps ending at ``deadline``
     (seconds since the epoch) or when ``stop`` is set."""
     name = f"load-c{client_no:03d}-r{k}"
     tags = {**shape["tags"], "cvcl.load_client": str(client_no)}
-    run: Run = stats.timed("start_run", lambda: start_run(shape["dataset"], name, shape["params"], tags,
-                                                          dataset_version=f"{client_no:032x}.dir"))
+    run: Run = stats.timed(
+        "start_run",
+        lambda: start_run(shape["dataset"], name, shape["params"], tags, dataset_version=f"{client_no:032x}.dir"),
+    )
     stats.started += 1
     run.client = TimedClient(run.client, stats)  # the run's later calls are the ones timed by kind
     started, rows, step = time.perf_counter(), [], 0
     try:
         with stage_status(run):
             # --min-iterations at least (one by default): every run holds per-step curves
-            while step < shape["iterations"] and (step < shape["min_iterations"] or (
-                    time.time() < deadline and not stop.is_set())):
+            while step < shape["iterations"] and (
+                step < shape["min_iterations"] or (time.time() < deadline and not stop.is_set())
+            ):
                 values = {key: rng.random() for key in shape["keys"]}
                 stats.rows_logged += len(values)  # before: a failed flush in it may still send them later
                 run.log_metrics(values, step)
@@ -223,8 +239,10 @@ def worker(first: int, count: int, shape: dict[str, Any], go: Any, stop: Any, de
     results.put(("ready", os.getpid()))
     go.wait()
     stats = [Stats() for _ in range(count)]
-    threads = [threading.Thread(target=client_loop, args=(first + i, shape, deadline.value, stop, stats[i]),
-                                daemon=True) for i in range(count)]
+    threads = [
+        threading.Thread(target=client_loop, args=(first + i, shape, deadline.value, stop, stats[i]), daemon=True)
+        for i in range(count)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -254,8 +272,10 @@ def run_load(args: argparse.Namespace, shape: dict[str, Any]) -> tuple[Stats, di
     ctx = multiprocessing.get_context("fork")  # the parent's imports shared, not repeated per process
     go, stop, deadline, results = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
     sizes = [min(args.threads_per_process, args.clients - i) for i in range(0, args.clients, args.threads_per_process)]
-    procs = [ctx.Process(target=worker, args=(sum(sizes[:p]), n, shape, go, stop, deadline, results))
-             for p, n in enumerate(sizes)]
+    procs = [
+        ctx.Process(target=worker, args=(sum(sizes[:p]), n, shape, go, stop, deadline, results))
+        for p, n in enumerate(sizes)
+    ]
     total, info = Stats(), {"workers_killed": 0, "mem_available_min_gib": _mem_gib("MemAvailable")}
     try:
         for p in procs:
@@ -265,8 +285,11 @@ def run_load(args: argparse.Namespace, shape: dict[str, Any]) -> tuple[Stats, di
         deadline.value = time.time() + args.seconds
         start = time.perf_counter()
         go.set()
-        print(f"load: {args.clients} clients ({len(procs)} processes x up to {args.threads_per_process} threads) "
-              f"for {args.seconds:.0f} s", flush=True)
+        print(
+            f"load: {args.clients} clients ({len(procs)} processes x up to {args.threads_per_process} threads) "
+            f"for {args.seconds:.0f} s",
+            flush=True,
+        )
         done, last_note = 0, 0.0
         while done < len(procs) and time.perf_counter() < start + args.seconds + args.grace_seconds:
             try:
@@ -279,8 +302,11 @@ def run_load(args: argparse.Namespace, shape: dict[str, Any]) -> tuple[Stats, di
             elapsed = time.perf_counter() - start
             if elapsed - last_note >= 10:
                 last_note = elapsed
-                print(f"  {elapsed:5.0f} s: {done}/{len(procs)} processes done, "
-                      f"{info['mem_available_min_gib']:.1f} GiB memory available at least", flush=True)
+                print(
+                    f"  {elapsed:5.0f} s: {done}/{len(procs)} processes done, "
+                    f"{info['mem_available_min_gib']:.1f} GiB memory available at least",
+                    flush=True,
+                )
         info["load_wall_s"] = time.perf_counter() - start
         info["workers_killed"] = len(procs) - done
     except KeyboardInterrupt:
@@ -307,12 +333,18 @@ def count_stored(experiment: str, db_uri: str | None) -> dict[str, Any]:
         engine = create_engine(db_uri)
         try:
             with engine.connect() as con:
-                exp = con.execute(text("SELECT experiment_id FROM experiments WHERE name = :n"),
-                                  {"n": experiment}).scalar()
-                rows = con.execute(text("SELECT count(*) FROM metrics JOIN runs USING (run_uuid) "
-                                        "WHERE runs.experiment_id = :e"), {"e": exp}).scalar()
-                status = dict(con.execute(text("SELECT status, count(*) FROM runs WHERE experiment_id = :e "
-                                               "GROUP BY status"), {"e": exp}).all())
+                exp = con.execute(
+                    text("SELECT experiment_id FROM experiments WHERE name = :n"), {"n": experiment}
+                ).scalar()
+                rows = con.execute(
+                    text("SELECT count(*) FROM metrics JOIN runs USING (run_uuid) WHERE runs.experiment_id = :e"),
+                    {"e": exp},
+                ).scalar()
+                status = dict(
+                    con.execute(
+                        text("SELECT status, count(*) FROM runs WHERE experiment_id = :e GROUP BY status"), {"e": exp}
+                    ).all()
+                )
         finally:
             engine.dispose()
         return {"rows_stored": int(rows or 0), "runs_by_status": status, "stored_counted_in": "postgresql"}
@@ -339,41 +371,81 @@ def percentiles(seconds: list[float]) -> dict[str, float | int]:
     return {"calls": len(ranked), "p50": at(0.50), "p99": at(0.99), "max": at(1.0)}
 
 
-def report(args: argparse.Namespace, shape: dict[str, Any], server: str, total: Stats, info: dict[str, Any],
-           stored: dict[str, Any], experiment: str, load_before: float, wall_s: float) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace,
+    shape: dict[str, Any],
+    server: str,
+    total: Stats,
+    info: dict[str, Any],
+    stored: dict[str, Any],
+    experiment: str,
+    load_before: float,
+    wall_s: float,
+) -> dict[str, Any]:
     """Every figure, printed as a summary; returned for the JSON line."""
     running = stored["runs_by_status"].get("RUNNING", 0)
-    out = {"server": server, "clients": args.clients, "threads_per_process": args.threads_per_process,
-           "processes": math.ceil(args.clients / args.threads_per_process), "seconds": args.seconds,
-           "iterations_per_run": args.iterations, "min_iterations": args.min_iterations,
-           "step_seconds": args.step_seconds,
-           "metric_keys_per_step": len(shape["keys"]), "params_per_run": len(shape["params"]),
-           "artifact_mib": args.artifact_mib, "runs_started": total.started, "runs_finished": total.finished,
-           "runs_failed": total.failed, "runs_by_status": stored["runs_by_status"], "runs_running": running,
-           "rows_logged": total.rows_logged, "rows_sent": total.rows_sent, "rows_stored": stored["rows_stored"],
-           "rows_unsent": total.rows_logged - total.rows_sent,
-           "rows_lost": total.rows_sent - stored["rows_stored"], "stored_counted_in": stored["stored_counted_in"],
-           "rows_stored_per_s": round(stored["rows_stored"] / max(info["load_wall_s"], 1e-9), 1),
-           "latency_ms": {k: percentiles(v) for k, v in sorted(total.latency.items())},
-           "errors": total.errors, "error_messages": total.messages, "workers_killed": info["workers_killed"],
-           "load_wall_s": round(info["load_wall_s"], 1), "wall_s": round(wall_s, 1), "experiment": experiment,
-           "machine": {"nproc": os.cpu_count(), "mem_total_gib": round(_mem_gib("MemTotal"), 1),
-                       "mem_available_min_gib": round(info["mem_available_min_gib"], 1),
-                       "loadavg_1min_before": round(load_before, 2), "trainings_beside": _trainings()}}
-    print(f"\n{out['clients']} clients ({out['processes']} processes x {args.threads_per_process} threads) "
-          f"on {server}, {args.seconds:.0f} s bound, load phase {out['load_wall_s']} s, all {out['wall_s']} s")
-    print(f"runs: {total.started} started, {total.finished} finished, {total.failed} failed; "
-          f"in the store by status {stored['runs_by_status']}")
-    print(f"metric rows: {total.rows_logged} logged by the trainings, {total.rows_sent} sent (accepted), "
-          f"{stored['rows_stored']} stored ({stored['stored_counted_in']}): {out['rows_lost']} lost, "
-          f"{out['rows_unsent']} unsent (dropped with a failed call); {out['rows_stored_per_s']} rows/s stored")
+    out = {
+        "server": server,
+        "clients": args.clients,
+        "threads_per_process": args.threads_per_process,
+        "processes": math.ceil(args.clients / args.threads_per_process),
+        "seconds": args.seconds,
+        "iterations_per_run": args.iterations,
+        "min_iterations": args.min_iterations,
+        "step_seconds": args.step_seconds,
+        "metric_keys_per_step": len(shape["keys"]),
+        "params_per_run": len(shape["params"]),
+        "artifact_mib": args.artifact_mib,
+        "runs_started": total.started,
+        "runs_finished": total.finished,
+        "runs_failed": total.failed,
+        "runs_by_status": stored["runs_by_status"],
+        "runs_running": running,
+        "rows_logged": total.rows_logged,
+        "rows_sent": total.rows_sent,
+        "rows_stored": stored["rows_stored"],
+        "rows_unsent": total.rows_logged - total.rows_sent,
+        "rows_lost": total.rows_sent - stored["rows_stored"],
+        "stored_counted_in": stored["stored_counted_in"],
+        "rows_stored_per_s": round(stored["rows_stored"] / max(info["load_wall_s"], 1e-9), 1),
+        "latency_ms": {k: percentiles(v) for k, v in sorted(total.latency.items())},
+        "errors": total.errors,
+        "error_messages": total.messages,
+        "workers_killed": info["workers_killed"],
+        "load_wall_s": round(info["load_wall_s"], 1),
+        "wall_s": round(wall_s, 1),
+        "experiment": experiment,
+        "machine": {
+            "nproc": os.cpu_count(),
+            "mem_total_gib": round(_mem_gib("MemTotal"), 1),
+            "mem_available_min_gib": round(info["mem_available_min_gib"], 1),
+            "loadavg_1min_before": round(load_before, 2),
+            "trainings_beside": _trainings(),
+        },
+    }
+    print(
+        f"\n{out['clients']} clients ({out['processes']} processes x {args.threads_per_process} threads) "
+        f"on {server}, {args.seconds:.0f} s bound, load phase {out['load_wall_s']} s, all {out['wall_s']} s"
+    )
+    print(
+        f"runs: {total.started} started, {total.finished} finished, {total.failed} failed; "
+        f"in the store by status {stored['runs_by_status']}"
+    )
+    print(
+        f"metric rows: {total.rows_logged} logged by the trainings, {total.rows_sent} sent (accepted), "
+        f"{stored['rows_stored']} stored ({stored['stored_counted_in']}): {out['rows_lost']} lost, "
+        f"{out['rows_unsent']} unsent (dropped with a failed call); {out['rows_stored_per_s']} rows/s stored"
+    )
     print(f"{'call':<20} {'calls':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}")
     for kind, p in out["latency_ms"].items():
         print(f"{kind:<20} {p['calls']:>7} {p['p50']:>9} {p['p99']:>9} {p['max']:>9}")
     print(f"errors: {total.errors}" + "".join(f"\n  {n} x {m}" for m, n in total.messages.items()))
-    print(f"machine: {os.cpu_count()} CPUs, {out['machine']['mem_total_gib']} GiB (at least "
-          f"{out['machine']['mem_available_min_gib']} GiB available), load average {load_before:.2f} before, "
-          f"{out['machine']['trainings_beside']} trainings beside", flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPUs, {out['machine']['mem_total_gib']} GiB (at least "
+        f"{out['machine']['mem_available_min_gib']} GiB available), load average {load_before:.2f} before, "
+        f"{out['machine']['trainings_beside']} trainings beside",
+        flush=True,
+    )
     return out
 
 
@@ -389,8 +461,12 @@ def main() -> None:
     ap.add_argument("--min-iterations", type=int, default=1, help="of a training past the bound (default: 1)")
     ap.add_argument("--step-seconds", type=float, default=0.0, help="pause per iteration (default: 0)")
     ap.add_argument("--workers", type=int, default=2, help="processes of one's own server (default: 2)")
-    ap.add_argument("--grace-seconds", type=float, default=300.0,
-                    help="for the runs to close after the bound (default: 300); then workers are killed")
+    ap.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=300.0,
+        help="for the runs to close after the bound (default: 300); then workers are killed",
+    )
     args = ap.parse_args()
     if min(args.clients, args.threads_per_process, args.iterations, args.min_iterations) < 1 or args.seconds <= 0:
         ap.error("--clients, --threads-per-process, --iterations, --min-iterations and --seconds must be positive")

@@ -45,18 +45,43 @@ from cvcl.training.step import TrainStep
 # question here); any of cvcl.methods.names() works
 METHODS = ("supervised", "mean_teacher", "cvcl")
 # ops that wait for the device (on CUDA); counted on the CPU too, where they would
-SYNC_OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::unique", "aten::_unique2",
-            "aten::is_nonzero", "aten::masked_select", "cudaStreamSynchronize", "cudaDeviceSynchronize")
+SYNC_OPS = (
+    "aten::item",
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::unique",
+    "aten::_unique2",
+    "aten::is_nonzero",
+    "aten::masked_select",
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+)
 
 
-def make_step(method: str, cfg: ModelConfig, device: torch.device, images, labels, labeled_bs: int,
-              split_bn: bool = False, amp: bool = True, channels_last: bool = True):
+def make_step(
+    method: str,
+    cfg: ModelConfig,
+    device: torch.device,
+    images,
+    labels,
+    labeled_bs: int,
+    split_bn: bool = False,
+    amp: bool = True,
+    channels_last: bool = True,
+):
     semi = methods.get(method).semi_supervised  # ParamError for a name not in cvcl.methods
-    objective = Objective(method, LossConfig(rampup_length=0.0, vcl_weight=0.6),
-                          total_iterations=1000, split_bn=split_bn)
+    objective = Objective(
+        method, LossConfig(rampup_length=0.0, vcl_weight=0.6), total_iterations=1000, split_bn=split_bn
+    )
     torch.manual_seed(0)
-    train_cfg = TrainConfig(iterations=1000, batch_size=images.shape[0], labeled_bs=labeled_bs,
-                            patch=tuple(images.shape[-3:]), amp=amp, channels_last=channels_last)
+    train_cfg = TrainConfig(
+        iterations=1000,
+        batch_size=images.shape[0],
+        labeled_bs=labeled_bs,
+        patch=tuple(images.shape[-3:]),
+        amp=amp,
+        channels_last=channels_last,
+    )
     trainer = TrainStep(objective, cfg, train_cfg, device)
     # a supervised method trains on the labeled volumes only, as in the pipeline
     x, y = (images, labels) if semi else (images[:labeled_bs], labels[:labeled_bs])
@@ -73,7 +98,7 @@ def make_batch(args, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.randn(args.batch, 1, *args.patch, generator=g).to(device)
     labels = torch.zeros(args.batch, *args.patch, dtype=torch.long)
     c = [p // 2 for p in args.patch]
-    labels[:, c[0] - 8:c[0] + 8, c[1] - 8:c[1] + 8, c[2] - 6:c[2] + 6] = 1
+    labels[:, c[0] - 8 : c[0] + 8, c[1] - 8 : c[1] + 8, c[2] - 6 : c[2] + 6] = 1
     return images, labels.to(device)
 
 
@@ -166,8 +191,12 @@ def block_events(events, block: str = "cvcl.prototype_terms") -> list:
     backward ops autograd runs for them (matched by the forward op's sequence number)."""
     forward = [d for e in events if e.name == block for d in _descendants(e)]
     seqs = {e.sequence_nr for e in forward if e.sequence_nr >= 0}
-    backward = [d for e in events if e.name.startswith("autograd::engine::evaluate_function:")
-                and e.sequence_nr in seqs for d in _descendants(e)]
+    backward = [
+        d
+        for e in events
+        if e.name.startswith("autograd::engine::evaluate_function:") and e.sequence_nr in seqs
+        for d in _descendants(e)
+    ]
     return [e for e in forward + backward if e.name != block]
 
 
@@ -201,18 +230,26 @@ def profile_steps(args, device: torch.device, amp: bool, top: int = 15) -> dict:
     syncs = {k: sum(1 for e in events if e.name == k) for k in SYNC_OPS}
     syncs = {k: v for k, v in syncs.items() if v}
     ranked = sorted(by_op.items(), key=lambda kv: -kv[1][0])[:top]
-    print(f"\nprofile of one CVCL step ({device.type}, {'amp' if amp else 'float32'}): {step_s:.2f} s of op time, "
-          f"of which the PCL/VCL block (forward + backward) {block_s:.2f} s ({100 * block_s / step_s:.0f}%), "
-          f"allocating {block_mib:.0f} MiB")
+    print(
+        f"\nprofile of one CVCL step ({device.type}, {'amp' if amp else 'float32'}): {step_s:.2f} s of op time, "
+        f"of which the PCL/VCL block (forward + backward) {block_s:.2f} s ({100 * block_s / step_s:.0f}%), "
+        f"allocating {block_mib:.0f} MiB"
+    )
     print(f"{'op in the PCL/VCL block':<48} {'self time (s)':>13} {'calls':>6} {'allocated (MiB)':>16}")
     for name, (t, m, n) in ranked:
         print(f"{name[:48]:<48} {t / 1e6:>13.3f} {n:>6} {m / 2**20:>16.1f}")
     print(f"host synchronisations in the step: {syncs or 'none'}", flush=True)
-    return {"step_op_seconds": round(step_s, 3), "block_seconds": round(block_s, 3),
-            "block_share": round(block_s / step_s, 3), "block_allocated_mib": round(block_mib, 1),
-            "block_ops": [{"op": k, "seconds": round(t / 1e6, 4), "calls": n, "allocated_mib": round(m / 2**20, 1)}
-                          for k, (t, m, n) in ranked],
-            "host_syncs": syncs}
+    return {
+        "step_op_seconds": round(step_s, 3),
+        "block_seconds": round(block_s, 3),
+        "block_share": round(block_s / step_s, 3),
+        "block_allocated_mib": round(block_mib, 1),
+        "block_ops": [
+            {"op": k, "seconds": round(t / 1e6, 4), "calls": n, "allocated_mib": round(m / 2**20, 1)}
+            for k, (t, m, n) in ranked
+        ],
+        "host_syncs": syncs,
+    }
 
 
 def main() -> None:
@@ -221,12 +258,21 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--labeled-bs", type=int, default=2)
-    ap.add_argument("--norm", choices=("instance", "batch", "none"), default="instance",
-                    help="V-Net normalisation (instance: the CPU demo's default; batch: the paper's)")
+    ap.add_argument(
+        "--norm",
+        choices=("instance", "batch", "none"),
+        default="instance",
+        help="V-Net normalisation (instance: the CPU demo's default; batch: the paper's)",
+    )
     ap.add_argument("--split-bn", action="store_true", help="labeled and unlabeled halves in two forward passes")
     ap.add_argument("--repeats", type=int, default=12, help="timed rounds (0: no timing)")
-    ap.add_argument("--precision", nargs="+", choices=("float32", "amp"), default=None,
-                    help="default: float32 and amp on CUDA, float32 on the CPU")
+    ap.add_argument(
+        "--precision",
+        nargs="+",
+        choices=("float32", "amp"),
+        default=None,
+        help="default: float32 and amp on CUDA, float32 on the CPU",
+    )
     ap.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     ap.add_argument("--memory", action="store_true", help="peak memory of one step per method")
     ap.add_argument("--profile", action="store_true", help="torch.profiler: the ops of the CVCL step's PCL/VCL block")
@@ -240,8 +286,13 @@ def main() -> None:
     report: dict = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
-        "patch": args.patch, "base_filters": args.filters, "batch": args.batch, "norm": args.norm,
-        "split_bn": args.split_bn, "channels_last": args.channels_last and device.type == "cuda"}
+        "patch": args.patch,
+        "base_filters": args.filters,
+        "batch": args.batch,
+        "norm": args.norm,
+        "split_bn": args.split_bn,
+        "channels_last": args.channels_last and device.type == "cuda",
+    }
     for precision in precisions:
         amp = precision == "amp" and device.type == "cuda"
         if precision == "amp" and not amp:
@@ -261,8 +312,10 @@ def main() -> None:
                 print(f"{precision:<8} {m:<14} peak {peaks[m] / 2**20:.0f} MiB above the built step", flush=True)
             entry["peak_mib"] = {m: round(b / 2**20, 1) for m, b in peaks.items()}
             entry["memory_ratio_cvcl_vs_mean_teacher"] = round(peaks["cvcl"] / max(peaks["mean_teacher"], 1), 3)
-            print(f"{precision:<8} memory_ratio_cvcl_vs_mean_teacher {entry['memory_ratio_cvcl_vs_mean_teacher']}",
-                  flush=True)
+            print(
+                f"{precision:<8} memory_ratio_cvcl_vs_mean_teacher {entry['memory_ratio_cvcl_vs_mean_teacher']}",
+                flush=True,
+            )
         if args.profile:
             entry["profile"] = profile_steps(args, device, amp, args.profile_top)
         report[precision] = entry

@@ -57,9 +57,13 @@ def measure(width: int, seed: int, images: torch.Tensor, labels: torch.Tensor, n
         same = (classes[:, None] == classes[None, :]) & off
         other = classes[:, None] != classes[None, :]
         infonce = supervised_infonce(emb, classes, torch.ones(len(emb), dtype=torch.bool), 0.1)
-    return {"cos_all": cos[off].mean().item(), "cos_same": cos[same].mean().item(),
-            "cos_other": cos[other].mean().item(), "infonce": infonce.item(),
-            "log_anchors": math.log(len(emb) / 2)}
+    return {
+        "cos_all": cos[off].mean().item(),
+        "cos_same": cos[same].mean().item(),
+        "cos_other": cos[other].mean().item(),
+        "infonce": infonce.item(),
+        "log_anchors": math.log(len(emb) / 2),
+    }
 
 
 def main() -> int:
@@ -78,13 +82,18 @@ def main() -> int:
         images, labels = crops(args.processed, 2, (64, 64, 32), np.random.default_rng(seed))
         for width in args.widths:
             results[width].append(measure(width, seed, images, labels, args.n_anchor))
-    print(f"{'hidden':>6}  {'cos all':>8}  {'same':>6}  {'other':>6}  {'InfoNCE':>8}  {'log n':>6}   (means over seeds)")
+    print(
+        f"{'hidden':>6}  {'cos all':>8}  {'same':>6}  {'other':>6}  {'InfoNCE':>8}  {'log n':>6}   (means over seeds)"
+    )
     summary = {}
     for width, rows in results.items():
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         summary[width] = mean
-        print(f"{width:>6}  {mean['cos_all']:8.3f}  {mean['cos_same']:6.3f}  {mean['cos_other']:6.3f}  "
-              f"{mean['infonce']:8.3f}  {mean['log_anchors']:6.3f}", flush=True)
+        print(
+            f"{width:>6}  {mean['cos_all']:8.3f}  {mean['cos_same']:6.3f}  {mean['cos_other']:6.3f}  "
+            f"{mean['infonce']:8.3f}  {mean['log_anchors']:6.3f}",
+            flush=True,
+        )
     print(json.dumps({"seeds": args.seeds, "by_hidden_width": summary}))
     return 0
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -34,8 +35,8 @@ from cvcl.methods import Switch
 from cvcl.settings import EXECUTION
 
 METRICS = ("dice", "jaccard", "hd95", "asd")
-PERCENT = ("dice", "jaccard")       # fractions in the runs, % (points) in the tables
-LOWER_IS_BETTER = ("hd95", "asd")   # distances: a negative difference is an improvement
+PERCENT = ("dice", "jaccard")  # fractions in the runs, % (points) in the tables
+LOWER_IS_BETTER = ("hd95", "asd")  # distances: a negative difference is an improvement
 PER_CASE_ARTIFACT = "per_case.csv"  # logged by stages/evaluate.py at the artifact root
 
 
@@ -76,8 +77,9 @@ def load_runs(experiment: str, tracking_uri: str | None = None, tuned: Sequence[
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    raw = mlflow.search_runs(experiment_names=[experiment], filter_string="attributes.status = 'FINISHED'",
-                             output_format="pandas")
+    raw = mlflow.search_runs(
+        experiment_names=[experiment], filter_string="attributes.status = 'FINISHED'", output_format="pandas"
+    )
     return tidy_runs(raw, tuned)
 
 
@@ -87,18 +89,31 @@ def tidy_runs(raw: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
     and left out of ``variant``."""
     switches = _switches()
     if raw.empty or "metrics.dice" not in raw:
-        return pd.DataFrame(columns=["run_id", "run_name", "config", "method", "labeled", "seed",
-                                     *(s.column for s in switches), *METRICS, "variant"])
+        return pd.DataFrame(
+            columns=[
+                "run_id",
+                "run_name",
+                "config",
+                "method",
+                "labeled",
+                "seed",
+                *(s.column for s in switches),
+                *METRICS,
+                "variant",
+            ]
+        )
     raw = raw[raw["metrics.dice"].notna()]
-    df = pd.DataFrame({
-        "run_id": raw["run_id"],
-        "run_name": raw.get("tags.mlflow.runName"),
-        "method": raw["params.method"],
-        "labeled": raw["params.labeled"].astype(int),
-        "seed": raw["params.seed"].astype(int),
-        **{s.column: _switch_column(raw, s) for s in switches},
-        **{m: raw[f"metrics.{m}"].astype(float) for m in METRICS},
-    })
+    df = pd.DataFrame(
+        {
+            "run_id": raw["run_id"],
+            "run_name": raw.get("tags.mlflow.runName"),
+            "method": raw["params.method"],
+            "labeled": raw["params.labeled"].astype(int),
+            "seed": raw["params.seed"].astype(int),
+            **{s.column: _switch_column(raw, s) for s in switches},
+            **{m: raw[f"metrics.{m}"].astype(float) for m in METRICS},
+        }
+    )
     # a switch only means something for the methods that declare it
     for switch in switches:
         declaring = [n for n in methods.names() if switch in methods.get(n).switches]
@@ -106,9 +121,9 @@ def tidy_runs(raw: pd.DataFrame, tuned: Sequence[str] = ()) -> pd.DataFrame:
     names = [config_name(row["method"], {s.param: row[s.column] for s in switches}) for _, row in df.iterrows()]
     # a run names only the values that differ from the most common one: short, still unique
     own = _uncommon(_labeled_only_common(raw, _varying_params(raw, only=set(tuned))))
-    names = [f"{n} {{{o}}}" if o else n for n, o in zip(names, own)]
+    names = [f"{n} {{{o}}}" if o else n for n, o in zip(names, own, strict=True)]
     variant = _uncommon(_varying_params(raw, skip=set(tuned)))
-    names = [f"{n} [{v}]" if v else n for n, v in zip(names, variant)]
+    names = [f"{n} [{v}]" if v else n for n, v in zip(names, variant, strict=True)]
     df.insert(2, "config", names)
     df["variant"] = variant
     return df.reset_index(drop=True)
@@ -129,9 +144,11 @@ def _labeled_only_common(raw: pd.DataFrame, values: pd.DataFrame) -> pd.DataFram
 def _uncommon(values: pd.DataFrame) -> list[str]:
     """Per run, the values of :func:`_varying_params` that are not the most common one, spelt
     ``model.norm=batch train.lr=0.03`` ("" for a run at the common settings)."""
-    common = {col: _most_common(values[col]) for col in values.columns}
-    return [" ".join(f"{col[len('params.'):]}={v}" for col, v in row.items() if v != common[col])
-            for _, row in values.iterrows()]
+    common = {str(col): _most_common(values[col]) for col in values.columns}
+    return [
+        " ".join(f"{str(col)[len('params.') :]}={v}" for col, v in row.items() if v != common[str(col)])
+        for _, row in values.iterrows()
+    ]
 
 
 def _switch_column(raw: pd.DataFrame, switch: Switch) -> pd.Series:
@@ -145,14 +162,16 @@ def _switch_column(raw: pd.DataFrame, switch: Switch) -> pd.Series:
     return values if switch.quiet is None else values.fillna(switch.quiet)
 
 
-def _varying_params(raw: pd.DataFrame, skip: set[str] = frozenset(), only: set[str] | None = None) -> pd.DataFrame:
+def _varying_params(
+    raw: pd.DataFrame, skip: Collection[str] = frozenset(), only: Collection[str] | None = None
+) -> pd.DataFrame:
     """The ``params.*`` columns, other than the named and execution ones (and ``skip``; within
     ``only`` when given), that take more than one value, as strings. Runs that lack a parameter
     (logged before it existed) get its most common value: a parameter is added with the old
     behaviour as its default."""
     out, named = {}, _named()
     for col in sorted(c for c in raw.columns if c.startswith("params.")):
-        key = col[len("params."):]
+        key = col[len("params.") :]
         present = raw[col].dropna().astype(str)
         if key in named or key in EXECUTION or key in skip or present.empty or (only is not None and key not in only):
             continue
@@ -163,7 +182,7 @@ def _varying_params(raw: pd.DataFrame, skip: set[str] = frozenset(), only: set[s
 
 
 def _most_common(values: pd.Series) -> str:
-    return values.value_counts().sort_index().idxmax()  # ties: the first by name
+    return str(values.value_counts().sort_index().idxmax())  # ties: the first by name (the values are strings)
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -177,7 +196,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         scaled[m] = scaled[m] * 100
     grouped = scaled.groupby(["config", "labeled"], sort=True)
     out = grouped[list(METRICS)].agg(["mean", "std"])
-    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    # agg() with a list makes (metric, statistic) columns, a MultiIndex (pandas-stubs: Index[str])
+    out.columns = [f"{m}_{s}" for m, s in cast(pd.MultiIndex, out.columns)]
     out.insert(0, "n", grouped.size())
     return out.reset_index()
 
@@ -186,8 +206,10 @@ def formatted_table(summary: pd.DataFrame) -> pd.DataFrame:
     """``mean +- std`` strings, one column per metric, as a paper table."""
     out = summary[["config", "labeled", "n"]].copy()
     for m in METRICS:
-        out[m] = [f"{a:.2f} ± {b:.2f}" if not math.isnan(b) else f"{a:.2f}"
-                  for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+        out[m] = [
+            f"{a:.2f} ± {b:.2f}" if not math.isnan(b) else f"{a:.2f}"
+            for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"], strict=True)
+        ]
     return out
 
 
@@ -218,8 +240,9 @@ def paired_comparison(df: pd.DataFrame, reference: str | None = None, metric: st
     seeds *and* cases) use :func:`paired_intervals` with :func:`load_per_case`.
     """
     rows = [row for ref, v in _references(df, reference) for row in _paired_rows(df[_variants(df) == v], ref, metric)]
-    return pd.DataFrame(rows, columns=["reference", "baseline", "labeled", "pairs", "mean_diff", "std_diff", "wins",
-                                       "p_value"])
+    return pd.DataFrame(
+        rows, columns=["reference", "baseline", "labeled", "pairs", "mean_diff", "std_diff", "wins", "p_value"]
+    )
 
 
 def _variants(df: pd.DataFrame) -> pd.Series:
@@ -250,9 +273,18 @@ def _paired_rows(df: pd.DataFrame, reference: str, metric: str) -> list[dict]:
         a, b = ref.loc[common].to_numpy() * 100, base.loc[common].to_numpy() * 100
         diff = a - b
         p = float(stats.ttest_rel(a, b).pvalue) if len(diff) >= 2 and np.std(diff) > 0 else math.nan
-        rows.append({"reference": reference, "baseline": config, "labeled": labeled, "pairs": len(diff),
-                     "mean_diff": diff.mean(), "std_diff": diff.std(ddof=1) if len(diff) > 1 else math.nan,
-                     "wins": int((diff > 0).sum()), "p_value": p})
+        rows.append(
+            {
+                "reference": reference,
+                "baseline": config,
+                "labeled": labeled,
+                "pairs": len(diff),
+                "mean_diff": diff.mean(),
+                "std_diff": diff.std(ddof=1) if len(diff) > 1 else math.nan,
+                "wins": int((diff > 0).sum()),
+                "p_value": p,
+            }
+        )
     return rows
 
 
@@ -278,23 +310,37 @@ def load_per_case(runs: pd.DataFrame, tracking_uri: str | None = None) -> pd.Dat
     with tempfile.TemporaryDirectory(prefix="cvcl-per-case-") as tmp:
         for _, run in runs.iterrows():
             try:
-                path = mlflow.artifacts.download_artifacts(run_id=run["run_id"], artifact_path=PER_CASE_ARTIFACT,
-                                                           dst_path=os.path.join(tmp, run["run_id"]),
-                                                           tracking_uri=tracking_uri)
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run["run_id"],
+                    artifact_path=PER_CASE_ARTIFACT,
+                    dst_path=os.path.join(tmp, run["run_id"]),
+                    tracking_uri=tracking_uri,
+                )
             except (MlflowException, OSError) as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                warnings.warn(f"run {run['run_id']} ({run['config']}): no {PER_CASE_ARTIFACT}, skipped ({first})",
-                              stacklevel=2)
+                warnings.warn(
+                    f"run {run['run_id']} ({run['config']}): no {PER_CASE_ARTIFACT}, skipped ({first})", stacklevel=2
+                )
                 continue
             cases = pd.read_csv(path, dtype={"case_id": str})
-            frames.append(pd.DataFrame({
-                **{key: run[key] for key in ("run_id", "config")}, "variant": run.get("variant", ""),
-                **{key: run[key] for key in ("labeled", "seed")}, "case_id": cases["case_id"],
-                **{m: cases[m].astype(float) if m in cases else math.nan for m in METRICS}}, columns=columns))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        **{key: run[key] for key in ("run_id", "config")},
+                        "variant": run.get("variant", ""),
+                        **{key: run[key] for key in ("labeled", "seed")},
+                        "case_id": cases["case_id"],
+                        **{m: cases[m].astype(float) if m in cases else math.nan for m in METRICS},
+                    },
+                    columns=columns,
+                )
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def chain_pairs(runs: pd.DataFrame, chain: Sequence[str] = ("supervised", "mean_teacher", "cvcl")) -> list[tuple[str, str]]:
+def chain_pairs(
+    runs: pd.DataFrame, chain: Sequence[str] = ("supervised", "mean_teacher", "cvcl")
+) -> list[tuple[str, str]]:
     """(reference, baseline) config pairs along ``chain`` (methods, each adding to the one
     before), per variant: ``(mean_teacher, supervised)``, ``(cvcl, mean_teacher)``; a method
     without runs is skipped, so its neighbours are paired. A method's config is its most common
@@ -305,17 +351,26 @@ def chain_pairs(runs: pd.DataFrame, chain: Sequence[str] = ("supervised", "mean_
         present = []
         for method in chain:
             ran = same[same["method"] == method]
-            config = full_cvcl_config(same) if method == "cvcl" else (
-                str(ran["config"].value_counts().index[0]) if len(ran) else None)
+            config = (
+                full_cvcl_config(same)
+                if method == "cvcl"
+                else (str(ran["config"].value_counts().index[0]) if len(ran) else None)
+            )
             if config is not None:
                 present.append(config)
-        pairs += list(zip(present[1:], present[:-1]))
+        pairs += list(zip(present[1:], present[:-1], strict=True))
     return pairs
 
 
-def paired_intervals(runs: pd.DataFrame, per_case: pd.DataFrame, reference: str | None = None, metric: str = "dice",
-                     n_boot: int = 10_000, seed: int = 0,
-                     pairs: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+def paired_intervals(
+    runs: pd.DataFrame,
+    per_case: pd.DataFrame,
+    reference: str | None = None,
+    metric: str = "dice",
+    n_boot: int = 10_000,
+    seed: int = 0,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> pd.DataFrame:
     """Each paired difference (reference minus baseline) with a 95% bootstrap interval over
     seeds and test cases (:mod:`cvcl.statistics`), per labeled count.
 
@@ -335,37 +390,72 @@ def paired_intervals(runs: pd.DataFrame, per_case: pd.DataFrame, reference: str 
     """
     if pairs is None:
         variants = _variants(runs)
-        pairs = [(ref, base) for ref, v in _references(runs, reference)
-                 for base in sorted(set(runs.loc[variants == v, "config"]) - {ref})]
+        pairs = [
+            (ref, base)
+            for ref, v in _references(runs, reference)
+            for base in sorted(set(runs.loc[variants == v, "config"]) - {ref})
+        ]
     keys = runs[["run_id", "config", "labeled", "seed"]]
     scores = per_case[["run_id", "case_id", metric]].merge(keys, on="run_id")
     scores[metric] = scores[metric].astype(float) * (100 if metric in PERCENT else 1)
-    # one value per (config, labeled, seed, case): repeated runs of a seed are averaged
-    grids = {key: g.groupby(["seed", "case_id"])[metric].mean().unstack("case_id")
-             for key, g in scores.groupby(["config", "labeled"])}
+    # one value per (config, labeled, seed, case): repeated runs of a seed are averaged (pandas-stubs
+    # types a group's key as tuple[Hashable, ...]: grouped by two columns, it is (config, labeled))
+    grids = {
+        cast("tuple[str, int]", key): g.groupby(["seed", "case_id"])[metric].mean().unstack("case_id")
+        for key, g in scores.groupby(["config", "labeled"])
+    }
     rows = []
     for ref, base in pairs:
-        for labeled in sorted({l for c, l in grids if c == ref} & {l for c, l in grids if c == base}):
+        for labeled in sorted({lab for c, lab in grids if c == ref} & {lab for c, lab in grids if c == base}):
             a, b = grids[(ref, labeled)], grids[(base, labeled)]
             seeds, cases = a.index.intersection(b.index), a.columns.intersection(b.columns)
             if len(seeds) == 0 or len(cases) == 0:
                 continue
             diff = a.loc[seeds, cases].to_numpy() - b.loc[seeds, cases].to_numpy()
             result = statistics.paired_difference(diff, n_boot, seed, higher_is_better=metric not in LOWER_IS_BETTER)
-            rows.append({"reference": ref, "baseline": base, "labeled": labeled, "metric": metric,
-                         "seeds": result.n_seeds, "cases": result.n_cases, "mean_diff": result.mean_diff,
-                         "ci_low": result.ci_low, "ci_high": result.ci_high, "wilcoxon_p": result.wilcoxon_p,
-                         "resolved": result.resolved, "verdict": result.verdict})
-    return pd.DataFrame(rows, columns=["reference", "baseline", "labeled", "metric", "seeds", "cases", "mean_diff",
-                                       "ci_low", "ci_high", "wilcoxon_p", "resolved", "verdict"])
+            rows.append(
+                {
+                    "reference": ref,
+                    "baseline": base,
+                    "labeled": labeled,
+                    "metric": metric,
+                    "seeds": result.n_seeds,
+                    "cases": result.n_cases,
+                    "mean_diff": result.mean_diff,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
+                    "wilcoxon_p": result.wilcoxon_p,
+                    "resolved": result.resolved,
+                    "verdict": result.verdict,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "reference",
+            "baseline",
+            "labeled",
+            "metric",
+            "seeds",
+            "cases",
+            "mean_diff",
+            "ci_low",
+            "ci_high",
+            "wilcoxon_p",
+            "resolved",
+            "verdict",
+        ],
+    )
 
 
 def format_intervals(intervals: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`paired_intervals` for reading: ``difference`` as ``+3.12 [+1.05, +5.20]``,
     ``wilcoxon_p`` as text, and ``result``: better / worse / not resolved (the interval holds 0)."""
     out = intervals[["reference", "baseline", "labeled", "metric", "seeds", "cases"]].copy()
-    out["difference"] = [statistics.format_interval(m, lo, hi, digits)
-                         for m, lo, hi in zip(intervals["mean_diff"], intervals["ci_low"], intervals["ci_high"])]
+    out["difference"] = [
+        statistics.format_interval(m, lo, hi, digits)
+        for m, lo, hi in zip(intervals["mean_diff"], intervals["ci_low"], intervals["ci_high"], strict=True)
+    ]
     out["wilcoxon_p"] = ["n/a" if math.isnan(p) else f"{p:.3g}" for p in intervals["wilcoxon_p"]]
     out["result"] = [verdict.rsplit(": ", 1)[-1] for verdict in intervals["verdict"]]
     return out
@@ -378,8 +468,9 @@ def plot_dice_vs_labeled(df: pd.DataFrame, ax=None):
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     summary = summary_table(df)
     for config, group in summary.groupby("config"):
-        ax.errorbar(group["labeled"], group["dice_mean"], yerr=group["dice_std"].fillna(0), marker="o",
-                    capsize=3, label=config)
+        ax.errorbar(
+            group["labeled"], group["dice_mean"], yerr=group["dice_std"].fillna(0), marker="o", capsize=3, label=config
+        )
     ax.set_xlabel("labeled volumes")
     ax.set_ylabel("Dice (%)")
     ax.legend(fontsize=8)

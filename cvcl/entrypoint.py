@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cvcl.errors import CvclError
 
@@ -43,8 +43,9 @@ def _dvc_ancestor() -> int | None:
             parent = parent_pid(pid)
         except OSError:
             return None
-        if any(os.path.basename(part) in (b"dvc", b"dvc.exe") or part.endswith(b"/dvc/__main__.py")
-               for part in cmdline[:2]) or cmdline[:3] == [cmdline[0], b"-m", b"dvc"]:
+        if any(
+            os.path.basename(part) in (b"dvc", b"dvc.exe") or part.endswith(b"/dvc/__main__.py") for part in cmdline[:2]
+        ) or cmdline[:3] == [cmdline[0], b"-m", b"dvc"]:
             return pid
         pid = parent
     return None
@@ -55,6 +56,7 @@ def _exit_with(parent: int, period_s: float = 1.0) -> None:
     and killing ``dvc repro`` leaves the shell and the stage running, an orphan that would later
     mark its run FINISHED. SIGTERM takes the stage's ordinary way out (run FAILED, temporary
     outputs removed)."""
+
     def watch() -> None:
         stop = threading.Event()
         while not stop.wait(period_s):

@@ -31,8 +31,9 @@ class NotebookError(CvclError):
 
 def _require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise NotebookError(f"{module} is not installed in {sys.prefix}: pip install -e '.[dev]' "
-                            "(make setup installs it)")
+        raise NotebookError(
+            f"{module} is not installed in {sys.prefix}: pip install -e '.[dev]' (make setup installs it)"
+        )
 
 
 def kernel_dir(prefix: str | Path = sys.prefix) -> Path:
@@ -111,8 +112,9 @@ def execute(notebook: Path, output: Path, timeout_s: float | None = 600) -> int:
         nb = nbformat.read(notebook, as_version=4)
     except (OSError, ValueError) as exc:  # nbformat's NotJSONError is a ValueError
         raise NotebookError(f"{notebook}: not a readable notebook ({type(exc).__name__})") from None
-    client = NotebookClient(nb, kernel_name=KERNEL_NAME, timeout=timeout_s,
-                            resources={"metadata": {"path": str(notebook.parent)}})
+    client = NotebookClient(
+        nb, kernel_name=KERNEL_NAME, timeout=timeout_s, resources={"metadata": {"path": str(notebook.parent)}}
+    )
     problem = None
     try:
         client.execute(**_encryption())

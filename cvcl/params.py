@@ -7,19 +7,28 @@ bad value stops the stage with one line before it writes anything.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import yaml
 
 from cvcl.errors import DataError, ParamError, unknown_choice
 from cvcl.settings import SETTINGS, check_known
 
+# the builtins under other names: inside Params, `int`, `float`, `bool` and `str` are its getters
+_int: TypeAlias = int
+_float: TypeAlias = float
+_bool: TypeAlias = bool
+_str: TypeAlias = str
+
 _MISSING = object()
+T = TypeVar("T")
 
 
-def load_params(path: str | Path = "params.yaml") -> "Params":
+def load_params(path: str | Path = "params.yaml") -> Params:
     """Load ``params.yaml`` (or another YAML file) into a :class:`Params`."""
     path = Path(path)
     if not path.is_file():
@@ -89,7 +98,8 @@ class Params:
         s = SETTINGS[name]
         d = s.default
         if s.kind == "int":
-            return self.int(name, min=s.min, max=s.max, default=d)
+            low, high = (None if b is None else int(b) for b in (s.min, s.max))
+            return self.int(name, min=low, max=high, default=d)
         if s.kind == "float":
             return self.float(name, min=s.min, max=s.max, min_exclusive=s.min_exclusive, default=d)
         if s.kind == "bool":
@@ -107,20 +117,21 @@ class Params:
         if s.kind == "spacing":
             return self._spacing(name)
         if s.kind == "ints":
-            return self.int_list(name, length=s.length, min=s.min, default=d)
+            return self.int_list(name, length=s.length, min=None if s.min is None else int(s.min), default=d)
         if s.kind == "floats":
             return self.float_list(name, length=s.length, min=s.min, min_exclusive=s.min_exclusive, default=d)
         return self.raw(name, default=d)
 
-    def config(self, cls, section: str, **given: Any):
+    def config(self, cls: type[T], section: str, **given: Any) -> T:
         """An instance of the dataclass ``cls`` whose fields are the declared parameters
-        ``<section>.<field>`` (lists become tuples); ``given`` fields are taken as they are."""
-        import dataclasses
-
+        ``<section>.<field>`` (``<field>`` for ``section`` ``""``, the top-level keys), checked
+        and with lists as tuples; ``given`` fields are taken as they are, the others (not
+        parameters, or nested sections) keep the dataclass's defaults."""
         values = dict(given)
-        for f in dataclasses.fields(cls):
-            if f.name not in values and f"{section}.{f.name}" in SETTINGS:
-                value = self.get(f"{section}.{f.name}")
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            name = f"{section}.{f.name}" if section else f.name
+            if f.name not in values and name in SETTINGS:
+                value = self.get(name)
                 values[f.name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
 
@@ -128,20 +139,30 @@ class Params:
         """One spacing in mm for every axis, or three (X, Y, Z)."""
         value = self.raw(name)
         values = value if isinstance(value, (list, tuple)) else [value]
-        ok = (len(values) in (1, 3) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-              and all(0 < v <= 100 for v in values))
+        ok = (
+            len(values) in (1, 3)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            and all(0 < v <= 100 for v in values)
+        )
         if not ok:
             raise ParamError(name, value, "null, a spacing in mm (0 < s <= 100) or three of them [x, y, z]")
-        return tuple(float(v) for v in (values * 3 if len(values) == 1 else values))
+        x, y, z = (float(v) for v in (values * 3 if len(values) == 1 else values))
+        return x, y, z
 
     # -- typed getters -------------------------------------------------------------------
-    def int(self, name: str, *, min: int | None = None, max: int | None = None,
-            default: Any = _MISSING) -> int:
+    def int(self, name: _str, *, min: _int | None = None, max: _int | None = None, default: Any = _MISSING) -> _int:
         value = self.raw(name, default)
         return _as_int(name, value, min, max)
 
-    def float(self, name: str, *, min: float | None = None, max: float | None = None,
-              min_exclusive: bool = False, default: Any = _MISSING) -> float:
+    def float(
+        self,
+        name: _str,
+        *,
+        min: _float | None = None,
+        max: _float | None = None,
+        min_exclusive: _bool = False,
+        default: Any = _MISSING,
+    ) -> _float:
         value = self.raw(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ParamError(name, value, f"a number{_range_text(min, max, min_exclusive)}")
@@ -152,13 +173,13 @@ class Params:
             raise ParamError(name, value, f"a number{_range_text(min, max, min_exclusive)}")
         return value
 
-    def bool(self, name: str, *, default: Any = _MISSING) -> bool:
+    def bool(self, name: _str, *, default: Any = _MISSING) -> _bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):
             raise ParamError(name, value, "true or false")
         return value
 
-    def str(self, name: str, *, optional: bool = False, default: Any = _MISSING) -> str | None:
+    def str(self, name: _str, *, optional: _bool = False, default: Any = _MISSING) -> _str | None:
         value = self.raw(name, default)
         if value is None and optional:
             return None
@@ -166,30 +187,35 @@ class Params:
             raise ParamError(name, value, "a non-empty string" + (" or null" if optional else ""))
         return value
 
-    def choice(self, name: str, choices: Sequence[str], *, default: Any = _MISSING) -> str:
+    def choice(self, name: _str, choices: Sequence[_str], *, default: Any = _MISSING) -> _str:
         value = self.raw(name, default)
         if value not in choices:
             raise unknown_choice(name, value, choices)
         return value
 
-    def choice_list(self, name: str, choices: Sequence[str], *, default: Any = _MISSING) -> list[str]:
+    def choice_list(self, name: _str, choices: Sequence[_str], *, default: Any = _MISSING) -> list[_str]:
         """A non-empty list of distinct values, each one of ``choices`` (order kept)."""
         value = self.raw(name, default)
         what = "a non-empty list of distinct values from " + ", ".join(choices)
-        if (not isinstance(value, (list, tuple)) or not value or len(set(map(repr, value))) != len(value)
-                or any(v not in choices for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or len(set(map(repr, value))) != len(value)
+            or any(v not in choices for v in value)
+        ):
             raise ParamError(name, value, what)
         return list(value)
 
-    def path(self, name: str, *, optional: bool = False, default: Any = _MISSING) -> str | None:
+    def path(self, name: _str, *, optional: _bool = False, default: Any = _MISSING) -> _str | None:
         """A file-system path or URL as a string; ``~`` expanded. Relative paths are left relative."""
         value = self.str(name, optional=optional, default=default)
         if value is None or "://" in value:
             return value
         return str(Path(value).expanduser())
 
-    def int_list(self, name: str, *, length: int | None = None, min: int | None = None,
-                 default: Any = _MISSING) -> list[int]:
+    def int_list(
+        self, name: _str, *, length: _int | None = None, min: _int | None = None, default: Any = _MISSING
+    ) -> list[_int]:
         value = self.raw(name, default)
         what = f"a list of {length or 'N'} integers" + (f" >= {min}" if min is not None else "")
         if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
@@ -199,8 +225,15 @@ class Params:
         except ParamError:
             raise ParamError(name, value, what) from None
 
-    def float_list(self, name: str, *, length: int | None = None, min: float | None = None,
-                   min_exclusive: bool = False, default: Any = _MISSING) -> list[float]:
+    def float_list(
+        self,
+        name: _str,
+        *,
+        length: _int | None = None,
+        min: _float | None = None,
+        min_exclusive: _bool = False,
+        default: Any = _MISSING,
+    ) -> list[_float]:
         value = self.raw(name, default)
         bound = f" {'>' if min_exclusive else '>='} {min}" if min is not None else ""
         what = f"a list of {length or 'N'} numbers{bound}"
@@ -214,8 +247,6 @@ class Params:
                 raise ParamError(name, value, what)
             out.append(float(v))
         return out
-
-
 
 
 def _range_text(min: float | None, max: float | None, min_exclusive: bool = False) -> str:

@@ -4,7 +4,7 @@ inference (windows) and evaluation (distance computations on the box only)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def symmetric_pads(shape: Sequence[int], size: Sequence[int]) -> list[tuple[int,
     """``(before, after)`` voxels per axis that bring ``shape`` up to at least ``size``, split
     evenly (the odd voxel after); zero on axes already long enough."""
     pads = []
-    for s, p in zip(shape, size):
+    for s, p in zip(shape, size, strict=True):
         extra = max(int(p) - int(s), 0)
         pads.append((extra // 2, extra - extra // 2))
     return pads

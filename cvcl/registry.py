@@ -6,15 +6,34 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
 from cvcl.errors import unknown_choice
 
-T = TypeVar("T")
+
+class Member(Protocol):
+    """What a registry's members declare: their ``name`` and where they stand (``order``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def order(self) -> int: ...
 
 
-def discover_members(package: str, path: Iterable[str], attribute: str, kind: type[T], *,
-                     named_after_module: bool = False, packages: bool = False) -> dict[str, T]:
+T = TypeVar("T", bound=Member)
+
+
+def discover_members(
+    package: str,
+    path: Iterable[str],
+    attribute: str,
+    kind: type[T],
+    *,
+    named_after_module: bool = False,
+    packages: bool = False,
+) -> dict[str, T]:
     """``attribute`` of every module of ``package`` (at ``path``) but ``_private`` ones, by its
     ``name``, sorted by ``(order, name)``. With ``packages`` the members are its sub-packages
     only, and its plain modules are the registry's own (its types, its helpers). A member without
@@ -28,8 +47,10 @@ def discover_members(package: str, path: Iterable[str], attribute: str, kind: ty
         member = getattr(module, attribute, None)
         if not isinstance(member, kind) or (named_after_module and member.name != info.name):
             named = f" named {info.name!r}" if named_after_module else ""
-            raise TypeError(f"{module.__name__}: a {kind.__name__.lower()} module must define "
-                            f"{attribute} = {kind.__name__}(...){named}")
+            raise TypeError(
+                f"{module.__name__}: a {kind.__name__.lower()} module must define "
+                f"{attribute} = {kind.__name__}(...){named}"
+            )
         if member.name in found:
             raise TypeError(f"{module.__name__}: {kind.__name__.lower()} {member.name!r} is defined twice")
         found[member.name] = member

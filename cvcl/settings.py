@@ -1,24 +1,60 @@
-"""Every parameter of params.yaml, declared once: its default, its type and range, and its help.
+"""Every parameter of params.yaml: the sections that declare them, and the table made from them.
 
-``params.yaml`` must agree with these defaults and hold no other key (tested); a key that is
-not declared here stops the first stage that loads the params, with the closest valid name
-(:func:`check_known`), so a misspelt key, in ``params.yaml`` or as ``dvc exp run -S +key=...``,
-can never be ignored in silence. The typed configs (``TrainConfig``, ``LossConfig``,
-``ModelConfig``, ``InferConfig``) take their defaults from here (:func:`default`), so code and
-tests that build them without params.yaml run the same defaults users get.
+Each section of params.yaml is one frozen dataclass, kept in the room that reads it (``train``:
+:class:`cvcl.training.config.TrainConfig`, ``loss``: :class:`cvcl.methods.LossConfig`, ...), and
+each of its fields is declared once with :func:`setting`: default, help, range, choices and
+whether it only chooses where a stage runs (``execution``). A field's kind is read from its
+annotation (``int``, ``tuple[int, int, int]``, ``str | None``; :data:`PathText` and
+:data:`Spacing` for the two kinds a type alone cannot tell). Fields made without
+:func:`setting` are not parameters: a stage supplies them (a network's ``in_channels``).
 
-``choices`` that name another module's registry (``"module:NAME"``, a sequence or a function
-returning one) are looked up when used, so the registries stay the single place their members
-are listed.
+:data:`SECTIONS` lists the sections in params.yaml's order and :data:`SETTINGS` is produced from
+them: one :class:`Setting` per dotted key. ``params.yaml`` must agree with it key for key, its
+comments with the help (tested), and a key that is not declared stops the first stage that loads
+the params, with the closest valid name (:func:`check_known`), so a misspelt key, in params.yaml
+or as ``dvc exp run -S +key=...``, can never be ignored in silence.
+
+Sections and the ``choices`` that name another module's registry (``"module:NAME"``, a sequence
+or a function returning one) are named as strings and imported when first used: the rooms import
+this module to declare their sections, so it must not import them, and asking for one setting
+imports only the section that declares it (resolving ``dataset``'s choices loads no
+preprocessing or download machinery). Every section module is light for the same reason: no
+torch, h5py or nibabel when it is imported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Annotated, Any
 
 from cvcl.errors import ParamError, closest
+
+# A file-system path or URL (``~`` expanded when read); a spacing in mm, one value or [x, y, z].
+PathText = Annotated[str, "path"]
+Spacing = Annotated[tuple[float, float, float], "spacing"]
+
+# Where each section is declared, in params.yaml's order (``""``: the top-level keys). A section
+# nested in another's dataclass (``preprocess.crop`` in PreprocessConfig) is found through it.
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("", "cvcl.settings:ExperimentConfig"),
+    ("download.synthetic", "cvcl.datasets.synthetic_la:SyntheticLAConfig"),
+    ("download.synthetic_brats", "cvcl.datasets.synthetic_brats:SyntheticBraTSConfig"),
+    ("download", "cvcl.sources.config:DownloadConfig"),
+    ("preprocess", "cvcl.preprocessing.config:PreprocessConfig"),
+    ("split", "cvcl.data.split:SplitConfig"),
+    ("model", "cvcl.models.config:ModelConfig"),
+    ("train", "cvcl.training.config:TrainConfig"),
+    ("loss", "cvcl.methods:LossConfig"),
+    ("infer", "cvcl.inference.config:InferConfig"),
+    ("evaluate", "cvcl.evaluation.config:EvaluateConfig"),
+)
+
+_DECLARED = "cvcl.setting"  # the metadata key under which setting() keeps a field's declaration
 
 
 @dataclass(frozen=True)
@@ -44,97 +80,200 @@ class Setting:
         return self.choices
 
 
-S = Setting
-SETTINGS: dict[str, Setting] = {
-    "dataset": S("choice", "synthetic-la", "which dataset", choices="cvcl.datasets:names"),
-    "labeled": S("int", 4, "labeled training volumes: the first N of the training list", min=1),
-    "seed": S("int", 1, "training seed (weights, sampling, augmentation)", min=0),
-    "method": S("choice", "cvcl", "the training method (one module each in cvcl/methods)", choices="cvcl.methods:names"),
-    "download.synthetic.n_train": S("int", 40, "synthetic-la: training volumes", min=2),
-    "download.synthetic.n_test": S("int", 10, "synthetic-la: test volumes", min=1),
-    "download.synthetic.shape": S("ints", [80, 72, 48], "synthetic-la: voxels X Y Z", min=16, length=3),
-    "download.synthetic.spacing": S("floats", [1.25, 1.25, 1.25], "synthetic-la: mm", min=0, min_exclusive=True,
-                                    length=3),
-    "download.synthetic.seed": S("int", 2026, "synthetic-la: data seed", min=0),
-    "download.synthetic_brats.n_train": S("int", 20, "synthetic-brats: training volumes", min=2),
-    "download.synthetic_brats.n_val": S("int", 2, "synthetic-brats: validation volumes", min=0),
-    "download.synthetic_brats.n_test": S("int", 6, "synthetic-brats: test volumes", min=1),
-    "download.synthetic_brats.spacing": S("float", 3.0, "synthetic-brats: mm, isotropic", min=1.0, max=8.0),
-    "download.synthetic_brats.seed": S("int", 2019, "synthetic-brats: data seed", min=0),
-    "download.mirror": S("path", None, "la: a folder or http(s) URL base with the release's layout", optional=True),
-    "download.local_path": S("path", None, "la-nrrd, brats2019, nifti: folder or archive", optional=True),
-    "preprocess.modalities": S("choices", ["flair"], "brats: image channels in this order",
-                               choices="cvcl.sources.layouts:BRATS_MODALITIES"),
-    "preprocess.resample": S("spacing", None, "target spacing in mm (null: the source's)", optional=True),
-    "preprocess.crop.margin_inplane": S("ints", [10, 20], "la-nrrd: in-plane crop margin [min, max)", length=2, min=0),
-    "preprocess.crop.margin_through": S("ints", [5, 10], "la-nrrd: through-plane crop margin [min, max)", length=2,
-                                        min=0, optional=True),
-    "preprocess.crop.min_size": S("ints", [112, 112, 80], "la-nrrd: smallest crop, voxels", length=3, min=1),
-    "preprocess.crop.seed": S("int", 0, "la-nrrd: crop draws", min=0),
-    "split.strategy": S("choice", "protocol", "protocol (the dataset's lists) or random",
-                        choices="cvcl.data.split:STRATEGIES"),
-    "split.val": S("int", 0, "validation cases held out of the training list", min=0),
-    "split.test_fraction": S("float", 0.2, "random strategy: test share", min=0.0, max=1.0, min_exclusive=True),
-    "split.seed": S("int", 0, "random strategy: seed", min=0),
-    "model.base_filters": S("int", 8, "f: channels of the first V-Net stage", min=1),
-    "model.dropout": S("float", 0.5, "Dropout3d probability", min=0.0, max=0.95),
-    "model.norm": S("choice", "instance", "instance, batch or none", choices="cvcl.models.vnet:NORMALIZATIONS"),
-    "model.embed_dim": S("int", 64, "projection head output", min=1),
-    "model.embed_hidden": S("int", 64, "projection head hidden width", min=1),
-    "train.iterations": S("int", 1000, "training iterations", min=1),
-    "train.batch_size": S("int", 4, "labeled + unlabeled volumes per step", min=1),
-    "train.labeled_bs": S("int", 2, "labeled volumes per step", min=1),
-    "train.patch": S("ints", [48, 48, 32], "voxels, each divisible by 16", length=3, min=16),
-    "train.optimizer": S("choice", "sgd", "sgd or adam", choices=("sgd", "adam")),
-    "train.lr": S("float", 0.01, "learning rate", min=0.0, min_exclusive=True),
-    "train.momentum": S("float", 0.9, "SGD momentum (Adam: beta1)", min=0.0, max=1.0),
-    "train.weight_decay": S("float", 0.0001, "weight decay", min=0.0),
-    "train.lr_power": S("float", 0.9, "poly decay exponent", min=0.0),
-    "train.ema_decay": S("float", 0.99, "teacher EMA decay", min=0.0, max=1.0),
-    "train.workers": S("int", 0, "DataLoader worker processes", min=0, execution=True),
-    "train.threads": S("int", 0, "torch CPU threads (0: torch's default)", min=0, execution=True),
-    "train.device": S("str", "auto", "auto, cpu, cuda or cuda:N", execution=True),
-    "train.amp": S("bool", True, "mixed precision (CUDA only)"),
-    "train.channels_last": S("bool", True, "channels_last_3d memory format (CUDA only)"),
-    "train.val_every": S("int", 0, "validate every N iterations (0: never)", min=0),
-    "train.checkpoint": S("choice", "last", "last or best_val", choices=("last", "best_val")),
-    "train.val_weights": S("choice", "student", "the network validation scores: student or teacher",
-                           choices=("student", "teacher")),
-    "train.split_bn": S("bool", False, "labeled and unlabeled halves in separate student passes"),
-    "train.checkpoint_every": S("int", 100, "save the training state every N iterations (0: never)", min=0, execution=True),
-    "train.deterministic": S("bool", False, "CUDA: reproducible kernels, no cuDNN autotuning", execution=True),
-    "loss.consistency": S("float", 0.1, "maximum of the consistency ramp w(t)", min=0.0),
-    "loss.rampup_epochs": S("float", 40, "R: steps of the ramp's staircase (the reference's epochs)", min=0.0),
-    "loss.rampup_length": S("float", 1.0, "share of train.iterations the ramp spans (0: w(t) at its maximum from the start)",
-                            min=0.0, max=1.0),
-    "loss.mt_weight": S("float", 1.0, "mean-teacher softmax MSE", min=0.0),
-    "loss.pcl_weight": S("float", 1.0, "class-level prototype consistency", min=0.0),
-    "loss.vcl_weight": S("float", 1.0, "voxel-level contrast, reference units (x InfoNCE / 20)", min=0.0),
-    "loss.teacher_noise": S("float", 0.1, "std of the noise on the teacher's input", min=0.0),
-    "loss.temperature": S("float", 0.1, "VCL InfoNCE temperature", min=0.0, min_exclusive=True),
-    "loss.n_anchor": S("int", 100, "VCL anchors per image and class", min=2),
-    "loss.proto_scale": S("float", 20.0, "s in softmax(s cos(z, p))", min=0.0, min_exclusive=True),
-    "loss.prototype_feature": S("choice", "center", "center or d9", choices="cvcl.methods.cvcl:FEATURE_TAPS"),
-    "loss.uamt_passes": S("int", 8, "UA-MT noisy teacher passes", min=1),
-    "infer.stride": S("ints", [16, 16, 8], "sliding-window step, voxels", length=3, min=1),
-    "infer.batch_size": S("int", 4, "windows per forward pass", min=1),
-    "infer.gaussian": S("bool", False, "Gaussian importance weighting"),
-    "infer.tta_flip": S("bool", False, "average over X/Y flips"),
-    "infer.largest_component": S("bool", False, "keep the largest connected component"),
-    "infer.weights": S("choice", "student", "student or teacher", choices=("student", "teacher")),
-    "infer.device": S("str", "auto", "auto, cpu, cuda or cuda:N", execution=True),
-    "infer.amp": S("bool", True, "mixed precision (CUDA only)"),
-    "evaluate.distance_unit": S("choice", "voxel", "voxel or mm", choices="cvcl.evaluation.summary:DISTANCE_UNITS"),
-}
-del S
+@dataclass(frozen=True)
+class _Declaration:
+    """What :func:`setting` records of a field; the kind, length and optionality come from the
+    annotation and the default from the field when the section is read (:func:`declared`)."""
+
+    help: str
+    min: float | None
+    max: float | None
+    min_exclusive: bool
+    choices: tuple[str, ...] | str
+    execution: bool
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    min_exclusive: bool = False,
+    choices: tuple[str, ...] | str = (),
+    execution: bool = False,
+) -> Any:
+    """Declare a dataclass field as a parameter of its section.
+
+    ``default`` must be immutable (a tuple for a list; params.yaml shows it as a list);
+    ``help`` is one line with the unit, and params.yaml's comment on the key starts with it;
+    ``min``/``max`` bound a number or every item of a list (``min_exclusive``: ``> min``);
+    ``choices`` are the valid strings, or ``"module:NAME"`` naming a registry; ``execution``:
+    the value chooses where or how fast a stage runs, not what it computes (a resumed training
+    may change it, and run comparisons ignore it).
+    """
+    declaration = _Declaration(help, min, max, min_exclusive, choices, execution)
+    return dataclasses.field(default=default, metadata={_DECLARED: declaration})
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The top-level keys: what one experiment trains, on which data, with which seed."""
+
+    dataset: str = setting("synthetic-la", "which dataset", choices="cvcl.datasets:names")
+    labeled: int = setting(4, "labeled training volumes: the first N of the training list", min=1)
+    seed: int = setting(1, "training seed (weights, sampling, augmentation)", min=0)
+    method: str = setting("cvcl", "the training method", choices="cvcl.methods:names")
+
+
+# -- producing the table from the sections ----------------------------------------------------
+_ITEM_KINDS = {int: "ints", float: "floats", str: "choices"}
+_SCALAR_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
+def _kind(annotation: Any, where: str) -> tuple[str, int | None, bool]:
+    """``(kind, length, optional)`` of a field annotated ``annotation`` (``where`` names it in errors)."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional = len(rest) < len(typing.get_args(annotation))
+        if len(rest) != 1:
+            raise TypeError(f"{where}: a parameter has one type (or that type | None), not {annotation}")
+        annotation = rest[0]
+    marked = None
+    if typing.get_origin(annotation) is Annotated:
+        annotation, marked = typing.get_args(annotation)[:2]
+    length = None
+    if typing.get_origin(annotation) is tuple:
+        items = typing.get_args(annotation)
+        length = None if items[-1] is Ellipsis else len(items)
+        kind = _ITEM_KINDS.get(items[0])
+    else:
+        kind = _SCALAR_KINDS.get(annotation)
+    if marked is not None:
+        kind, length = marked, None
+    if kind is None:
+        raise TypeError(f"{where}: no parameter kind for {annotation}")
+    return kind, length, optional
+
+
+def declared(cls: type, prefix: str = "") -> dict[str, Setting]:
+    """The settings the dataclass ``cls`` declares, by dotted name under ``prefix``, in field order.
+
+    A field holding a dataclass is a nested section (``preprocess.crop``); a field made without
+    :func:`setting` is not a parameter.
+    """
+    hints = typing.get_type_hints(cls, include_extras=True)
+    found: dict[str, Setting] = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        hint = hints[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            found.update(declared(hint, name))
+            continue
+        d = f.metadata.get(_DECLARED)
+        if d is None:
+            continue
+        kind, length, optional = _kind(hint, f"{cls.__qualname__}.{f.name}")
+        if kind == "str" and d.choices:
+            kind = "choice"
+        if kind == "choices" and not d.choices:
+            raise TypeError(f"{cls.__qualname__}.{f.name}: a list of strings needs its choices")
+        default = list(f.default) if isinstance(f.default, tuple) else f.default  # as params.yaml holds it
+        found[name] = Setting(
+            kind, default, d.help, d.min, d.max, d.min_exclusive, length, d.choices, optional, d.execution
+        )
+    return found
+
+
+def _resolve(target: str) -> type:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _holds(prefix: str, name: str) -> bool:
+    """Whether the section at ``prefix`` may declare the dotted ``name``."""
+    return name.startswith(prefix + ".") if prefix else "." not in name
+
+
+class _Table(Mapping[str, Setting]):
+    """:data:`SETTINGS`: read section by section from :data:`SECTIONS` as names are asked for."""
+
+    def __init__(self, sections: tuple[tuple[str, str], ...]) -> None:
+        self._sections = sections
+        self._read: dict[str, dict[str, Setting]] = {}
+
+    def _section(self, prefix: str, target: str) -> dict[str, Setting]:
+        if prefix not in self._read:
+            self._read[prefix] = declared(_resolve(target), prefix)
+        return self._read[prefix]
+
+    def __getitem__(self, name: str) -> Setting:
+        for prefix, target in self._sections:
+            if _holds(prefix, name) and name in (section := self._section(prefix, target)):
+                return section[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        for prefix, target in self._sections:
+            yield from self._section(prefix, target)
+
+    def __len__(self) -> int:
+        return sum(len(self._section(prefix, target)) for prefix, target in self._sections)
+
+
+class _Execution(Set[str]):
+    """:data:`EXECUTION`: the names whose setting is ``execution``; any other name is not in it."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in SETTINGS and SETTINGS[name].execution
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, s in SETTINGS.items() if s.execution)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+SETTINGS: Mapping[str, Setting] = _Table(SECTIONS)
 
 # Parameters that choose where and how fast a stage runs: a resumed training may change them,
 # and a comparison of runs does not tell configurations apart by them.
-EXECUTION = frozenset(name for name, setting in SETTINGS.items() if setting.execution)
+EXECUTION: Set[str] = _Execution()
+
+
+def section_class(prefix: str) -> type:
+    """The dataclass declaring the section at ``prefix`` (``"train"``; ``""``: the top-level keys)."""
+    for p, target in SECTIONS:
+        if p == prefix:
+            return _resolve(target)
+    raise KeyError(prefix)
+
+
+def prefix_of(cls: type) -> str:
+    """The dotted prefix ``cls`` is declared under in :data:`SECTIONS` (``""`` for the top level)."""
+    name = f"{cls.__module__}:{cls.__qualname__}"  # by name: finding it imports no other section
+    for prefix, target in SECTIONS:
+        if target == name:
+            return prefix
+    raise KeyError(f"{cls.__qualname__} declares no section of params.yaml")
+
+
+def params_keys(classes: Iterable[type]) -> list[str]:
+    """The top-level keys of params.yaml that hold the sections ``classes`` (in that order, each
+    once): a top-level section gives its own keys, ``model`` gives ``model``, ``download.synthetic``
+    gives ``download``; what :meth:`cvcl.params.Params.flat` takes."""
+    keys: list[str] = []
+    for cls in classes:
+        prefix = prefix_of(cls)
+        for key in list(declared(cls)) if not prefix else [prefix.split(".")[0]]:
+            if key not in keys:
+                keys.append(key)
+    return keys
 
 
 def default(name: str) -> Any:
-    """The declared default of ``name`` (lists as tuples, for frozen dataclasses)."""
+    """The declared default of ``name`` (lists as tuples, as the frozen dataclasses hold them)."""
     value = SETTINGS[name].default
     return tuple(value) if isinstance(value, list) else value
 

@@ -37,8 +37,8 @@ def clean_grid(diff: ArrayLike) -> np.ndarray:
         grid = grid[None, :]
     if grid.ndim != 2:
         raise ValueError(f"expected diff[seed, case], a 2-D array; got shape {grid.shape}")
-    grid = grid[~np.isnan(grid).all(axis=1)]      # seeds not run at all
-    return grid[:, ~np.isnan(grid).any(axis=0)]   # cases missing in any remaining seed, for all seeds
+    grid = grid[~np.isnan(grid).all(axis=1)]  # seeds not run at all
+    return grid[:, ~np.isnan(grid).any(axis=0)]  # cases missing in any remaining seed, for all seeds
 
 
 def bootstrap_means(diff: ArrayLike, n_boot: int = 10_000, seed: int | np.random.Generator = 0) -> np.ndarray:
@@ -63,8 +63,9 @@ def bootstrap_means(diff: ArrayLike, n_boot: int = 10_000, seed: int | np.random
     return np.einsum("bc,bc->b", seed_counts @ grid, case_counts) / (n_seeds * n_cases)
 
 
-def bootstrap_interval(diff: ArrayLike, n_boot: int = 10_000, seed: int | np.random.Generator = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    diff: ArrayLike, n_boot: int = 10_000, seed: int | np.random.Generator = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile interval ``(low, high)`` of the mean difference at ``level`` (0.95: the 2.5th
     and 97.5th percentiles of :func:`bootstrap_means`). NaN when fewer than two values are
     left: one number has no spread to measure. With few seeds the interval is somewhat
@@ -140,12 +141,24 @@ class PairedDifference:
         return {**asdict(self), "resolved": self.resolved, "verdict": self.verdict}
 
 
-def paired_difference(diff: ArrayLike, n_boot: int = 10_000, seed: int | np.random.Generator = 0,
-                      level: float = 0.95, higher_is_better: bool = True) -> PairedDifference:
+def paired_difference(
+    diff: ArrayLike,
+    n_boot: int = 10_000,
+    seed: int | np.random.Generator = 0,
+    level: float = 0.95,
+    higher_is_better: bool = True,
+) -> PairedDifference:
     """Everything about one grid ``diff[seed, case]`` (shape ``(n_seeds, n_cases)``, NaN allowed:
     see the module docstring): mean, bootstrap interval, Wilcoxon p-value, counts."""
     grid = clean_grid(diff)
     low, high = bootstrap_interval(grid, n_boot, seed, level)
-    return PairedDifference(mean_diff=float(grid.mean()) if grid.size else math.nan, ci_low=low, ci_high=high,
-                            n_seeds=grid.shape[0] if grid.size else 0, n_cases=grid.shape[1] if grid.size else 0,
-                            wilcoxon_p=wilcoxon_p(grid), higher_is_better=higher_is_better, level=level)
+    return PairedDifference(
+        mean_diff=float(grid.mean()) if grid.size else math.nan,
+        ci_low=low,
+        ci_high=high,
+        n_seeds=grid.shape[0] if grid.size else 0,
+        n_cases=grid.shape[1] if grid.size else 0,
+        wilcoxon_p=wilcoxon_p(grid),
+        higher_is_better=higher_is_better,
+        level=level,
+    )

@@ -7,7 +7,8 @@ spells a path or parses a shared file on its own (``dvc.yaml`` declares the same
 - ``data/raw/``: the dataset in its native form, plus ``train.list``/``test.list`` (``val.list``)
   and ``protocol.json`` (:mod:`cvcl.sources.protocol`);
 - ``data/processed/``: one ``<case_id>.h5`` per case (:mod:`cvcl.io.volume`), ``manifest.csv``
-  (one row per case), ``preprocessing.json`` (the recipe a new scan must follow) and the lists and ``protocol.json`` copied from ``data/raw``;
+  (one row per case), ``preprocessing.json`` (the recipe a new scan must follow) and the lists
+  and ``protocol.json`` copied from ``data/raw``;
 - ``data/splits/split.json``: the case ids of each subset (:mod:`cvcl.data.split`);
 - ``models/``: the checkpoint, the training curves, and the MLflow run the later stages log to;
 - ``predictions/``, ``metrics/``: what ``infer`` and ``evaluate`` write.
@@ -30,7 +31,7 @@ SPLIT = Path("data/splits/split.json")
 MODEL = Path("models/model.pt")
 TRAIN_LOG = Path("models/train_log.csv")
 VAL_LOG = Path("models/val_log.csv")
-TRAIN_RUN = Path("models/mlflow_run.json")        # the MLflow run train opened; infer logs to it
+TRAIN_RUN = Path("models/mlflow_run.json")  # the MLflow run train opened; infer logs to it
 INFER_RUN = Path("models/mlflow_run_infer.json")  # the same run, after infer; evaluate logs to it
 PREDICTIONS = Path("predictions")
 METRICS = Path("metrics/metrics.json")

@@ -43,14 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     print(analysis.formatted_table(analysis.summary_table(runs)).to_markdown(index=False))
     print()
     per_run = runs.sort_values(["labeled", "config", "seed"])
-    print("Per run (labeled, seed: Dice %, HD95): " + "; ".join(
-        f"{r.config} l{r.labeled} s{r.seed}: {100 * r.dice:.2f}, {r.hd95:.2f}" for r in per_run.itertuples()) + ".")
+    print(
+        "Per run (labeled, seed: Dice %, HD95): "
+        + "; ".join(
+            f"{r.config} l{r.labeled} s{r.seed}: {100 * r.dice:.2f}, {r.hd95:.2f}" for r in per_run.itertuples()
+        )
+        + "."
+    )
     print()
     per_case = analysis.load_per_case(runs, args.tracking_uri)
     chain, extra = pairs_to_compare(runs)
-    intervals = pd.concat([
-        analysis.paired_intervals(runs, per_case, metric=metric, pairs=chain) for metric in ("dice", "hd95")
-    ] + [analysis.paired_intervals(runs, per_case, metric="dice", pairs=extra)], ignore_index=True)
+    intervals = pd.concat(
+        [analysis.paired_intervals(runs, per_case, metric=metric, pairs=chain) for metric in ("dice", "hd95")]
+        + [analysis.paired_intervals(runs, per_case, metric="dice", pairs=extra)],
+        ignore_index=True,
+    )
     print(analysis.format_intervals(intervals).to_markdown(index=False))
     return 0
 

@@ -23,7 +23,9 @@ def _missing() -> list[str]:
 
 
 if _missing():
-    sys.stderr.write(f"error: {sys.executable} lacks the project's dependencies (missing: {', '.join(_missing())}); "
-                     "run `source .venv/bin/activate` first (`make setup` creates it), or use "
-                     "`make exp ARGS='-S labeled=16'`\n")
+    sys.stderr.write(
+        f"error: {sys.executable} lacks the project's dependencies (missing: {', '.join(_missing())}); "
+        "run `source .venv/bin/activate` first (`make setup` creates it), or use "
+        "`make exp ARGS='-S labeled=16'`\n"
+    )
     sys.exit(2)

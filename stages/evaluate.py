@@ -11,6 +11,7 @@ import math
 from cvcl import workspace
 from cvcl.entrypoint import run_stage
 from cvcl.evaluation.cases import score_cases, write_overlays
+from cvcl.evaluation.config import EvaluateConfig
 from cvcl.evaluation.report import format_table, write_per_case
 from cvcl.evaluation.summary import summarize
 from cvcl.io.atomic import atomic_path, write_json
@@ -20,7 +21,7 @@ from cvcl.tracking.run import open_run, stage_status
 
 def main() -> None:
     params = load_params()
-    unit = params.get("evaluate.distance_unit")
+    unit = params.config(EvaluateConfig, "evaluate").distance_unit
     test = workspace.read_split()["test"]
     run = open_run(workspace.INFER_RUN, params.flat(["evaluate"]))
     with stage_status(run):
@@ -32,8 +33,13 @@ def main() -> None:
             write_overlays(rows, workspace.PROCESSED, workspace.PREDICTIONS, folder)
         for picture in sorted(workspace.OVERLAYS.glob("*.png")):
             run.log_artifact(picture, "overlays")
-        run.log_metrics({k: v for k, v in summary.items()
-                         if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))})
+        run.log_metrics(
+            {
+                k: v
+                for k, v in summary.items()
+                if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+            }
+        )
         run.set_tags({"distance_unit": unit, "degenerate": str(summary["degenerate"]).lower()})
         run.log_artifact(workspace.METRICS)
         run.log_artifact(workspace.PER_CASE)

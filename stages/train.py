@@ -9,8 +9,10 @@ from cvcl.training.experiment import run_training
 def main() -> None:
     params = load_params()
     trained = run_training(params, workspace.read_split())
-    print(f"train: {trained.method}, {trained.iterations} iterations in {trained.seconds:.0f} s -> "
-          f"{workspace.MODEL}; MLflow run {trained.run_id}")
+    print(
+        f"train: {trained.method}, {trained.iterations} iterations in {trained.seconds:.0f} s -> "
+        f"{workspace.MODEL}; MLflow run {trained.run_id}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ def rng():
 def ball(shape, centre, radius) -> np.ndarray:
     """Boolean ball of ``radius`` voxels at ``centre`` in a volume of ``shape``."""
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
-    d2 = sum((g - c) ** 2 for g, c in zip(grid, centre))
-    return d2 <= radius ** 2
+    d2 = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))
+    return d2 <= radius**2
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,9 @@ PIPELINE_OUTPUTS = ("metrics/", "dvc_plots/")
 
 TINY = {
     "labeled": 2,
-    "download": {"synthetic": {"n_train": 5, "n_test": 2, "shape": [40, 36, 24], "spacing": [1.25, 1.25, 1.25],
-                               "seed": 7}},
+    "download": {
+        "synthetic": {"n_train": 5, "n_test": 2, "shape": [40, 36, 24], "spacing": [1.25, 1.25, 1.25], "seed": 7}
+    },
     "model": {"base_filters": 4},
     "train": {"iterations": 4, "patch": [32, 32, 16], "batch_size": 4, "labeled_bs": 2},
     # vcl_weight 1 (the demo default, in the reference units), named vcl1 in run names
@@ -54,13 +55,17 @@ def set_params(workspace: Path, changes: dict) -> None:
     path.write_text(yaml.safe_dump(deep_update(params, changes), sort_keys=False))
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600,
-        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` in ``cwd`` with :func:`env` plus ``extra_env`` (which may set ``MLFLOW_*``)."""
-    proc = subprocess.run(cmd, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -76,6 +81,7 @@ def stage_workspace(tmp: Path) -> Path:
 
 def copy_repository(dest: Path) -> Path:
     """The project's files (tracked and not ignored) in a fresh git repository at ``dest``."""
+
     def ls(*flags: str) -> list[str]:
         out = subprocess.run(["git", "ls-files", *flags, "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
         return [p for p in out.stdout.split("\0") if p]

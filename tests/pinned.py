@@ -45,8 +45,11 @@ def produce(tmp: Path) -> dict:
         run(["python", "-m", f"stages.{stage}"], ws)
     with open(ws / "data" / "processed" / "manifest.csv", newline="") as f:
         manifest = list(csv.DictReader(f))
-    record = {"manifest": manifest, "split": json.loads((ws / "data" / "splits" / "split.json").read_text()),
-              "methods": {}}
+    record = {
+        "manifest": manifest,
+        "split": json.loads((ws / "data" / "splits" / "split.json").read_text()),
+        "methods": {},
+    }
     for method in METHODS:
         set_params(ws, {"method": method})
         for stage in ("train", "infer", "evaluate"):
@@ -56,9 +59,15 @@ def produce(tmp: Path) -> dict:
             log = [_floats(r) for r in reader]
             columns = list(reader.fieldnames or [])
         metrics = json.loads((ws / "metrics" / "metrics.json").read_text())
-        foreground = {p.name: int(np.asarray(nib.load(p).dataobj).sum())
-                      for p in sorted((ws / "predictions").glob("*.nii.gz"))}
-        record["methods"][method] = {"columns": columns, "train_log": log, "metrics": metrics, "foreground_voxels": foreground}
+        foreground = {
+            p.name: int(np.asarray(nib.load(p).dataobj).sum()) for p in sorted((ws / "predictions").glob("*.nii.gz"))
+        }
+        record["methods"][method] = {
+            "columns": columns,
+            "train_log": log,
+            "metrics": metrics,
+            "foreground_voxels": foreground,
+        }
     return record
 
 

@@ -47,8 +47,9 @@ def run_experiment_killed_once(cmd: list[str], cwd: Path, env: dict[str, str]) -
     from mlflow import MlflowClient
 
     Path(marker).write_text(f"{socket.gethostname()}:{os.getpid()}\n")
-    child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     # this task's runs: run_point tags them with its node and process (CVCL_RAY_NODE -> cvcl.node)
     client, query = MlflowClient(env["MLFLOW_TRACKING_URI"]), f"tags.`cvcl.node` = '{env['CVCL_RAY_NODE']}'"
     deadline = time.monotonic() + KILL_AFTER_S

@@ -85,8 +85,8 @@ def test_coarse_features_held_coarse_are_finite_and_equal_float32_under_float16(
 
     g = torch.Generator().manual_seed(0)
     coarse = torch.relu(torch.randn(2, 32, 6, 6, 3, generator=g)) + 0.5
-    coarse[:, :, :2] = 0                                   # all-zero post-ReLU vectors
-    size = (96, 96, 48)                                    # 2 x 442k voxels: a float16 sum overflows
+    coarse[:, :, :2] = 0  # all-zero post-ReLU vectors
+    size = (96, 96, 48)  # 2 x 442k voxels: a float16 sum overflows
     labels = torch.zeros(2, *size, dtype=torch.long)
     labels[:, 40:60, 40:60, 10:30] = 1
     conf = torch.softmax(torch.randn(2, 2, *size, generator=g), 1)

@@ -11,20 +11,38 @@ def fake_runs():
     rows = []
     for seed in (1, 2, 3):
         for labeled in (4, 8):
-            for method, pcl, vcl, dice in [("cvcl", 1.0, 1.0, 0.85), ("cvcl", 0.0, 0.0, 0.80),
-                                           ("cvcl", 1.0, 0.0, 0.82), ("supervised", 1.0, 1.0, 0.75)]:
-                rows.append({"run_id": f"{method}{pcl}{vcl}{labeled}{seed}", "tags.mlflow.runName": "x",
-                             "params.method": method, "params.labeled": str(labeled), "params.seed": str(seed),
-                             "params.loss.pcl_weight": str(pcl), "params.loss.vcl_weight": str(vcl),
-                             "metrics.dice": dice + 0.01 * seed + 0.02 * (labeled == 8),
-                             "metrics.jaccard": dice - 0.1, "metrics.hd95": 10.0 - seed, "metrics.asd": 2.0})
+            for method, pcl, vcl, dice in [
+                ("cvcl", 1.0, 1.0, 0.85),
+                ("cvcl", 0.0, 0.0, 0.80),
+                ("cvcl", 1.0, 0.0, 0.82),
+                ("supervised", 1.0, 1.0, 0.75),
+            ]:
+                rows.append(
+                    {
+                        "run_id": f"{method}{pcl}{vcl}{labeled}{seed}",
+                        "tags.mlflow.runName": "x",
+                        "params.method": method,
+                        "params.labeled": str(labeled),
+                        "params.seed": str(seed),
+                        "params.loss.pcl_weight": str(pcl),
+                        "params.loss.vcl_weight": str(vcl),
+                        "metrics.dice": dice + 0.01 * seed + 0.02 * (labeled == 8),
+                        "metrics.jaccard": dice - 0.1,
+                        "metrics.hd95": 10.0 - seed,
+                        "metrics.asd": 2.0,
+                    }
+                )
     return analysis.tidy_runs(pd.DataFrame(rows))
 
 
 def test_tidy_runs_names_configs_and_blanks_irrelevant_switches():
     df = fake_runs()
-    assert set(df["config"]) == {"cvcl (pcl 1, vcl 1)", "cvcl (pcl 0, vcl 0) = mean teacher",
-                                 "cvcl (pcl 1, vcl 0) = PCL only", "supervised"}
+    assert set(df["config"]) == {
+        "cvcl (pcl 1, vcl 1)",
+        "cvcl (pcl 0, vcl 0) = mean teacher",
+        "cvcl (pcl 1, vcl 0) = PCL only",
+        "supervised",
+    }
     # runs logged before loss.mt_weight named a switch had it at 1: it is not spelt
     assert (df.loc[df["method"] == "cvcl", "mt_weight"] == 1.0).all()
     assert df.loc[df["method"] == "supervised", "pcl_weight"].isna().all()
@@ -69,7 +87,7 @@ def test_the_full_cvcl_config_is_the_one_with_both_terms_on():
 def test_paired_comparison_averages_repeated_runs_of_a_seed():
     df = fake_runs()
     again = df[df["config"] == "supervised"].copy()
-    again["dice"] = again["dice"] + 0.02                       # a rerun of every supervised seed
+    again["dice"] = again["dice"] + 0.02  # a rerun of every supervised seed
     both = pd.concat([df, again], ignore_index=True)
     p = analysis.paired_comparison(both)
     sup = p[(p["baseline"] == "supervised") & (p["labeled"] == 4)].iloc[0]
@@ -77,14 +95,28 @@ def test_paired_comparison_averages_repeated_runs_of_a_seed():
 
 
 def test_runs_differing_in_another_param_are_separate_configs():
-    raw = pd.DataFrame([
-        {"run_id": f"{norm}{seed}", "tags.mlflow.runName": "x", "params.method": "mean_teacher",
-         "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": "1",
-         "params.loss.vcl_weight": "1", "params.model.norm": norm, "params.train.threads": str(seed),
-         "params.train.split_bn": {1: None, 2: "False", 3: "False"}[seed] if norm == "instance" else "True",
-         "metrics.dice": 0.8 + 0.1 * (norm == "instance"), "metrics.jaccard": 0.7, "metrics.hd95": 5.0,
-         "metrics.asd": 1.0}
-        for norm, seeds in (("batch", (1, 2)), ("instance", (1, 2, 3))) for seed in seeds])
+    raw = pd.DataFrame(
+        [
+            {
+                "run_id": f"{norm}{seed}",
+                "tags.mlflow.runName": "x",
+                "params.method": "mean_teacher",
+                "params.labeled": "4",
+                "params.seed": str(seed),
+                "params.loss.pcl_weight": "1",
+                "params.loss.vcl_weight": "1",
+                "params.model.norm": norm,
+                "params.train.threads": str(seed),
+                "params.train.split_bn": {1: None, 2: "False", 3: "False"}[seed] if norm == "instance" else "True",
+                "metrics.dice": 0.8 + 0.1 * (norm == "instance"),
+                "metrics.jaccard": 0.7,
+                "metrics.hd95": 5.0,
+                "metrics.asd": 1.0,
+            }
+            for norm, seeds in (("batch", (1, 2)), ("instance", (1, 2, 3)))
+            for seed in seeds
+        ]
+    )
     df = analysis.tidy_runs(raw)
     # threads only choose how it runs; a run without split_bn (older) counts as its most common
     # value; the most common values need no suffix
@@ -95,13 +127,27 @@ def test_runs_differing_in_another_param_are_separate_configs():
 
 
 def test_the_weight_grid_never_mixes_variants():
-    raw = pd.DataFrame([
-        {"run_id": f"{norm}{pcl}{seed}", "tags.mlflow.runName": "x", "params.method": "cvcl",
-         "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": str(pcl),
-         "params.loss.vcl_weight": "0", "params.model.norm": norm,
-         "metrics.dice": {"batch": 0.7, "instance": 0.9}[norm] + 0.01 * pcl, "metrics.jaccard": 0.7,
-         "metrics.hd95": 5.0, "metrics.asd": 1.0}
-        for norm, seeds in (("batch", (1,)), ("instance", (1, 2))) for pcl in (0, 1) for seed in seeds])
+    raw = pd.DataFrame(
+        [
+            {
+                "run_id": f"{norm}{pcl}{seed}",
+                "tags.mlflow.runName": "x",
+                "params.method": "cvcl",
+                "params.labeled": "4",
+                "params.seed": str(seed),
+                "params.loss.pcl_weight": str(pcl),
+                "params.loss.vcl_weight": "0",
+                "params.model.norm": norm,
+                "metrics.dice": {"batch": 0.7, "instance": 0.9}[norm] + 0.01 * pcl,
+                "metrics.jaccard": 0.7,
+                "metrics.hd95": 5.0,
+                "metrics.asd": 1.0,
+            }
+            for norm, seeds in (("batch", (1,)), ("instance", (1, 2)))
+            for pcl in (0, 1)
+            for seed in seeds
+        ]
+    )
     df = analysis.tidy_runs(raw)
     assert analysis.dice_grid(df, 4).loc[1.0, 0.0] == pytest.approx(91.0)  # the variant with most runs
     assert analysis.dice_grid(df, 4, variant="model.norm=batch").loc[0.0, 0.0] == pytest.approx(70.0)
@@ -124,6 +170,7 @@ def test_paired_comparison_pairs_only_runs_of_the_same_variant():
 
 # -- per-case intervals -----------------------------------------------------------------------
 
+
 def cvcl_config(runs, pcl, vcl):
     """The config name of the fake cvcl runs with these weights (names come from cvcl.methods)."""
     chosen = runs[(runs["method"] == "cvcl") & (runs["pcl_weight"] == pcl) & (runs["vcl_weight"] == vcl)]
@@ -135,9 +182,17 @@ def fake_per_case(runs, cases=12):
     rows = []
     for _, run in runs.iterrows():
         for c in range(cases):
-            effect = 0.03 * ((c * 7) % 5 - 2)      # the same case is easy or hard for every run
-            rows.append({"run_id": run["run_id"], "case_id": f"case{c:02d}", "dice": run["dice"] + effect,
-                         "jaccard": run["jaccard"] + effect, "hd95": run["hd95"] + c % 3, "asd": run["asd"]})
+            effect = 0.03 * ((c * 7) % 5 - 2)  # the same case is easy or hard for every run
+            rows.append(
+                {
+                    "run_id": run["run_id"],
+                    "case_id": f"case{c:02d}",
+                    "dice": run["dice"] + effect,
+                    "jaccard": run["jaccard"] + effect,
+                    "hd95": run["hd95"] + c % 3,
+                    "asd": run["asd"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -159,7 +214,7 @@ def test_paired_intervals_pair_only_common_seeds_and_cases():
     runs = fake_runs()
     per_case = fake_per_case(runs)
     sup_seed3 = runs.loc[(runs["config"] == "supervised") & (runs["seed"] == 3), "run_id"]
-    per_case = per_case[~per_case["run_id"].isin(sup_seed3)]                        # supervised lacks seed 3
+    per_case = per_case[~per_case["run_id"].isin(sup_seed3)]  # supervised lacks seed 3
     cvcl_runs = runs.loc[runs["config"] == cvcl_config(runs, 1, 1), "run_id"]
     per_case = per_case[~(per_case["run_id"].isin(cvcl_runs) & (per_case["case_id"] == "case00"))]  # and cvcl a case
     out = analysis.paired_intervals(runs, per_case, pairs=[(cvcl_config(runs, 1, 1), "supervised")], n_boot=500)
@@ -175,19 +230,23 @@ def test_paired_intervals_average_repeated_runs_and_follow_explicit_pairs():
     both = pd.concat([runs, again], ignore_index=True)
     pairs = [(cvcl_config(runs, 0, 0), "supervised"), (cvcl_config(runs, 1, 1), "supervised")]
     out = analysis.paired_intervals(both, fake_per_case(both), pairs=pairs, n_boot=500)
-    assert list(zip(out["reference"], out["labeled"])) == [(pairs[0][0], 4), (pairs[0][0], 8),
-                                                           (pairs[1][0], 4), (pairs[1][0], 8)]
+    assert list(zip(out["reference"], out["labeled"], strict=True)) == [
+        (pairs[0][0], 4),
+        (pairs[0][0], 8),
+        (pairs[1][0], 4),
+        (pairs[1][0], 8),
+    ]
     assert out["mean_diff"].tolist() == pytest.approx([4.0, 4.0, 9.0, 9.0])
 
 
 def test_paired_intervals_read_distances_lower_is_better():
     runs = fake_runs()
-    runs.loc[runs["config"] == "supervised", "hd95"] += 2.0   # supervised: larger distances
+    runs.loc[runs["config"] == "supervised", "hd95"] += 2.0  # supervised: larger distances
     per_case = fake_per_case(runs)
     per_case["hd95"] += np.random.default_rng(0).normal(0, 0.5, len(per_case))
     out = analysis.paired_intervals(runs, per_case, metric="hd95", pairs=[(cvcl_config(runs, 1, 1), "supervised")])
     row = out.iloc[0]
-    assert row["mean_diff"] == pytest.approx(-2.0, abs=0.3)   # raw units, not x100
+    assert row["mean_diff"] == pytest.approx(-2.0, abs=0.3)  # raw units, not x100
     assert row["ci_high"] < 0 and row["verdict"].endswith(": better")
     dice = analysis.paired_intervals(runs, per_case, pairs=[("supervised", cvcl_config(runs, 1, 1))])
     assert dice.iloc[0]["mean_diff"] == pytest.approx(-10.0) and dice.iloc[0]["verdict"].endswith(": worse")
@@ -199,8 +258,9 @@ def test_format_intervals_says_not_resolved_when_the_interval_holds_zero():
     # two configs equal on average: per-seed, per-case noise around zero
     tied = per_case["run_id"].isin(runs.loc[runs["config"] == cvcl_config(runs, 1, 0), "run_id"])
     ref = per_case["run_id"].isin(runs.loc[runs["config"] == cvcl_config(runs, 1, 1), "run_id"])
-    per_case.loc[tied, "dice"] = per_case.loc[ref, "dice"].to_numpy() \
-        + np.random.default_rng(1).normal(0, 0.02, int(tied.sum()))
+    per_case.loc[tied, "dice"] = per_case.loc[ref, "dice"].to_numpy() + np.random.default_rng(1).normal(
+        0, 0.02, int(tied.sum())
+    )
     out = analysis.paired_intervals(runs, per_case, n_boot=2000)
     table = analysis.format_intervals(out).set_index(["baseline", "labeled"])
     tie = table.loc[(cvcl_config(runs, 1, 0), 4)]
@@ -217,7 +277,9 @@ def test_chain_pairs_link_consecutive_methods_per_variant():
     mt = runs[runs["config"] == "supervised"].copy()
     mt["method"], mt["config"], mt["run_id"] = "mean_teacher", "mean_teacher", mt["run_id"] + "mt"
     assert analysis.chain_pairs(pd.concat([runs, mt], ignore_index=True)) == [
-        ("mean_teacher", "supervised"), (cvcl_config(runs, 1, 1), "mean_teacher")]
+        ("mean_teacher", "supervised"),
+        (cvcl_config(runs, 1, 1), "mean_teacher"),
+    ]
     assert analysis.chain_pairs(runs[runs["method"] == "supervised"]) == []
 
 
@@ -244,20 +306,32 @@ def test_load_per_case_from_a_local_store(tmp_path, mlflow_store, monkeypatch):
             if artifact:
                 csv = tmp_path / method / "per_case.csv"
                 csv.parent.mkdir()
-                csv.write_text("case_id,dice,jaccard,hd95,asd,distance_unit\n"
-                               f"007,0.9,0.8,{'nan' if method == 'cvcl' else 2.5},1.0,voxel\n"
-                               "case_b,0.7,0.6,4.0,1.5,voxel\n")
+                csv.write_text(
+                    "case_id,dice,jaccard,hd95,asd,distance_unit\n"
+                    f"007,0.9,0.8,{'nan' if method == 'cvcl' else 2.5},1.0,voxel\n"
+                    "case_b,0.7,0.6,4.0,1.5,voxel\n"
+                )
                 mlflow.log_artifact(str(csv))
             logged[run.info.run_id] = (method, seed)
     runs = analysis.load_runs("cvcl-toy", mlflow_store)
     assert len(runs) == 3
     with pytest.warns(UserWarning, match="no per_case.csv"):
         per_case = analysis.load_per_case(runs, mlflow_store)
-    assert list(per_case.columns) == ["run_id", "config", "variant", "labeled", "seed", "case_id", "dice",
-                                      "jaccard", "hd95", "asd"]
+    assert list(per_case.columns) == [
+        "run_id",
+        "config",
+        "variant",
+        "labeled",
+        "seed",
+        "case_id",
+        "dice",
+        "jaccard",
+        "hd95",
+        "asd",
+    ]
     assert len(per_case) == 4 and set(per_case["run_id"]) < set(logged)
     assert {logged[r] for r in per_case["run_id"]} == {("cvcl", 1), ("supervised", 1)}
-    assert set(per_case["case_id"]) == {"007", "case_b"}   # ids stay strings, leading zeros kept
+    assert set(per_case["case_id"]) == {"007", "case_b"}  # ids stay strings, leading zeros kept
     cvcl = per_case[per_case["config"] == cvcl_config(runs, 1, 1)].set_index("case_id")
     assert cvcl.loc["007", "dice"] == pytest.approx(0.9) and math.isnan(cvcl.loc["007", "hd95"])
     assert (per_case["labeled"] == 4).all() and (per_case["seed"] == 1).all()
@@ -268,20 +342,37 @@ def test_load_per_case_from_a_local_store(tmp_path, mlflow_store, monkeypatch):
 def test_parameters_tuned_per_method_name_configs_and_still_pair():
     rows = []
     for seed in (1, 2):
-        for method, pcl, vcl, consistency, lr, dice in [("supervised", 1, 1, "1.0", "0.03", 0.70),
-                                                        ("mean_teacher", 1, 1, "0.1", "0.01", 0.74),
-                                                        ("cvcl", 1, 0.6, "1.0", "0.01", 0.76)]:
-            rows.append({"run_id": f"{method}{seed}", "tags.mlflow.runName": "x", "params.method": method,
-                         "params.labeled": "4", "params.seed": str(seed), "params.loss.pcl_weight": str(pcl),
-                         "params.loss.vcl_weight": str(vcl), "params.loss.consistency": consistency,
-                         "params.train.lr": lr, "metrics.dice": dice + 0.01 * seed, "metrics.jaccard": dice,
-                         "metrics.hd95": 5.0, "metrics.asd": 1.0})
+        for method, pcl, vcl, consistency, lr, dice in [
+            ("supervised", 1, 1, "1.0", "0.03", 0.70),
+            ("mean_teacher", 1, 1, "0.1", "0.01", 0.74),
+            ("cvcl", 1, 0.6, "1.0", "0.01", 0.76),
+        ]:
+            rows.append(
+                {
+                    "run_id": f"{method}{seed}",
+                    "tags.mlflow.runName": "x",
+                    "params.method": method,
+                    "params.labeled": "4",
+                    "params.seed": str(seed),
+                    "params.loss.pcl_weight": str(pcl),
+                    "params.loss.vcl_weight": str(vcl),
+                    "params.loss.consistency": consistency,
+                    "params.train.lr": lr,
+                    "metrics.dice": dice + 0.01 * seed,
+                    "metrics.jaccard": dice,
+                    "metrics.hd95": 5.0,
+                    "metrics.asd": 1.0,
+                }
+            )
     raw = pd.DataFrame(rows)
     tuned = analysis.tidy_runs(raw, tuned=("loss.consistency", "train.lr"))
     # supervised's loss.consistency (1.0, unused by it) is not named: among the runs that use it,
     # 0.1 and 1.0 tie and the first by name counts as the common value
-    assert set(tuned["config"]) == {"supervised {train.lr=0.03}", "mean_teacher",
-                                    "cvcl (pcl 1, vcl 0.6) {loss.consistency=1.0}"}
+    assert set(tuned["config"]) == {
+        "supervised {train.lr=0.03}",
+        "mean_teacher",
+        "cvcl (pcl 1, vcl 0.6) {loss.consistency=1.0}",
+    }
     assert set(tuned["variant"]) == {""}
     assert len(analysis.paired_comparison(tuned)) == 2  # cvcl against both, as methods at their own best
     # without the declaration the same runs are three variants that never pair

@@ -12,8 +12,9 @@ TINY = ["--patch", "32", "16", "16", "--filters", "2", "--device", "cpu"]
 
 
 def _run(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "benchmarks/train_step.py", *TINY, *args],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/train_step.py", *TINY, *args], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

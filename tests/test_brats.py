@@ -60,8 +60,12 @@ def source(tmp_path, rng):
 
 
 def download(local, out):
-    return fetch(datasets.get("brats2019"), Params({"dataset": "brats2019", "download": {"local_path": str(local)}}), out,
-                 progress=False)
+    return fetch(
+        datasets.get("brats2019"),
+        Params({"dataset": "brats2019", "download": {"local_path": str(local)}}),
+        out,
+        progress=False,
+    )
 
 
 def test_flair_whole_tumour_brain_crop_and_brain_zscore(source, tmp_path):
@@ -78,7 +82,7 @@ def test_flair_whole_tumour_brain_crop_and_brain_zscore(source, tmp_path):
         lo, hi = where.min(axis=0), where.max(axis=0) + 1
         assert case.geometry.crop_origin == tuple(lo) and case.shape == tuple(hi - lo)
         assert case.image.shape == (1, *case.shape) and case.image.dtype == np.float32
-        inside = brain[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        inside = brain[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         values = case.image[0][inside].astype(np.float64)
         assert abs(values.mean()) < 1e-4 and abs(values.std() - 1) < 1e-4  # z-score over the brain
         assert case.label.dtype == np.uint8 and set(np.unique(case.label)) == {0, 1}
@@ -118,21 +122,29 @@ def test_the_brightest_brain_voxels_are_clipped_before_normalising(tmp_path, rng
     assert image.max() < 4.0 and float(np.sort(image.ravel())[-2]) == pytest.approx(float(image.max()))
 
 
-@pytest.mark.parametrize("problem,modalities,file,message", [
-    ("missing_t1", ["flair", "t1"], "BraTS19_BAD_1_t1.nii.gz", "lacks its t1 modality"),
-    ("missing_seg", ["flair"], "BraTS19_BAD_1_seg.nii.gz", "lacks its segmentation"),
-    ("label3", ["flair"], "BraTS19_BAD_1_seg.nii.gz", "outside the expected [0, 1, 2, 4]"),
-    ("shape", ["flair"], "BraTS19_BAD_1_seg.nii.gz", "differs from image shape"),
-    ("truncated", ["flair"], "BraTS19_BAD_1_flair.nii.gz", "not a readable NIfTI"),
-])
+@pytest.mark.parametrize(
+    "problem,modalities,file,message",
+    [
+        ("missing_t1", ["flair", "t1"], "BraTS19_BAD_1_t1.nii.gz", "lacks its t1 modality"),
+        ("missing_seg", ["flair"], "BraTS19_BAD_1_seg.nii.gz", "lacks its segmentation"),
+        ("label3", ["flair"], "BraTS19_BAD_1_seg.nii.gz", "outside the expected [0, 1, 2, 4]"),
+        ("shape", ["flair"], "BraTS19_BAD_1_seg.nii.gz", "differs from image shape"),
+        ("truncated", ["flair"], "BraTS19_BAD_1_flair.nii.gz", "not a readable NIfTI"),
+    ],
+)
 def test_bad_cases_stop_the_stage_naming_the_file(tmp_path, rng, problem, modalities, file, message):
     root = tmp_path / "brats"
     write_case(root, "HGG", "BraTS19_OK_1", rng)
-    write_case(root, "LGG", "BraTS19_BAD_1", rng,
-               skip={"missing_t1": ("t1",), "missing_seg": ("seg",)}.get(problem, ()),
-               seg_values=(3, 2, 4) if problem == "label3" else (1, 2, 4),
-               seg_shape=(48, 52, 39) if problem == "shape" else SHAPE,
-               truncate="flair" if problem == "truncated" else None)
+    write_case(
+        root,
+        "LGG",
+        "BraTS19_BAD_1",
+        rng,
+        skip={"missing_t1": ("t1",), "missing_seg": ("seg",)}.get(problem, ()),
+        seg_values=(3, 2, 4) if problem == "label3" else (1, 2, 4),
+        seg_shape=(48, 52, 39) if problem == "shape" else SHAPE,
+        truncate="flair" if problem == "truncated" else None,
+    )
     download(root, tmp_path / "raw")
     cfg = PreprocessConfig(modalities=tuple(modalities))
     with pytest.raises(DataError) as info:

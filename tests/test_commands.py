@@ -21,7 +21,8 @@ import pytest
 import requests
 
 from cvcl import jupyter
-from cvcl.commands import COMMANDS, main as cvcl, module_name
+from cvcl.commands import COMMANDS, module_name
+from cvcl.commands import main as cvcl
 from tests.conftest import ROOT
 
 CVCL = str(Path(sys.executable).parent / "cvcl")  # the console script pip made in this environment
@@ -58,7 +59,8 @@ def test_an_unknown_command_is_one_line_naming_the_closest():
     proc = run_cvcl("sweepray", "--address", "x")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
-        "error: no command 'sweepray'; the closest is 'sweep-ray' (cvcl --help lists them)"]
+        "error: no command 'sweepray'; the closest is 'sweep-ray' (cvcl --help lists them)"
+    ]
     proc = run_cvcl()
     assert proc.returncode == 2 and "usage: cvcl <command>" in proc.stderr
 
@@ -66,16 +68,30 @@ def test_an_unknown_command_is_one_line_naming_the_closest():
 def test_a_user_error_in_a_command_is_one_line_with_status_2(tmp_path, capsys):
     assert cvcl(["report", str(tmp_path / "metrics.json")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"error: {tmp_path / 'metrics.json'}: not found; dvc repro writes it (the evaluate stage)"]
+        f"error: {tmp_path / 'metrics.json'}: not found; dvc repro writes it (the evaluate stage)"
+    ]
     assert cvcl(["presets", "no-such-preset"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such preset (known: " in err[0]
 
 
 def test_report_prints_the_metrics_table(tmp_path, capsys):
-    summary = {"dice": 0.9, "dice_std": 0.01, "jaccard": 0.82, "jaccard_std": 0.02, "hd95": 3.0, "hd95_std": 1.0,
-               "asd": 1.0, "asd_std": 0.5, "assd": 1.0, "assd_std": 0.5, "distance_unit": "voxel", "n_cases": 2,
-               "n_empty_prediction": 0, "n_empty_reference": 0}
+    summary = {
+        "dice": 0.9,
+        "dice_std": 0.01,
+        "jaccard": 0.82,
+        "jaccard_std": 0.02,
+        "hd95": 3.0,
+        "hd95_std": 1.0,
+        "asd": 1.0,
+        "asd_std": 0.5,
+        "assd": 1.0,
+        "assd_std": 0.5,
+        "distance_unit": "voxel",
+        "n_cases": 2,
+        "n_empty_prediction": 0,
+        "n_empty_reference": 0,
+    }
     (tmp_path / "metrics.json").write_text(json.dumps(summary))
     assert cvcl(["report", str(tmp_path / "metrics.json")]) == 0
     out = capsys.readouterr().out
@@ -83,23 +99,28 @@ def test_report_prints_the_metrics_table(tmp_path, capsys):
 
 
 def test_the_old_python_m_spellings_still_reach_the_commands():
-    alias = subprocess.run([sys.executable, "-m", "cvcl.predict", "--help"], capture_output=True, text=True,
-                           cwd=ROOT, timeout=120)
+    alias = subprocess.run(
+        [sys.executable, "-m", "cvcl.predict", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert alias.returncode == 0 and alias.stdout.startswith("usage: cvcl predict "), alias.stderr
-    package = subprocess.run([sys.executable, "-m", "cvcl.commands", "--help"], capture_output=True, text=True,
-                             cwd=ROOT, timeout=120)
+    package = subprocess.run(
+        [sys.executable, "-m", "cvcl.commands", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert package.returncode == 0 and "sweep-ray" in package.stdout
 
 
 # -- cvcl notebook ---------------------------------------------------------------------------
+
 
 def test_the_kernel_is_this_environments_python_kept_in_the_environment():
     folder = jupyter.ensure_kernel()
     assert folder == jupyter.kernel_dir() and Path(sys.prefix) in folder.parents  # not the user's home
     spec = json.loads((folder / "kernel.json").read_text())
     assert Path(spec["argv"][0]).parent == Path(sys.executable).parent
-    assert json.loads((ROOT / "notebooks" / "ablations.ipynb").read_text())["metadata"]["kernelspec"]["name"] \
+    assert (
+        json.loads((ROOT / "notebooks" / "ablations.ipynb").read_text())["metadata"]["kernelspec"]["name"]
         == jupyter.KERNEL_NAME
+    )
 
 
 def test_execute_runs_the_shipped_notebook_on_an_imported_store(tmp_path, mlflow_store, monkeypatch):
@@ -107,8 +128,11 @@ def test_execute_runs_the_shipped_notebook_on_an_imported_store(tmp_path, mlflow
     paired rows of the table, CVCL with both terms and its two baselines, seeds 1 and 2."""
     from cvcl.tracking.record_store import import_records
 
-    chosen = [p for pattern in ("cvcl-l4-pcl1-vcl0.6-s[12]-*", "mean_teacher-l4-s[12]-*", "supervised-l4-s2-*")
-              for p in sorted(RECORDS.glob(f"{pattern}.json"))]
+    chosen = [
+        p
+        for pattern in ("cvcl-l4-pcl1-vcl0.6-s[12]-*", "mean_teacher-l4-s[12]-*", "supervised-l4-s2-*")
+        for p in sorted(RECORDS.glob(f"{pattern}.json"))
+    ]
     assert len(chosen) == 5
     import_records(chosen, say=lambda line: None)
     monkeypatch.setenv("CVCL_EXPERIMENT", "cvcl-la")
@@ -133,25 +157,34 @@ def test_a_failing_cell_is_one_line_and_the_executed_copy_keeps_its_traceback(tm
     import nbformat
 
     notebook = tmp_path / "broken.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# two cells"),
-        nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"),
-        nbformat.v4.new_code_cell("1 / 0"),
-    ]), notebook)
+    nbformat.write(
+        nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_markdown_cell("# two cells"),
+                nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"),
+                nbformat.v4.new_code_cell("1 / 0"),
+            ]
+        ),
+        notebook,
+    )
     proc = run_cvcl("notebook", "--execute", str(notebook))
     out = tmp_path / "broken.executed.ipynb"
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: broken.ipynb: cell 3 failed: ZeroDivisionError: division by zero; the executed copy, "
-        f"traceback included: {out}"]
+        f"traceback included: {out}"
+    ]
     cells = nbformat.read(out, as_version=4).cells
     assert Path(cells[1].outputs[0]["text"].strip()).parent == Path(sys.executable).parent  # the project's Python
     assert cells[2].outputs[0]["output_type"] == "error"
 
 
 def test_options_that_do_not_go_together_are_refused(capsys):
-    for argv in (["notebook", "--output", "x.ipynb"], ["notebook", "--execute", "--", "--no-browser"],
-                 ["notebook", "--frobnicate"]):
+    for argv in (
+        ["notebook", "--output", "x.ipynb"],
+        ["notebook", "--execute", "--", "--no-browser"],
+        ["notebook", "--frobnicate"],
+    ):
         with pytest.raises(SystemExit) as stopped:
             cvcl(argv)
         assert stopped.value.code == 2, argv
@@ -167,9 +200,22 @@ def test_jupyterlab_serves_the_notebook_with_the_project_kernel(tmp_path):
     port, token = free_port(), "t" + os.urandom(8).hex()
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "HOME": str(tmp_path)}
     as_root = ["--allow-root"] if os.geteuid() == 0 else []  # JupyterLab refuses root otherwise (CI, containers)
-    proc = subprocess.Popen([CVCL, "notebook", "--", "--no-browser", f"--ServerApp.port={port}",
-                             f"--IdentityProvider.token={token}", *as_root], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            CVCL,
+            "notebook",
+            "--",
+            "--no-browser",
+            f"--ServerApp.port={port}",
+            f"--IdentityProvider.token={token}",
+            *as_root,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
     try:
         deadline = time.monotonic() + 120

@@ -23,7 +23,7 @@ def test_two_stream_batches_mix_labeled_and_unlabeled():
     # the labeled stream visits each case once per pass of three
     labeled = [i for b in batches for i, _ in b[:2]]
     for start in range(0, 60, 3):
-        assert sorted(labeled[start:start + 3]) == [0, 1, 2]
+        assert sorted(labeled[start : start + 3]) == [0, 1, 2]
     assert list(TwoStreamBatchSampler(range(3), range(3, 10), 4, 2, 30, seed=1)) == batches
 
 
@@ -45,13 +45,20 @@ def test_crop_pads_small_volumes(rng):
     lab = np.ones((10, 40, 8), np.uint8)
     a, b = random_crop(img, lab, (16, 16, 16), rng)
     assert a.shape == (1, 16, 16, 16) and b.shape == (16, 16, 16)
-    assert a.sum() < 16 ** 3  # zero padding
+    assert a.sum() < 16**3  # zero padding
 
 
 def test_unlabeled_cases_never_carry_their_labels(tmp_path, rng):
     for name in ("lab", "unl"):
-        write_case(tmp_path / f"{name}.h5", Case(name, rng.normal(size=(1, 20, 20, 20)).astype(np.float32),
-                                                 np.ones((20, 20, 20), np.uint8), Geometry.from_spacing((1, 1, 1))))
+        write_case(
+            tmp_path / f"{name}.h5",
+            Case(
+                name,
+                rng.normal(size=(1, 20, 20, 20)).astype(np.float32),
+                np.ones((20, 20, 20), np.uint8),
+                Geometry.from_spacing((1, 1, 1)),
+            ),
+        )
     ds = PatchDataset(tmp_path, ["lab"], ["unl"], (16, 16, 16))
     lab, unl = ds[(0, 1)], ds[(1, 1)]
     assert lab["label"].sum() > 0
@@ -83,7 +90,7 @@ def test_supervised_mean_teacher_and_cvcl_see_identical_labeled_batches(tmp_path
     assert [b["image"].shape[0] for b in batches["supervised"]] == [2] * 12
     assert [b["image"].shape[0] for b in batches["cvcl"]] == [4] * 12
     for method in ("mean_teacher", "cvcl"):
-        for step, (ref, got) in enumerate(zip(batches["supervised"], batches[method])):
+        for step, (ref, got) in enumerate(zip(batches["supervised"], batches[method], strict=True)):
             assert torch.equal(got["image"][:2], ref["image"]), (method, step)
             assert torch.equal(got["label"][:2], ref["label"]), (method, step)
     # and the draws are not trivially equal: the crops move from step to step

@@ -1,7 +1,5 @@
 """Bad real-data input stops the download/preprocess stages with one line, leaving nothing behind."""
 
-import shutil
-
 import pytest
 
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR

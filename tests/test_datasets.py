@@ -51,8 +51,9 @@ def test_published_lists_come_from_the_registry():
     assert [n for n in ORDER if datasets.get(n).published is None] == ["synthetic-la", "synthetic-brats", "nifti"]
 
 
-@pytest.mark.parametrize("typo,suggestion", [("synthetic_la", "synthetic-la"), ("brats", "brats2019"),
-                                             ("la_nrrd", "la-nrrd")])
+@pytest.mark.parametrize(
+    "typo,suggestion", [("synthetic_la", "synthetic-la"), ("brats", "brats2019"), ("la_nrrd", "la-nrrd")]
+)
 def test_a_misspelt_name_fails_in_one_line_naming_the_closest(typo, suggestion):
     with pytest.raises(ParamError) as info:
         datasets.get(typo)
@@ -71,8 +72,14 @@ def test_training_cases_before_preprocessing():
     params = Params({"download": {"synthetic": {"n_train": 40}, "synthetic_brats": {"n_train": 12}}})
     counts = {name: datasets.get(name).training_cases(params) for name in ORDER}
     # synthetic-brats reads its own section, not download.synthetic (once a real bug)
-    assert counts == {"synthetic-la": 40, "synthetic-brats": 12, "la": 80, "la-nrrd": 80, "brats2019": 250,
-                      "nifti": None}
+    assert counts == {
+        "synthetic-la": 40,
+        "synthetic-brats": 12,
+        "la": 80,
+        "la-nrrd": 80,
+        "brats2019": 250,
+        "nifti": None,
+    }
 
 
 @pytest.mark.parametrize("dataset,n", [("la", 80), ("brats2019", 250), ("synthetic-brats", 12)])
@@ -126,8 +133,10 @@ def test_a_folder_without_a_dataset_is_refused(tmp_path, monkeypatch, fresh_regi
 
 
 def test_resolving_the_choices_stays_light():
-    code = ("import sys, cvcl.settings; cvcl.settings.SETTINGS['dataset'].allowed(); "
-            "print(' '.join(m for m in ('torch', 'nilearn', 'h5py', 'nibabel', 'cvcl.sources', 'cvcl.preprocessing') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, cvcl.settings; cvcl.settings.SETTINGS['dataset'].allowed(); "
+        "print(' '.join(m for m in ('torch', 'nilearn', 'h5py', 'nibabel', 'cvcl.sources', 'cvcl.preprocessing') "
+        "if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []

@@ -22,8 +22,11 @@ def test_the_same_params_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_deterministic_mode_sets_the_backend_flags():
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     try:
         configure_backend(torch.device("cpu"), deterministic=True)
         assert torch.are_deterministic_algorithms_enabled()

@@ -71,8 +71,16 @@ def test_training_stops_on_the_first_non_finite_step(dataset):
     records = []
     objective = NaNAt(7, "mean_teacher", LossConfig(rampup_length=0.0), 30)
     with pytest.raises(TrainingDiverged, match=r"step 7: loss term loss_mt"):
-        train(dataset, ModelConfig(base_filters=2, norm="instance"), _cfg(30), objective, torch.device("cpu"),
-              seed=0, on_step=lambda s, r: records.append((s, r)), progress=False)
+        train(
+            dataset,
+            ModelConfig(base_filters=2, norm="instance"),
+            _cfg(30),
+            objective,
+            torch.device("cpu"),
+            seed=0,
+            on_step=lambda s, r: records.append((s, r)),
+            progress=False,
+        )
     assert [s for s, _ in records] == list(range(7))  # every good step was logged, none after
 
 
@@ -80,12 +88,30 @@ def test_every_step_logs_its_terms_and_gradient_norm(dataset):
     iterations = READBACK_EVERY + 3  # a partial buffer at the end is read back too
     records = []
     objective = Objective("cvcl", LossConfig(rampup_length=0.0, n_anchor=8), iterations)
-    train(dataset, ModelConfig(base_filters=2, norm="instance", embed_dim=8), _cfg(iterations), objective,
-          torch.device("cpu"), seed=0, on_step=lambda s, r: records.append((s, r)), progress=False)
+    train(
+        dataset,
+        ModelConfig(base_filters=2, norm="instance", embed_dim=8),
+        _cfg(iterations),
+        objective,
+        torch.device("cpu"),
+        seed=0,
+        on_step=lambda s, r: records.append((s, r)),
+        progress=False,
+    )
     assert [s for s, _ in records] == list(range(iterations))
     for _, r in records:
-        assert {"loss", "loss_sup", "loss_mt", "loss_pcl_l2u", "loss_pcl_u2l", "loss_vcl_l", "loss_vcl_u",
-                "grad_norm", "lr", "consistency_weight"} <= set(r)
+        assert {
+            "loss",
+            "loss_sup",
+            "loss_mt",
+            "loss_pcl_l2u",
+            "loss_pcl_u2l",
+            "loss_vcl_l",
+            "loss_vcl_u",
+            "grad_norm",
+            "lr",
+            "consistency_weight",
+        } <= set(r)
         assert math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
         assert "amp_scale" not in r  # no float16 scaler on the CPU
 

@@ -21,17 +21,98 @@ PAGES = [ROOT / "README.md", ROOT / "results" / "README.md", *sorted((ROOT / "do
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 # programs outside this repository the docs may tell users to run
 OUTSIDE = {
-    "dvc", "git", "mlflow", "pip", "python", "python3", "source", "export", "cd", "ls", "cat",
-    "mkdir", "cp", "rm", "tar", "ssh", "ssh-keygen", "scp", "curl", "jupyter", "ray", "sbatch",
-    "srun", "nvidia-smi", "psql", "chmod", "echo", "for", "do", "done", "if", "then", "fi",
-    "while", "wait", "sleep", "kill", "scontrol", "env", "nohup", "tail", "head", "grep", "sqlite3", "bash",
-    "sudo", "apt-get", "sha256sum", "unzip", "test", "[", "true", "time", "watch", "docker",
-    "mv", "ln", "touch", "du", "df", "pytest", "shift",
+    "dvc",
+    "git",
+    "mlflow",
+    "pip",
+    "python",
+    "python3",
+    "source",
+    "export",
+    "cd",
+    "ls",
+    "cat",
+    "mkdir",
+    "cp",
+    "rm",
+    "tar",
+    "ssh",
+    "ssh-keygen",
+    "scp",
+    "curl",
+    "jupyter",
+    "ray",
+    "sbatch",
+    "srun",
+    "nvidia-smi",
+    "psql",
+    "chmod",
+    "echo",
+    "for",
+    "do",
+    "done",
+    "if",
+    "then",
+    "fi",
+    "while",
+    "wait",
+    "sleep",
+    "kill",
+    "scontrol",
+    "env",
+    "nohup",
+    "tail",
+    "head",
+    "grep",
+    "sqlite3",
+    "bash",
+    "sudo",
+    "apt-get",
+    "sha256sum",
+    "unzip",
+    "test",
+    "[",
+    "true",
+    "time",
+    "watch",
+    "docker",
+    "mv",
+    "ln",
+    "touch",
+    "du",
+    "df",
+    "pytest",
+    "shift",
 }
 DVC_COMMANDS = {
-    "repro", "exp", "queue", "plots", "metrics", "params", "push", "pull", "fetch", "status",
-    "remote", "init", "add", "gc", "dag", "checkout", "commit", "config", "cache", "stage",
-    "doctor", "diff", "ls", "get", "import", "update", "install", "version",
+    "repro",
+    "exp",
+    "queue",
+    "plots",
+    "metrics",
+    "params",
+    "push",
+    "pull",
+    "fetch",
+    "status",
+    "remote",
+    "init",
+    "add",
+    "gc",
+    "dag",
+    "checkout",
+    "commit",
+    "config",
+    "cache",
+    "stage",
+    "doctor",
+    "diff",
+    "ls",
+    "get",
+    "import",
+    "update",
+    "install",
+    "version",
 }
 FENCE = re.compile(r"^```(\w*)\s*$")
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
@@ -138,8 +219,12 @@ def problem(words: list[str]) -> str | None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shell_command_names_something_that_exists(page: Path):
-    found = [f"{page.name}:{number}: {problem(words)}  [{line.strip()}]"
-             for number, line in shell_blocks(page) for words in commands(line) if problem(words)]
+    found = [
+        f"{page.name}:{number}: {problem(words)}  [{line.strip()}]"
+        for number, line in shell_blocks(page)
+        for words in commands(line)
+        if problem(words)
+    ]
     assert not found, "\n".join(found)
 
 

@@ -183,10 +183,13 @@ def test_missing_file_is_not_retried(fetcher, tmp_path):
         m.close()
 
 
-@pytest.mark.parametrize("train_list,message", [
-    ("NOT_A_CASE\n", "NOT_A_CASE, which is not in the LA release manifest"),
-    ("UPT6DX9IQY9JAZ7HJKA7\n", "a test case of the release"),
-])
+@pytest.mark.parametrize(
+    "train_list,message",
+    [
+        ("NOT_A_CASE\n", "NOT_A_CASE, which is not in the LA release manifest"),
+        ("UPT6DX9IQY9JAZ7HJKA7\n", "a test case of the release"),
+    ],
+)
 def test_mirror_lists_must_name_release_cases_of_the_same_subset(fetcher, tmp_path, train_list, message):
     folder = tmp_path / "mirror"
     folder.mkdir()
@@ -211,7 +214,8 @@ def test_without_a_mirror_all_100_cases_come_from_the_public_url(fetcher):
     assert base == la.PUBLIC_BASE and len(cases) == 100
     first = cases[0].case_id
     assert la.case_source(base, first) == (
-        f"https://raw.githubusercontent.com/yulequan/UA-MT/master/data/2018LA_Seg_Training%20Set/{first}/mri_norm2.h5")
+        f"https://raw.githubusercontent.com/yulequan/UA-MT/master/data/2018LA_Seg_Training%20Set/{first}/mri_norm2.h5"
+    )
     assert lists.lists["train"] == [c for c, f in MANIFEST.items() if f.split == "train"]
     assert len(lists.lists["train"]) == 80 and len(lists.lists["test"]) == 20
 
@@ -223,7 +227,9 @@ def test_a_mirror_that_is_neither_a_folder_nor_a_url_is_a_param_error(tmp_path):
 
 
 def test_a_corrupt_local_mirror_file_is_reported_even_when_the_cache_saves_the_run(fetcher, tmp_path, capsys):
-    fetch(datasets.get("la"), params(str(LA_SAMPLE)), tmp_path / "raw1", progress=False, fetcher=fetcher)  # fills the cache
+    fetch(
+        datasets.get("la"), params(str(LA_SAMPLE)), tmp_path / "raw1", progress=False, fetcher=fetcher
+    )  # fills the cache
     capsys.readouterr()
     copy = tmp_path / "mirror"
     shutil.copytree(LA_SAMPLE, copy)

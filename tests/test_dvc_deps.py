@@ -53,8 +53,13 @@ def _imported(path: Path, on_import: bool = False) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names |= {f"{node.module}.{a.name}" for a in node.names}  # submodules imported by name
-        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_NAME.match(node.value)
-              and not on_import and path != SETTINGS_FILE):  # choices: see the last test
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _MODULE_NAME.match(node.value)
+            and not on_import
+            and path != SETTINGS_FILE
+        ):  # choices: see the last test
             names.add(node.value.split(":")[0])
     return {n for n in names if n.split(".")[0] == "cvcl"}
 
@@ -137,6 +142,30 @@ def test_the_registries_a_stage_validates_params_with_are_its_deps():
                 listed = _members(module.parent) if module.name == "__init__.py" else [module]
                 closure = set(listed).union(*(import_closure(f, on_import=True) for f in listed))
                 missing = sorted(str(f.relative_to(ROOT)) for f in closure if not _covered(f, spec["deps"]))
-                assert not missing, f"{stage} reads {name}, whose choices come from modules it does not depend on: {missing}"
+                assert not missing, (
+                    f"{stage} reads {name}, whose choices come from modules it does not depend on: {missing}"
+                )
                 checked += 1
     assert checked >= 4  # dataset (download, preprocess, train), method and more
+
+
+def test_a_stage_depends_on_the_declaration_of_every_section_it_reads():
+    """The settings name the sections' dataclasses as strings ("cvcl.training.config:TrainConfig"),
+    which the closure above does not follow: a stage declaring a param (or a section holding one)
+    depends on the module that declares its default, kind and range."""
+    from cvcl.settings import SECTIONS, SETTINGS, declared, section_class
+
+    checked = 0
+    for prefix, target in SECTIONS:
+        module = _module_file(target.split(":")[0])
+        assert module is not None, f"{prefix or 'the top level'}: declared in a module that does not exist"
+        names = declared(section_class(prefix), prefix)
+        assert set(names) <= set(SETTINGS)
+        for stage, spec in STAGES.items():
+            if any(_reads(stage, name) for name in names):
+                assert _covered(module, spec["deps"]), (
+                    f"{stage} reads {prefix or 'top-level keys'}, declared in {module.relative_to(ROOT)}, "
+                    "which is not one of its deps"
+                )
+                checked += 1
+    assert checked >= 10

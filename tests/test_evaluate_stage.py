@@ -34,7 +34,9 @@ def test_evaluate_writes_rows_summary_units_and_logs_them(tmp_path, monkeypatch,
     _case(tmp_path, "a", ref, pred, cropped)
     _case(tmp_path, "b", ref, np.zeros(shape, bool), source)  # an empty prediction
     (tmp_path / "data" / "splits").mkdir(parents=True)
-    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"labeled": [], "unlabeled": [], "val": [], "test": ["a", "b"]}))
+    (tmp_path / "data" / "splits" / "split.json").write_text(
+        json.dumps({"labeled": [], "unlabeled": [], "val": [], "test": ["a", "b"]})
+    )
     (tmp_path / "params.yaml").write_text(f"evaluate:\n  distance_unit: {unit}\n")
     monkeypatch.chdir(tmp_path)
     run = start_run("toy", "eval-test", {}, {})
@@ -58,7 +60,8 @@ def test_evaluate_writes_rows_summary_units_and_logs_them(tmp_path, monkeypatch,
     assert float(a["assd"]) == pytest.approx(mb.assd(pred, ref, spacing), rel=1e-9)
     voxel_ml = np.prod(SPACING) / 1000
     assert float(a["pred_ml"]) == pytest.approx(pred.sum() * voxel_ml) and float(a["true_ml"]) == pytest.approx(
-        ref.sum() * voxel_ml)
+        ref.sum() * voxel_ml
+    )
     assert b["empty"] == "prediction" and float(b["dice"]) == 0.0 and math.isnan(float(b["hd95"]))
 
     summary = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
@@ -83,7 +86,9 @@ def _evaluate(tmp_path, monkeypatch, cases):
     for case_id, (label, pred) in cases.items():
         _case(tmp_path, case_id, label, pred, Geometry.from_spacing(SPACING))
     (tmp_path / "data" / "splits").mkdir(parents=True)
-    (tmp_path / "data" / "splits" / "split.json").write_text(json.dumps({"labeled": [], "unlabeled": [], "val": [], "test": list(cases)}))
+    (tmp_path / "data" / "splits" / "split.json").write_text(
+        json.dumps({"labeled": [], "unlabeled": [], "val": [], "test": list(cases)})
+    )
     (tmp_path / "params.yaml").write_text("evaluate:\n  distance_unit: voxel\n")
     monkeypatch.chdir(tmp_path)
     run = start_run("toy", "eval-degenerate", {}, {})

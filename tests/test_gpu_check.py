@@ -12,8 +12,10 @@ import pytest
 from cvcl.evaluation.report import PER_CASE_FIELDS
 from tests.conftest import LA_SAMPLE, ROOT
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not LA_SAMPLE.is_dir(), reason="the shared LA sample is not available")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not LA_SAMPLE.is_dir(), reason="the shared LA sample is not available"),
+]
 
 
 def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store):
@@ -23,9 +25,28 @@ def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store)
     from cvcl.tracking.records import read_record
 
     variants = ["supervised", "cvcl:loss.vcl_weight=0.6"]
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--data", str(LA_SAMPLE), "--tiny",
-                           "--skip-bench", "--labeled", "2", "--unlabeled", "2", "--variants", *variants,
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_check.py",
+            "--data",
+            str(LA_SAMPLE),
+            "--tiny",
+            "--skip-bench",
+            "--labeled",
+            "2",
+            "--unlabeled",
+            "2",
+            "--variants",
+            *variants,
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert json.loads(proc.stdout.strip().splitlines()[-1])["overrides"] == report["overrides"]
@@ -42,7 +63,7 @@ def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store)
     assert sorted(r.path for r in results) == sorted(paths) and all(r.created for r in results)
     run_ids = {r.path: r.run_id for r in results}
     client = MlflowClient(mlflow_store)
-    for spec, path, record in zip(variants, paths, records):
+    for spec, path, record in zip(variants, paths, records, strict=True):
         run = client.get_run(run_ids[path])
         assert run.info.status == "FINISHED" and run.info.run_name == record.run_name
         assert run.data.tags["cvcl.iterations_reached"] == "4 of 4" and run.data.tags["cvcl.variant"] == spec
@@ -64,9 +85,23 @@ def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store)
 
 
 def test_a_bad_variant_is_refused_with_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--data", str(LA_SAMPLE), "--tiny",
-                           "--variants", "fixmatch", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_check.py",
+            "--data",
+            str(LA_SAMPLE),
+            "--tiny",
+            "--variants",
+            "fixmatch",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: --variants")
 
 
@@ -74,10 +109,30 @@ def test_a_run_the_deadline_cuts_short_is_recorded_killed(tmp_path):
     from cvcl.tracking.records import REACHED_TAG, read_record
 
     # a deadline 6 ms after the start: each child is past it at its first iteration
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--data", str(LA_SAMPLE), "--tiny",
-                           "--skip-bench", "--labeled", "2", "--unlabeled", "2", "--variants", "supervised",
-                           "--minutes", "0.0001", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_check.py",
+            "--data",
+            str(LA_SAMPLE),
+            "--tiny",
+            "--skip-bench",
+            "--labeled",
+            "2",
+            "--unlabeled",
+            "2",
+            "--variants",
+            "supervised",
+            "--minutes",
+            "0.0001",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = read_record(tmp_path / "runs" / "supervised.json")
     assert record.status == "KILLED" and record.tags[REACHED_TAG] == "1 of 4, cut short by the --minutes deadline"

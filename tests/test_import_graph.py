@@ -37,14 +37,33 @@ DATASETS, DATASET_CONTRACT = "cvcl.datasets", "cvcl.datasets.spec"
 METHODS = "cvcl.methods"
 # below the dataset registry: the shared machinery its members are built from, and everything
 # that only ever sees processed cases
-BELOW_DATASETS = ("cvcl.sources", "cvcl.preprocessing", "cvcl.io", "cvcl.data", "cvcl.training",
-                  "cvcl.inference", "cvcl.evaluation", "cvcl.models", "cvcl.losses", "cvcl.methods",
-                  "cvcl.tracking")
+BELOW_DATASETS = (
+    "cvcl.sources",
+    "cvcl.preprocessing",
+    "cvcl.io",
+    "cvcl.data",
+    "cvcl.training",
+    "cvcl.inference",
+    "cvcl.evaluation",
+    "cvcl.models",
+    "cvcl.losses",
+    "cvcl.methods",
+    "cvcl.tracking",
+)
 # below the method registry: what the methods are built from, and the data side. cvcl.training
 # is not here: it is the methods' caller (the objective sums the terms of the method a stage
 # names), as the stages are the dataset registry's.
-BELOW_METHODS = ("cvcl.sources", "cvcl.preprocessing", "cvcl.io", "cvcl.data", "cvcl.inference",
-                 "cvcl.evaluation", "cvcl.models", "cvcl.losses", "cvcl.datasets")
+BELOW_METHODS = (
+    "cvcl.sources",
+    "cvcl.preprocessing",
+    "cvcl.io",
+    "cvcl.data",
+    "cvcl.inference",
+    "cvcl.evaluation",
+    "cvcl.models",
+    "cvcl.losses",
+    "cvcl.datasets",
+)
 # The one crossing, on purpose: predicting on an ``.h5`` scan without geometry reads it as the
 # LA release's format, with the la converter's own reader (so both agree on spacing and checks).
 CROSSINGS = {("cvcl.inference.scans", "cvcl.datasets.la.convert")}
@@ -68,7 +87,7 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
     if node.level == 0:
         return node.module or ""
     base = _package_of(module).split(".")
-    base = base[:len(base) - (node.level - 1)]
+    base = base[: len(base) - (node.level - 1)]
     return ".".join([*base, node.module] if node.module else base)
 
 
@@ -110,7 +129,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state and (cycle := visit(target)) is not None:
                 return cycle
         path.pop()
@@ -146,16 +165,24 @@ def test_no_module_imports_itself_back():
 
 
 def test_nothing_below_the_dataset_registry_imports_it_or_its_members():
-    offending = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
-                       if _under(module, BELOW_DATASETS)
-                       for target in targets if _under(target, (DATASETS,)) and target != DATASET_CONTRACT
-                       and (module, target) not in CROSSINGS)
+    offending = sorted(
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if _under(module, BELOW_DATASETS)
+        for target in targets
+        if _under(target, (DATASETS,)) and target != DATASET_CONTRACT and (module, target) not in CROSSINGS
+    )
     assert not offending, "; ".join(offending)
 
 
 def test_nothing_below_the_method_registry_imports_it():
-    offending = sorted(f"{module} imports {target}" for module, targets in GRAPH.items()
-                       if _under(module, BELOW_METHODS) for target in targets if _under(target, (METHODS,)))
+    offending = sorted(
+        f"{module} imports {target}"
+        for module, targets in GRAPH.items()
+        if _under(module, BELOW_METHODS)
+        for target in targets
+        if _under(target, (METHODS,))
+    )
     assert not offending, "; ".join(offending)
 
 

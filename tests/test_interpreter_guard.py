@@ -38,6 +38,7 @@ def test_a_stage_run_by_a_bare_interpreter_names_it_and_the_fix(stage):
 
 
 def test_the_project_interpreter_passes_the_check():
-    proc = subprocess.run([sys.executable, "-c", "import stages; print('ok')"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import stages; print('ok')"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

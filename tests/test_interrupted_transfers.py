@@ -37,8 +37,13 @@ pytestmark = pytest.mark.slow
 
 CUT = Path(__file__).with_name("cut_transfer.py")
 MB = 1024 * 1024
-FILES = {"data/scan_0.bin": 2 * MB, "data/scan_1.bin": 2 * MB, "data/scan_2.bin": 2 * MB,
-         "data/scan_3.bin": 2 * MB, "model.bin": 3 * MB}
+FILES = {
+    "data/scan_0.bin": 2 * MB,
+    "data/scan_1.bin": 2 * MB,
+    "data/scan_2.bin": 2 * MB,
+    "data/scan_3.bin": 2 * MB,
+    "model.bin": 3 * MB,
+}
 TRACKED = ("data", "model.bin")  # `dvc add`ed: a directory (4 objects and a .dir) and a file
 
 
@@ -113,15 +118,23 @@ def clone(origin: Path, dest: Path) -> Path:
 def cut_run(repo: Path, args: list[str], cut_at: int, mark: Path) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """Run ``dvc <args>`` until its ``cut_at``-th object upload is half written, then SIGKILL it.
     Returns (the object's source, the remote file it was being written to, the process)."""
-    proc = subprocess.Popen([sys.executable, str(CUT), *args], cwd=repo, start_new_session=True,
-                            env={**env(), "CUT_AT": str(cut_at), "CUT_MARK": str(mark)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(CUT), *args],
+        cwd=repo,
+        start_new_session=True,
+        env={**env(), "CUT_AT": str(cut_at), "CUT_MARK": str(mark)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     try:
         while not mark.exists():  # written whole (os.replace) once the cut upload is half done
             if proc.poll() is not None:
-                pytest.fail(f"dvc {' '.join(args)} ended ({proc.returncode}) before its upload {cut_at} "
-                            f"was cut:\n{proc.stdout.read()[-2000:]}")
+                pytest.fail(
+                    f"dvc {' '.join(args)} ended ({proc.returncode}) before its upload {cut_at} "
+                    f"was cut:\n{proc.stdout.read()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"dvc {' '.join(args)}: upload {cut_at} not reached in 120 s")
             time.sleep(0.1)
@@ -152,6 +165,7 @@ def assert_pushed(storage: Path, expected: set[str]) -> None:
 
 
 # --- dvc push to a folder remote -----------------------------------------------------------------
+
 
 def test_a_push_killed_mid_object_leaves_only_complete_objects_and_a_rerun_completes_it(tmp_path):
     lab = make_lab(tmp_path, tmp_path / "storage")
@@ -197,8 +211,7 @@ def test_an_exp_push_killed_mid_object_is_completed_by_a_rerun_for_the_teammate(
     alice, storage = lab["alice"], lab["remote"]
     (alice / "make.py").write_text(MAKE)
     (alice / "params.yaml").write_text("seed: 0\n")
-    (alice / "dvc.yaml").write_text("stages:\n  make:\n    cmd: python make.py\n    params: [seed]\n"
-                                    "    outs: [out]\n")
+    (alice / "dvc.yaml").write_text("stages:\n  make:\n    cmd: python make.py\n    params: [seed]\n    outs: [out]\n")
     git(alice, "add", "-A")
     git(alice, "commit", "-q", "-m", "a stage")
     git(alice, "push", "-q", "origin", "main")
@@ -227,8 +240,9 @@ def test_an_exp_push_killed_mid_object_is_completed_by_a_rerun_for_the_teammate(
     dvc(alice, "exp", "push", "origin", "e1")
     assert_pushed(storage, cache_before)
     objects = stored(storage)[0]
-    out_dir = json.loads(next(p for o, p in objects.items() if o.endswith(".dir")
-                              and "part_0.bin" in p.read_text()).read_text())
+    out_dir = json.loads(
+        next(p for o, p in objects.items() if o.endswith(".dir") and "part_0.bin" in p.read_text()).read_text()
+    )
     assert sorted(e["relpath"] for e in out_dir) == [Path(n).name for n in OUTS]
 
     again = dvc(bob, "exp", "pull", "origin", "e1")
@@ -240,6 +254,7 @@ def test_an_exp_push_killed_mid_object_is_completed_by_a_rerun_for_the_teammate(
 
 
 # --- a corrupted object on the remote --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def corrupted(tmp_path_factory):
@@ -302,8 +317,10 @@ def test_pull_refuses_a_corrupted_object_and_never_checks_it_out(corrupted):
     # verbose, DVC names the object it threw away
     verbose = dvc(bob, "pull", "-v", check=False)
     said = verbose.stdout + verbose.stderr
-    assert verbose.returncode != 0 and f"corrupted cache file '{bob}/.dvc/cache/files/md5/" \
-        f"{corrupted['oid'][:2]}/{corrupted['oid'][2:]}'" in said, said
+    assert (
+        verbose.returncode != 0
+        and f"corrupted cache file '{bob}/.dvc/cache/files/md5/{corrupted['oid'][:2]}/{corrupted['oid'][2:]}'" in said
+    ), said
     # the pusher is not told: the object's name is on the remote, so `dvc push` sends nothing
     # (repair: delete that object from the remote, then dvc push)
     assert "Everything is up to date" in dvc(corrupted["alice"], "push").stdout
@@ -321,6 +338,7 @@ def test_without_verify_dvc_pull_hands_out_a_corrupted_object(corrupted):
 
 # --- the same through an SSH remote on loopback ----------------------------------------------------
 
+
 def test_a_push_to_an_ssh_remote_killed_mid_object_is_completed_by_a_rerun(ssh_remote, tmp_path):  # noqa: F811
     lab = make_lab(tmp_path, None)
     alice, storage = lab["alice"], ssh_remote["storage"]
@@ -328,7 +346,8 @@ def test_a_push_to_an_ssh_remote_killed_mid_object_is_completed_by_a_rerun(ssh_r
     # test_shared_experiments does with three `dvc remote` commands; then verify on, the project's way
     (alice / ".dvc" / "config.local").write_text(
         f"['remote \"ssh\"']\n    url = {ssh_remote['url']}\n    keyfile = {ssh_remote['key']}\n"
-        "    allow_agent = false\n")
+        "    allow_agent = false\n"
+    )
     run(["cvcl", "remote", "--local", "--no-default", "--name", "ssh"], alice)
     expected = set(stored(alice / ".dvc" / "cache")[0])
 

@@ -14,9 +14,9 @@ from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import read_case, to_original_grid, write_nifti
 from cvcl.params import Params
 from cvcl.preprocessing import preprocess
-from cvcl.workspace import read_manifest
 from cvcl.preprocessing.config import CropConfig, PreprocessConfig
 from cvcl.sources import fetch
+from cvcl.workspace import read_manifest
 from tests.conftest import ball
 
 SHAPE = (80, 76, 40)
@@ -37,17 +37,22 @@ ORIGIN = np.array([-120.5, 80.25, -30.0])
 def write_case(folder, case_id, rng, *, label_value=255, label_shape=SHAPE, truncate=False, empty=False):
     case = folder / "Training Set" / case_id
     case.mkdir(parents=True)
-    header = {"space": "left-posterior-superior", "space directions": directions(), "space origin": ORIGIN,
-              "encoding": "gzip", "kinds": ["domain"] * 3}
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": directions(),
+        "space origin": ORIGIN,
+        "encoding": "gzip",
+        "kinds": ["domain"] * 3,
+    }
     image = np.clip(rng.normal(60, 15, SHAPE), 0, 255).astype(np.uint8)
     (lo, hi) = ATRIUM_BOX
-    centre = [(a + b - 1) / 2 for a, b in zip(lo, hi)]
+    centre = [(a + b - 1) / 2 for a, b in zip(lo, hi, strict=True)]
     atrium = ball(SHAPE, centre, 9.5)
-    atrium[:, :, :lo[2]] = atrium[:, :, hi[2]:] = False
+    atrium[:, :, : lo[2]] = atrium[:, :, hi[2] :] = False
     image[atrium] = 200
     label = np.zeros(label_shape, np.uint8)
     if not empty:
-        label[atrium[:label_shape[0], :label_shape[1], :label_shape[2]]] = label_value
+        label[atrium[: label_shape[0], : label_shape[1], : label_shape[2]]] = label_value
     nrrd.write(str(case / "lgemri.nrrd"), image, header, index_order="F")
     nrrd.write(str(case / "laendo.nrrd"), label, header, index_order="F")
     if truncate:
@@ -64,7 +69,12 @@ def source(tmp_path, rng):
 
 
 def download(local, out):
-    return fetch(datasets.get("la-nrrd"), Params({"dataset": "la-nrrd", "download": {"local_path": str(local)}}), out, progress=False)
+    return fetch(
+        datasets.get("la-nrrd"),
+        Params({"dataset": "la-nrrd", "download": {"local_path": str(local)}}),
+        out,
+        progress=False,
+    )
 
 
 SMALL = PreprocessConfig(crop=CropConfig(min_size=(8, 8, 4), seed=3))
@@ -74,7 +84,14 @@ def test_cases_are_copied_verified_and_converted_as_ua_mt_did(source, tmp_path):
     folder, volumes = source
     raw, out = tmp_path / "raw", tmp_path / "processed"
     record = download(folder, raw)
-    assert sorted(p.name for p in raw.iterdir()) == ["A1B2C3", "D4E5F6", "G7H8I9", "files.sha256", "origins.json", "protocol.json"]
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "A1B2C3",
+        "D4E5F6",
+        "G7H8I9",
+        "files.sha256",
+        "origins.json",
+        "protocol.json",
+    ]
     assert (raw / "A1B2C3" / "laendo.nrrd").read_bytes() == (folder / "Training Set/A1B2C3/laendo.nrrd").read_bytes()
     assert len((raw / "files.sha256").read_text().splitlines()) == 6
     # three of the 100 LA cases are not the published split: a seeded random split replaces it
@@ -92,7 +109,7 @@ def test_cases_are_copied_verified_and_converted_as_ua_mt_did(source, tmp_path):
         # seeded margins of [10, 20) in-plane and [5, 10) through-plane on each side
         assert all(10 <= lo[a] - o[a] < 20 and 10 <= o[a] + shape[a] - hi[a] < 20 for a in (0, 1))
         assert 5 <= lo[2] - o[2] < 10 and 5 <= o[2] + shape[2] - hi[2] < 10
-        sl = tuple(slice(a, a + s) for a, s in zip(o, shape))
+        sl = tuple(slice(a, a + s) for a, s in zip(o, shape, strict=True))
         # z-scored over the whole scan before the crop, as UA-MT did
         full = (image - image.mean(dtype=np.float64)) / image.std(dtype=np.float64)
         np.testing.assert_allclose(case.image[0], full[sl], rtol=1e-5, atol=1e-5)
@@ -117,8 +134,9 @@ def test_a_prediction_written_back_overlays_the_nrrd_in_itk(source, tmp_path):
     case = read_case(tmp_path / "p" / "D4E5F6.h5")
     full, affine = to_original_grid(case.label, case.geometry)
     write_nifti(tmp_path / "pred.nii.gz", full, affine)
-    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "pred.nii.gz").dataobj),
-                                  (volumes["D4E5F6"][1] == 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(tmp_path / "pred.nii.gz").dataobj), (volumes["D4E5F6"][1] == 255).astype(np.uint8)
+    )
     pred = sitk.ReadImage(str(tmp_path / "pred.nii.gz"))
     image = sitk.ReadImage(str(folder / "Training Set/D4E5F6/lgemri.nrrd"))
     assert pred.GetSize() == image.GetSize() == SHAPE
@@ -135,8 +153,10 @@ def test_crops_are_seeded(source, tmp_path):
         cfg = PreprocessConfig(crop=CropConfig(min_size=(8, 8, 4), seed=seed, margin_through=through))
         out = tmp_path / f"p{seed}-{through}"
         preprocess(datasets.get("la-nrrd"), tmp_path / "raw", out, config=cfg, progress=False)
-        return {c: (read_case(out / f"{c}.h5").geometry.crop_origin, read_case(out / f"{c}.h5").shape)
-                for c in ("A1B2C3", "D4E5F6", "G7H8I9")}
+        return {
+            c: (read_case(out / f"{c}.h5").geometry.crop_origin, read_case(out / f"{c}.h5").shape)
+            for c in ("A1B2C3", "D4E5F6", "G7H8I9")
+        }
 
     assert origins(3) == origins(3)
     assert origins(3) != origins(4)
@@ -152,17 +172,27 @@ def test_the_box_grows_to_the_minimum_size_where_the_scan_allows(source, tmp_pat
     assert case.shape == SHAPE  # the fixture scan is smaller than the minimum: the whole scan
 
 
-@pytest.mark.parametrize("problem,file,message", [
-    ("values", "laendo.nrrd", "outside the expected [0, 255]"),
-    ("empty", "laendo.nrrd", "no atrium voxels"),
-    ("shape", "laendo.nrrd", "differs from image shape"),
-    ("truncated", "lgemri.nrrd", "not a readable NRRD"),
-])
+@pytest.mark.parametrize(
+    "problem,file,message",
+    [
+        ("values", "laendo.nrrd", "outside the expected [0, 255]"),
+        ("empty", "laendo.nrrd", "no atrium voxels"),
+        ("shape", "laendo.nrrd", "differs from image shape"),
+        ("truncated", "lgemri.nrrd", "not a readable NRRD"),
+    ],
+)
 def test_bad_cases_stop_the_stage_naming_the_file(tmp_path, rng, problem, file, message):
     folder = tmp_path / "challenge"
     write_case(folder, "GOOD01", rng)
-    write_case(folder, "BAD002", rng, label_value=128 if problem == "values" else 255, empty=problem == "empty",
-               label_shape=(80, 76, 39) if problem == "shape" else SHAPE, truncate=problem == "truncated")
+    write_case(
+        folder,
+        "BAD002",
+        rng,
+        label_value=128 if problem == "values" else 255,
+        empty=problem == "empty",
+        label_shape=(80, 76, 39) if problem == "shape" else SHAPE,
+        truncate=problem == "truncated",
+    )
     download(folder, tmp_path / "raw")
     with pytest.raises(DataError) as info:
         preprocess(datasets.get("la-nrrd"), tmp_path / "raw", tmp_path / "processed", progress=False)

@@ -9,8 +9,8 @@ from cvcl.datasets.la import source as la
 from cvcl.errors import DataError
 from cvcl.io.volume import read_case
 from cvcl.preprocessing import preprocess
-from cvcl.workspace import read_manifest
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR
+from cvcl.workspace import read_manifest
 from tests.conftest import LA_SAMPLE
 
 MANIFEST = la.read_manifest()
@@ -52,14 +52,17 @@ def write_h5(raw, case_id, image, label):
     return folder / LA_H5
 
 
-@pytest.mark.parametrize("problem,message", [
-    ("truncated", "truncated or corrupt"),
-    ("nolabel", "has no 'label' dataset"),
-    ("values", "outside the expected [0, 1]"),
-    ("shape", "differs from image shape"),
-    ("nan", "NaN"),
-    ("constant", "constant"),
-])
+@pytest.mark.parametrize(
+    "problem,message",
+    [
+        ("truncated", "truncated or corrupt"),
+        ("nolabel", "has no 'label' dataset"),
+        ("values", "outside the expected [0, 1]"),
+        ("shape", "differs from image shape"),
+        ("nan", "NaN"),
+        ("constant", "constant"),
+    ],
+)
 def test_broken_release_files_stop_the_stage_naming_the_file(tmp_path, rng, problem, message):
     raw = tmp_path / "raw"
     image = rng.normal(0, 1, (24, 20, 16)).astype(np.float32)

@@ -1,8 +1,8 @@
 """Local copies (`nifti`, and archives for every local source): verified copies, safe extraction."""
 
 import hashlib
-import json
 import io
+import json
 import tarfile
 import zipfile
 
@@ -28,8 +28,10 @@ def nnunet_folder(root, rng, cases=("c0", "c1", "c2"), lists=True):
     for case_id in cases:
         label = np.zeros((16, 16, 12), np.uint8)
         label[4:10, 5:11, 3:8] = 1
-        nib.save(nifti_image(rng.normal(100, 10, (16, 16, 12)).astype(np.float32), AFFINE),
-                 root / "imagesTr" / f"{case_id}_0000.nii.gz")
+        nib.save(
+            nifti_image(rng.normal(100, 10, (16, 16, 12)).astype(np.float32), AFFINE),
+            root / "imagesTr" / f"{case_id}_0000.nii.gz",
+        )
         nib.save(nifti_image(label, AFFINE), root / "labelsTr" / f"{case_id}.nii.gz")
     (root / "imagesTr" / ".DS_Store").write_text("finder")
     (root / "imagesTr" / "._c0_0000.nii.gz").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork
@@ -41,15 +43,20 @@ def nnunet_folder(root, rng, cases=("c0", "c1", "c2"), lists=True):
 
 
 def download(local, out):
-    return fetch(datasets.get("nifti"), Params({"dataset": "nifti", "download": {"local_path": str(local)}}), out, progress=False)
+    return fetch(
+        datasets.get("nifti"), Params({"dataset": "nifti", "download": {"local_path": str(local)}}), out, progress=False
+    )
 
 
 def test_nifti_folder_is_copied_verified_with_its_lists(tmp_path, rng):
     src = nnunet_folder(tmp_path / "Dataset001_Mine", rng)
     raw = tmp_path / "raw"
     record = download(src, raw)
-    assert sorted(p.name for p in (raw / "imagesTr").iterdir()) == ["c0_0000.nii.gz", "c1_0000.nii.gz",
-                                                                     "c2_0000.nii.gz"]
+    assert sorted(p.name for p in (raw / "imagesTr").iterdir()) == [
+        "c0_0000.nii.gz",
+        "c1_0000.nii.gz",
+        "c2_0000.nii.gz",
+    ]
     for line in (raw / "files.sha256").read_text().splitlines():
         digest, rel = line.split("  ", 1)
         assert hashlib.sha256((raw / rel).read_bytes()).hexdigest() == digest
@@ -92,8 +99,16 @@ def test_an_archive_is_extracted_and_unwrapped(tmp_path, rng, kind):
             tf.add(src, arcname=src.name)
     raw = tmp_path / "raw"
     record = download(archive, raw)
-    assert sorted(p.name for p in raw.iterdir()) == ["dataset.json", "files.sha256", "imagesTr", "labelsTr",
-                                                     "origins.json", "protocol.json", "test.list", "train.list"]
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "dataset.json",
+        "files.sha256",
+        "imagesTr",
+        "labelsTr",
+        "origins.json",
+        "protocol.json",
+        "test.list",
+        "train.list",
+    ]
     assert record["lists"] == "user"
     origins = json.loads((raw / "origins.json").read_text())
     assert origins["labelsTr/c1.nii.gz"] == f"{archive}/Dataset001_Mine/labelsTr/c1.nii.gz"
@@ -132,13 +147,16 @@ def symlink(name, target, hard=False):
     return m
 
 
-@pytest.mark.parametrize("member,why", [
-    (tarfile.TarInfo("/etc/cron.d/evil"), "absolute path"),
-    (tarfile.TarInfo("dataset/../../evil"), "'..' component"),
-    (symlink("dataset/passwd", "/etc/passwd"), "is a symbolic link"),
-    (symlink("dataset/up", "../../outside"), "is a symbolic link"),
-    (symlink("dataset/hard", "../outside", hard=True), "is a hard link"),
-])
+@pytest.mark.parametrize(
+    "member,why",
+    [
+        (tarfile.TarInfo("/etc/cron.d/evil"), "absolute path"),
+        (tarfile.TarInfo("dataset/../../evil"), "'..' component"),
+        (symlink("dataset/passwd", "/etc/passwd"), "is a symbolic link"),
+        (symlink("dataset/up", "../../outside"), "is a symbolic link"),
+        (symlink("dataset/hard", "../outside", hard=True), "is a hard link"),
+    ],
+)
 def test_unsafe_tar_members_are_refused_before_anything_is_written(tmp_path, member, why):
     archive = tar_with(tmp_path, member)
     target = tmp_path / "out"
@@ -157,7 +175,7 @@ def test_unsafe_zip_members_are_refused(tmp_path):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists() and list((tmp_path / "out").iterdir()) == []
     link = zipfile.ZipInfo("dataset/link")
-    link.external_attr = (0o120777 << 16)
+    link.external_attr = 0o120777 << 16
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(DataError, match="is a symbolic link"):
@@ -183,7 +201,7 @@ def _zip_chain(archive):
     with zipfile.ZipFile(archive, "w") as zf:
         for name, link in CHAIN:
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, link)
         zf.writestr("L/EVIL.txt", "boom")
 

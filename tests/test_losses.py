@@ -59,8 +59,9 @@ def test_absent_class_gives_zero_prototype_and_finite_losses():
     logits = prototype_logits(feats, protos, 20.0)
     assert torch.isfinite(logits).all()
     feats_u = feats.clone().requires_grad_()
-    res = pcl_losses(feats, only_background, torch.full((2, 2, 8, 8, 8), 0.5), feats_u,
-                     torch.full((2, 2, 8, 8, 8), 0.5), feats, 20.0)
+    res = pcl_losses(
+        feats, only_background, torch.full((2, 2, 8, 8, 8), 0.5), feats_u, torch.full((2, 2, 8, 8, 8), 0.5), feats, 20.0
+    )
     assert math.isfinite(res.l2u.item()) and math.isfinite(res.u2l.item())
     (res.l2u + res.u2l).backward()
     assert torch.isfinite(feats_u.grad).all()
@@ -80,8 +81,8 @@ def test_sampler_returns_at_most_n_per_class_hard_first():
     ref = torch.zeros(2, 6, 6, 6, dtype=torch.long)
     ref[:, :3] = 1
     pred = ref.clone()
-    pred[0, :1] = 0          # image 0: 72 missed foreground voxels (hard)
-    pred[1, 3:4] = 1         # image 1: 36 false foreground voxels (hard, class 0)
+    pred[0, :1] = 0  # image 0: 72 missed foreground voxels (hard)
+    pred[1, 3:4] = 1  # image 1: 36 false foreground voxels (hard, class 0)
     a = sample_anchors(ref, pred, n_classes=2, n=20)
     assert a.index.shape == (2, 2, 20)
     counts = a.valid.sum(-1)
@@ -90,7 +91,7 @@ def test_sampler_returns_at_most_n_per_class_hard_first():
     for b in range(2):
         for k in range(2):
             idx = a.index[b, k][a.valid[b, k]]
-            assert torch.all(flat_ref[b, idx] == k)                   # anchors belong to their class
+            assert torch.all(flat_ref[b, idx] == k)  # anchors belong to their class
             hard = flat_pred[b, idx] != k
             assert torch.equal(hard, a.hard[b, k][a.valid[b, k]])
             n_hard = int(hard.sum())
@@ -100,10 +101,10 @@ def test_sampler_returns_at_most_n_per_class_hard_first():
 
 def test_sampler_tops_up_from_the_other_pool_and_handles_empty_classes():
     ref = torch.zeros(1, 4, 4, 4, dtype=torch.long)
-    ref[0, 0, 0, :3] = 1     # 3 foreground voxels, all easy
+    ref[0, 0, 0, :3] = 1  # 3 foreground voxels, all easy
     a = sample_anchors(ref, ref.clone(), n_classes=2, n=10)
-    assert a.valid[0, 1].sum() == 3          # fewer than n available: all of them
-    assert a.valid[0, 0].sum() == 10         # no hard background: easy ones fill the quota
+    assert a.valid[0, 1].sum() == 3  # fewer than n available: all of them
+    assert a.valid[0, 0].sum() == 10  # no hard background: easy ones fill the quota
     empty = sample_anchors(torch.zeros(1, 4, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4, 4, dtype=torch.long), 2, 10)
     assert empty.valid[0, 1].sum() == 0
 
@@ -152,6 +153,7 @@ def test_uamt_masks_out_uncertain_voxels():
     class Confident(torch.nn.Module):
         def forward(self, x):
             from cvcl.models.vnet import VNetOutput
+
             logits = torch.cat([-x * 100, x * 100], dim=1)
             return VNetOutput(logits=logits, d9=x, center=x)
 
@@ -172,6 +174,7 @@ def test_uamt_masks_out_uncertain_voxels():
 def test_two_class_pcl_equals_the_general_formula():
     from cvcl.losses.pcl import _any_classes, _two_class
     from cvcl.losses.prototype import class_prototypes
+
     g = torch.Generator().manual_seed(3)
     feat_l = torch.randn(2, 6, 6, 5, 4, generator=g, requires_grad=True)
     feat_u = torch.randn(2, 6, 6, 5, 4, generator=g, requires_grad=True)
@@ -186,5 +189,5 @@ def test_two_class_pcl_equals_the_general_formula():
     torch.testing.assert_close(fast.l2u_probs, general.l2u_probs.detach())
     grads_fast = torch.autograd.grad(fast.l2u + fast.u2l, (feat_l, feat_u))
     grads_general = torch.autograd.grad(general.l2u + general.u2l, (feat_l, feat_u))
-    for a, b in zip(grads_fast, grads_general):
+    for a, b in zip(grads_fast, grads_general, strict=True):
         torch.testing.assert_close(a, b)

@@ -49,23 +49,26 @@ def test_declarations_are_consistent_with_the_params():
     for name in methods.names():
         method = methods.get(name)
         weights = {t.weight for t in method.terms if t.weight}
-        assert weights <= set(SETTINGS), name                     # a term's weight is a parameter
+        assert weights <= set(SETTINGS), name  # a term's weight is a parameter
         assert {s.param for s in method.switches} <= weights, name  # a switch turns terms off
         assert all(t.name.startswith("loss_") and t.help for t in method.terms), name
-        assert method.semi_supervised or not method.terms, name   # unsupervised terms need a teacher
+        assert method.semi_supervised or not method.terms, name  # unsupervised terms need a teacher
 
 
-@pytest.mark.parametrize("name,weights", [
-    ("supervised", {}),
-    ("mean_teacher", {}),
-    ("mean_teacher", {"mt_weight": 0.0}),
-    ("ua_mt", {}),
-    ("cvcl", {"pcl_weight": 1.0, "vcl_weight": 1.0}),
-    ("cvcl", {"pcl_weight": 1.0, "vcl_weight": 0.0}),
-    ("cvcl", {"pcl_weight": 0.0, "vcl_weight": 0.5}),
-    ("cvcl", {"pcl_weight": 0.0, "vcl_weight": 0.0}),
-    ("cvcl", {"mt_weight": 0.0}),
-])
+@pytest.mark.parametrize(
+    "name,weights",
+    [
+        ("supervised", {}),
+        ("mean_teacher", {}),
+        ("mean_teacher", {"mt_weight": 0.0}),
+        ("ua_mt", {}),
+        ("cvcl", {"pcl_weight": 1.0, "vcl_weight": 1.0}),
+        ("cvcl", {"pcl_weight": 1.0, "vcl_weight": 0.0}),
+        ("cvcl", {"pcl_weight": 0.0, "vcl_weight": 0.5}),
+        ("cvcl", {"pcl_weight": 0.0, "vcl_weight": 0.0}),
+        ("cvcl", {"mt_weight": 0.0}),
+    ],
+)
 def test_objective_returns_exactly_the_declared_terms(name, weights):
     cfg = LossConfig(**FAST, **weights)
     method = methods.get(name)
@@ -81,9 +84,21 @@ def test_objective_returns_exactly_the_declared_terms(name, weights):
 
 
 def test_log_columns_are_the_train_logs_header():
-    assert methods.log_columns() == ["step", "loss", "loss_sup", "loss_mt", "loss_uamt", "loss_pcl_l2u",
-                                     "loss_pcl_u2l", "loss_vcl_l", "loss_vcl_u", "consistency_weight", "lr",
-                                     "grad_norm", "amp_scale"]
+    assert methods.log_columns() == [
+        "step",
+        "loss",
+        "loss_sup",
+        "loss_mt",
+        "loss_uamt",
+        "loss_pcl_l2u",
+        "loss_pcl_u2l",
+        "loss_vcl_l",
+        "loss_vcl_u",
+        "consistency_weight",
+        "lr",
+        "grad_norm",
+        "amp_scale",
+    ]
 
 
 def test_run_and_config_names_follow_the_switches():
@@ -93,22 +108,29 @@ def test_run_and_config_names_follow_the_switches():
     assert run_name("mean_teacher", 16, 2, values) == "mean_teacher-l16-s2"
     assert config_name("cvcl", {"loss.pcl_weight": 1.0, "loss.vcl_weight": 0.0}) == "cvcl (pcl 1, vcl 0) = PCL only"
     assert config_name("cvcl", {"loss.pcl_weight": 0, "loss.vcl_weight": 0}) == "cvcl (pcl 0, vcl 0) = mean teacher"
-    assert config_name("cvcl", {"loss.mt_weight": 1, "loss.pcl_weight": 0, "loss.vcl_weight": 1}) \
+    assert (
+        config_name("cvcl", {"loss.mt_weight": 1, "loss.pcl_weight": 0, "loss.vcl_weight": 1})
         == "cvcl (pcl 0, vcl 1) = VCL only"
+    )
     assert config_name("cvcl", {"loss.pcl_weight": 1, "loss.vcl_weight": 1}) == "cvcl (pcl 1, vcl 1)"
     # the released training script's terms: the mean teacher's switch is spelt once it is off
     released = {"loss.mt_weight": 0.0, "loss.pcl_weight": 0.0, "loss.vcl_weight": 0.6}
     assert config_name("cvcl", released) == "cvcl (mt 0, pcl 0, vcl 0.6) = released code: supervised + VCL"
     assert run_name("cvcl", 4, 2, released) == "cvcl-l4-mt0-pcl0-vcl0.6-s2"
-    assert config_name("cvcl", {"loss.mt_weight": 0.5, "loss.pcl_weight": 1, "loss.vcl_weight": 1}) \
+    assert (
+        config_name("cvcl", {"loss.mt_weight": 0.5, "loss.pcl_weight": 1, "loss.vcl_weight": 1})
         == "cvcl (mt 0.5, pcl 1, vcl 1)"
+    )
     assert config_name("ua_mt", {"loss.pcl_weight": 1.0, "loss.vcl_weight": 1.0}) == "ua_mt"
     assert config_name("retired_method", {}) == "retired_method"  # runs of a method since removed
 
 
 def test_an_unknown_method_names_the_valid_ones():
-    with pytest.raises(ParamError, match=r"method = 'cvlc': expected one of supervised, mean_teacher, ua_mt, "
-                                         r"cvcl; did you mean cvcl\?"):
+    with pytest.raises(
+        ParamError,
+        match=r"method = 'cvlc': expected one of supervised, mean_teacher, ua_mt, "
+        r"cvcl; did you mean cvcl\?",
+    ):
         methods.get("cvlc")
     with pytest.raises(ParamError, match="method"):
         Objective("fixmatch", LossConfig(), 100)
@@ -117,15 +139,17 @@ def test_an_unknown_method_names_the_valid_ones():
 
 
 def test_the_declarations_import_without_torch():
-    code = ("import sys, cvcl.methods as m, cvcl.settings as s; m.names(); m.log_columns(); "
-            "s.SETTINGS['method'].allowed(); assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, cvcl.methods as m, cvcl.settings as s; m.names(); m.log_columns(); "
+        "s.SETTINGS['method'].allowed(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_every_term_is_in_its_declared_plot_of_dvc_yaml():
     plots = {}
     for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]:
-        (plot_id, spec), = entry.items()
+        ((plot_id, spec),) = entry.items()
         columns = (spec.get("y") or {}).get("models/train_log.csv", [])
         plots[plot_id] = [columns] if isinstance(columns, str) else list(columns)
     for term in methods.all_terms():
@@ -193,5 +217,6 @@ def test_adding_a_method_is_one_module(toy_method):
     assert set(terms) == {"loss_sup", "loss_toy_entropy", "consistency_weight"}
     total.backward()
     assert student.enc[0][0].weight.grad.abs().sum() > 0
-    assert total.item() == pytest.approx((terms["loss_sup"] + terms["consistency_weight"]
-                                          * terms["loss_toy_entropy"]).item())
+    assert total.item() == pytest.approx(
+        (terms["loss_sup"] + terms["consistency_weight"] * terms["loss_toy_entropy"]).item()
+    )

@@ -11,10 +11,10 @@ from scipy import ndimage as ndi
 
 from cvcl.evaluation import metrics as metrics_module
 from cvcl.evaluation.metrics import METRICS, case_metrics, surface, surface_distances
-from cvcl.regions import bounding_box
-from cvcl.testing.perturb import perturbed_prediction
 from cvcl.evaluation.report import format_table
 from cvcl.evaluation.summary import summarize
+from cvcl.regions import bounding_box
+from cvcl.testing.perturb import perturbed_prediction
 from tests.conftest import LA_SAMPLE, ball
 
 MEDPY_SURFACE_DISTANCES = mb.__dict__["__surface_distances"]  # module-private in medpy
@@ -22,11 +22,17 @@ REL, ABS = 1e-9, 1e-12
 
 
 def medpy_metrics(pred, ref, spacing=None):
-    return {"dice": mb.dc(pred, ref), "jaccard": mb.jc(pred, ref), "hd95": mb.hd95(pred, ref, spacing),
-            "asd": mb.asd(pred, ref, spacing), "assd": mb.assd(pred, ref, spacing)}
+    return {
+        "dice": mb.dc(pred, ref),
+        "jaccard": mb.jc(pred, ref),
+        "hd95": mb.hd95(pred, ref, spacing),
+        "asd": mb.asd(pred, ref, spacing),
+        "assd": mb.assd(pred, ref, spacing),
+    }
 
 
 # -- seeded random cases ---------------------------------------------------------------------
+
 
 def _ellipsoids(rng, shape, n, centre_range=None, radius=(1.5, 8.0)):
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
@@ -35,7 +41,7 @@ def _ellipsoids(rng, shape, n, centre_range=None, radius=(1.5, 8.0)):
         lo, hi = centre_range if centre_range is not None else (np.zeros(3), np.array(shape) - 1)
         centre = rng.uniform(lo, hi)
         radii = rng.uniform(*radius, size=3)
-        mask |= sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1
+        mask |= sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1
     return mask
 
 
@@ -60,8 +66,11 @@ def blobs(rng):
     shape = tuple(rng.integers(12, 36, size=3))
     ref = _ellipsoids(rng, shape, rng.integers(1, 4))
     if rng.random() < 0.5:  # an eroded/dilated, shifted, speckled version of the reference
-        pred = ndi.binary_dilation(ref, iterations=int(rng.integers(1, 3))) if rng.random() < 0.5 \
+        pred = (
+            ndi.binary_dilation(ref, iterations=int(rng.integers(1, 3)))
+            if rng.random() < 0.5
             else ndi.binary_erosion(ref, iterations=1)
+        )
         pred = np.roll(pred, tuple(rng.integers(-2, 3, size=3)), axis=(0, 1, 2))
         pred ^= rng.random(shape) < 0.01
     else:
@@ -129,8 +138,8 @@ def border(rng):
         elif kind == 1:  # a slab or box from the volume's edge
             m = np.zeros(shape, bool)
             lo = [0 if rng.random() < 0.5 else rng.integers(0, s) for s in shape]
-            hi = [s if rng.random() < 0.5 else rng.integers(l + 1, s + 1) for l, s in zip(lo, shape)]
-            m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+            hi = [s if rng.random() < 0.5 else rng.integers(low + 1, s + 1) for low, s in zip(lo, shape, strict=True)]
+            m[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
         else:  # (almost) all of the volume
             m = rng.random(shape) < 0.995 if rng.random() < 0.5 else np.ones(shape, bool)
         masks.append(_non_empty(rng, m))
@@ -141,8 +150,9 @@ def disjoint(rng):
     """Masks that do not overlap: opposite corners of a large, mostly empty volume."""
     shape = tuple(rng.integers(20, 48, size=3))
     a = _ellipsoids(rng, shape, 1, centre_range=(np.zeros(3), np.array(shape) * 0.25), radius=(1.0, 4.0))
-    b = _ellipsoids(rng, shape, rng.integers(1, 3), centre_range=(np.array(shape) * 0.7, np.array(shape) - 1),
-                    radius=(1.0, 4.0))
+    b = _ellipsoids(
+        rng, shape, rng.integers(1, 3), centre_range=(np.array(shape) * 0.7, np.array(shape) - 1), radius=(1.0, 4.0)
+    )
     b &= ~a
     return _non_empty(rng, a), _non_empty(rng, b)
 
@@ -150,8 +160,10 @@ def disjoint(rng):
 def noise(rng):
     """Dense speckle: surfaces fill much of the box (the distance-transform route)."""
     shape = tuple(rng.integers(8, 24, size=3))
-    return (_non_empty(rng, rng.random(shape) < rng.uniform(0.05, 0.6)),
-            _non_empty(rng, rng.random(shape) < rng.uniform(0.05, 0.6)))
+    return (
+        _non_empty(rng, rng.random(shape) < rng.uniform(0.05, 0.6)),
+        _non_empty(rng, rng.random(shape) < rng.uniform(0.05, 0.6)),
+    )
 
 
 CATEGORIES = {"blobs": blobs, "thin": thin, "tiny": tiny, "border": border, "disjoint": disjoint, "noise": noise}
@@ -172,7 +184,7 @@ def assert_equal_to_medpy(pred, ref, spacing):
         assert ours[name] == pytest.approx(value, rel=REL, abs=ABS), (name, ours[name], value)
     expected = (MEDPY_SURFACE_DISTANCES(pred, ref, spacing), MEDPY_SURFACE_DISTANCES(ref, pred, spacing))
     for method in ("kdtree", "edt"):  # both routes, element by element and in medpy's order
-        for got, want in zip(surface_distances(pred, ref, spacing, method=method), expected):
+        for got, want in zip(surface_distances(pred, ref, spacing, method=method), expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=REL, atol=ABS)
 
 
@@ -229,6 +241,7 @@ def test_the_random_cases_cover_both_distance_routes_and_the_edge_cases(monkeypa
 
 # -- the pieces ------------------------------------------------------------------------------
 
+
 def test_surface_is_the_mask_minus_its_6_connected_erosion_with_background_outside():
     rng = np.random.default_rng(7)
     for _ in range(20):
@@ -259,8 +272,14 @@ def test_metrics_do_not_depend_on_where_the_objects_sit_in_the_volume(spacing):
 
 def test_identical_masks_have_zero_distances_and_unit_overlap():
     m = ball((16, 16, 16), (8, 8, 8), 5)
-    assert case_metrics(m, m, (0.5, 1, 2)) == {"dice": 1.0, "jaccard": 1.0, "hd95": 0.0, "asd": 0.0,
-                                               "assd": 0.0, "empty": ""}
+    assert case_metrics(m, m, (0.5, 1, 2)) == {
+        "dice": 1.0,
+        "jaccard": 1.0,
+        "hd95": 0.0,
+        "asd": 0.0,
+        "assd": 0.0,
+        "empty": "",
+    }
 
 
 def test_surface_distances_are_directional_and_in_medpys_order():
@@ -287,6 +306,7 @@ def test_scalar_spacing_equals_isotropic_and_bad_input_is_rejected():
 
 # -- empty masks -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("spacing", [None, (0.625, 0.625, 2.5)])
 def test_empty_masks_follow_the_documented_policy(spacing):
     empty = np.zeros((10, 10, 10), bool)
@@ -311,13 +331,17 @@ def _row(dice, hd95, empty=""):
     nan = math.nan
     if empty in ("prediction", "reference"):
         return {"dice": 0.0, "jaccard": 0.0, "hd95": nan, "asd": nan, "assd": nan, "empty": empty}
-    return {"dice": dice, "jaccard": dice / (2 - dice), "hd95": hd95, "asd": hd95 / 4, "assd": hd95 / 4,
-            "empty": empty}
+    return {"dice": dice, "jaccard": dice / (2 - dice), "hd95": hd95, "asd": hd95 / 4, "assd": hd95 / 4, "empty": empty}
 
 
 def test_summary_means_stds_and_counts_empty_cases():
-    rows = [_row(0.8, 4.0), _row(0.6, 6.0), _row(0, 0, "prediction"), _row(0, 0, "reference"),
-            {**_row(1.0, 0.0), "empty": "both"}]
+    rows = [
+        _row(0.8, 4.0),
+        _row(0.6, 6.0),
+        _row(0, 0, "prediction"),
+        _row(0, 0, "reference"),
+        {**_row(1.0, 0.0), "empty": "both"},
+    ]
     s = summarize(rows, "voxel")
     assert s["dice"] == pytest.approx(np.mean([0.8, 0.6, 0, 0, 1.0]))  # Dice counts every case
     assert s["dice_std"] == pytest.approx(np.std([0.8, 0.6, 0, 0, 1.0]))

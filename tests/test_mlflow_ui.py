@@ -21,8 +21,15 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-quic"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 DATA_VERSION = "5f0e4a1c9b8d7e6f5a4b3c2d1e0f9a8b.dir"
 
 
@@ -48,19 +55,44 @@ def server(tmp_path, monkeypatch):
 
     runs = {}
     for seed in (1, 2):
-        run = start_run("synthetic-la", f"cvcl-l4-pcl1-vcl1-s{seed}",
-                        {"labeled": 4, "method": "cvcl", "seed": seed, "train.lr": 0.01, "loss.pcl_weight": 1.0,
-                         "loss.vcl_weight": 1.0, "loss.consistency": 0.1},
-                        {"dataset": "synthetic-la", "method": "cvcl"}, dataset_version=DATA_VERSION)
+        run = start_run(
+            "synthetic-la",
+            f"cvcl-l4-pcl1-vcl1-s{seed}",
+            {
+                "labeled": 4,
+                "method": "cvcl",
+                "seed": seed,
+                "train.lr": 0.01,
+                "loss.pcl_weight": 1.0,
+                "loss.vcl_weight": 1.0,
+                "loss.consistency": 0.1,
+            },
+            {"dataset": "synthetic-la", "method": "cvcl"},
+            dataset_version=DATA_VERSION,
+        )
         with stage_status(run):
             run.log_metrics({"dice": 0.8 + seed / 100, "jaccard": 0.7, "hd95": 9.5, "asd": 2.5})
         runs[seed] = run.run_id
     port = free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
     # as `make ui` starts it: MLflow's app plugin of this project (cvcl/tracking/ui_app.py)
-    proc = subprocess.Popen([str(mlflow), "ui", "--app-name", "cvcl", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                             "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(mlflow),
+            "ui",
+            "--app-name",
+            "cvcl",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -98,8 +130,9 @@ def test_experiment_runs_and_params_are_visible_in_the_browser(server):
             page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded", timeout=120_000)
             page.get_by_text("cvcl-l4-pcl1-vcl1-s1").first.wait_for(timeout=90_000)
             page.get_by_text("cvcl-l4-pcl1-vcl1-s2").first.wait_for(timeout=30_000)
-            page.goto(f"{base}/#/experiments/{experiment_id}/runs/{runs[2]}", wait_until="domcontentloaded",
-                      timeout=120_000)
+            page.goto(
+                f"{base}/#/experiments/{experiment_id}/runs/{runs[2]}", wait_until="domcontentloaded", timeout=120_000
+            )
             page.get_by_text("train.lr").first.wait_for(timeout=90_000)
             body = page.inner_text("body")
             for text in ("labeled", "loss.vcl_weight", "dice", "0.82", runs[2]):

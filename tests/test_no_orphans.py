@@ -58,24 +58,37 @@ def test_sigterm_to_dvc_repro_ends_the_training_stage_and_fails_its_run(tmp_path
     repo.mkdir()
     copy_repository(repo)
     marker = f"orphan-test-{os.getpid()}"
-    set_params(repo, {**TINY, "train": {**TINY["train"], "iterations": 100000, "device": "cpu"},
-                      "download": {**TINY["download"], "synthetic": {**TINY["download"]["synthetic"], "seed": 11}}})
+    set_params(
+        repo,
+        {
+            **TINY,
+            "train": {**TINY["train"], "iterations": 100000, "device": "cpu"},
+            "download": {**TINY["download"], "synthetic": {**TINY["download"]["synthetic"], "seed": 11}},
+        },
+    )
     # a unique word in the stage's command line, to find this test's process among others
-    dvc_yaml = (repo / "dvc.yaml").read_text().replace("cmd: python -m stages.train",
-                                                       f"cmd: python -m stages.train --{marker}")
+    dvc_yaml = (
+        (repo / "dvc.yaml")
+        .read_text()
+        .replace("cmd: python -m stages.train", f"cmd: python -m stages.train --{marker}")
+    )
     (repo / "dvc.yaml").write_text(dvc_yaml)
     subprocess.run(["git", "commit", "-qam", "long training"], cwd=repo, env=env(), check=True)
-    dvc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env(), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    dvc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        stage = _wait(lambda: _find(marker.encode()), "the train stage started",
-                      alive=lambda: dvc.poll() is None)
-        _wait(lambda: _run_statuses(repo / "mlflow.db"), "the MLflow run",
-              alive=lambda: Path(f"/proc/{stage}").exists())
+        stage = _wait(lambda: _find(marker.encode()), "the train stage started", alive=lambda: dvc.poll() is None)
+        _wait(
+            lambda: _run_statuses(repo / "mlflow.db"), "the MLflow run", alive=lambda: Path(f"/proc/{stage}").exists()
+        )
         dvc.send_signal(signal.SIGTERM)
         dvc.wait(timeout=300)
-        _wait(lambda: not Path(f"/proc/{stage}").exists() or b"zombie" in Path(f"/proc/{stage}/status").read_bytes().lower(),
-              "the train stage ended", ceiling_s=300)
+        _wait(
+            lambda: (
+                not Path(f"/proc/{stage}").exists() or b"zombie" in Path(f"/proc/{stage}/status").read_bytes().lower()
+            ),
+            "the train stage ended",
+            ceiling_s=300,
+        )
         client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
         runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
         assert [r.info.status for r in runs] == ["FAILED"]

@@ -32,13 +32,18 @@ def batch(n_labeled, n_unlabeled, empty_foreground=False):
 CFG = LossConfig(rampup_length=0.0, n_anchor=16)
 
 
-@pytest.mark.parametrize("method,terms", [
-    ("supervised", {"loss_sup"}),
-    ("mean_teacher", {"loss_sup", "loss_mt", "consistency_weight"}),
-    ("ua_mt", {"loss_sup", "loss_uamt", "consistency_weight"}),
-    ("cvcl", {"loss_sup", "loss_mt", "loss_pcl_l2u", "loss_pcl_u2l", "loss_vcl_l", "loss_vcl_u",
-              "consistency_weight"}),
-])
+@pytest.mark.parametrize(
+    "method,terms",
+    [
+        ("supervised", {"loss_sup"}),
+        ("mean_teacher", {"loss_sup", "loss_mt", "consistency_weight"}),
+        ("ua_mt", {"loss_sup", "loss_uamt", "consistency_weight"}),
+        (
+            "cvcl",
+            {"loss_sup", "loss_mt", "loss_pcl_l2u", "loss_pcl_u2l", "loss_vcl_l", "loss_vcl_u", "consistency_weight"},
+        ),
+    ],
+)
 def test_each_method_computes_its_terms(method, terms):
     student, teacher = nets()
     images, labels = batch(2, 2) if method != "supervised" else batch(2, 0)
@@ -124,8 +129,7 @@ def test_vcl_weight_is_in_the_reference_units():
     the InfoNCE / 20, so vcl_weight 0.6 trains what the released script's 0.6 trained."""
     student, teacher = nets()
     images, labels = batch(2, 2)
-    released = LossConfig(rampup_length=0.0, consistency=0.1, mt_weight=0, pcl_weight=0, vcl_weight=0.6,
-                          n_anchor=16)
+    released = LossConfig(rampup_length=0.0, consistency=0.1, mt_weight=0, pcl_weight=0, vcl_weight=0.6, n_anchor=16)
     total, terms = Objective("cvcl", released, 100)(student, teacher, images, labels, 2, step=3)
     assert set(terms) == {"loss_sup", "loss_vcl_l", "loss_vcl_u", "consistency_weight"}
     contrast = total - terms["loss_sup"]

@@ -17,16 +17,19 @@ def test_typed_getters_return_converted_values():
     assert p.int("train.iterations") == 6000  # an integral float is an integer
 
 
-@pytest.mark.parametrize("tree,call,name", [
-    ({"labeled": -1}, lambda p: p.int("labeled", min=1), "labeled"),
-    ({"labeled": "8"}, lambda p: p.int("labeled", min=1), "labeled"),
-    ({"labeled": True}, lambda p: p.int("labeled", min=1), "labeled"),
-    ({"train": {"lr": 0}}, lambda p: p.float("train.lr", min=0, min_exclusive=True), "train.lr"),
-    ({"train": {"lr": float("nan")}}, lambda p: p.float("train.lr"), "train.lr"),
-    ({"train": {"patch": [1, 2]}}, lambda p: p.int_list("train.patch", length=3), "train.patch"),
-    ({"method": "magic"}, lambda p: p.choice("method", ["cvcl", "supervised"]), "method"),
-    ({}, lambda p: p.int("labeled"), "labeled"),
-])
+@pytest.mark.parametrize(
+    "tree,call,name",
+    [
+        ({"labeled": -1}, lambda p: p.int("labeled", min=1), "labeled"),
+        ({"labeled": "8"}, lambda p: p.int("labeled", min=1), "labeled"),
+        ({"labeled": True}, lambda p: p.int("labeled", min=1), "labeled"),
+        ({"train": {"lr": 0}}, lambda p: p.float("train.lr", min=0, min_exclusive=True), "train.lr"),
+        ({"train": {"lr": float("nan")}}, lambda p: p.float("train.lr"), "train.lr"),
+        ({"train": {"patch": [1, 2]}}, lambda p: p.int_list("train.patch", length=3), "train.patch"),
+        ({"method": "magic"}, lambda p: p.choice("method", ["cvcl", "supervised"]), "method"),
+        ({}, lambda p: p.int("labeled"), "labeled"),
+    ],
+)
 def test_bad_values_name_parameter_value_and_expectation(tree, call, name):
     with pytest.raises(ParamError) as info:
         call(make(**tree))

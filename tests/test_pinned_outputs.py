@@ -40,7 +40,7 @@ def test_each_method_logs_the_same_curves(record, pinned, method):
     got, want = record["methods"][method], pinned["methods"][method]
     assert got["columns"] == want["columns"]
     assert len(got["train_log"]) == len(want["train_log"])
-    for step, (row, ref) in enumerate(zip(got["train_log"], want["train_log"])):
+    for step, (row, ref) in enumerate(zip(got["train_log"], want["train_log"], strict=True)):
         different = {k: (row.get(k), ref[k]) for k in ref if not close(row.get(k), ref[k])}
         assert not different, f"{method}, step {step}: (now, pinned) {different}"
 
@@ -48,8 +48,11 @@ def test_each_method_logs_the_same_curves(record, pinned, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_scores_and_predicts_the_same(record, pinned, method):
     got, want = record["methods"][method], pinned["methods"][method]
-    different = {k: (got["metrics"].get(k), v) for k, v in want["metrics"].items()
-                 if not close(got["metrics"].get(k), v, rel=1e-4)}
+    different = {
+        k: (got["metrics"].get(k), v)
+        for k, v in want["metrics"].items()
+        if not close(got["metrics"].get(k), v, rel=1e-4)
+    }
     assert not different, f"{method}: (now, pinned) {different}"
     assert got["foreground_voxels"].keys() == want["foreground_voxels"].keys()
     for case, voxels in want["foreground_voxels"].items():  # a voxel on a 0.5 tie may flip across CPUs

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-import yaml
 from mlflow import MlflowClient
 
 from tests.helpers import TINY, copy_repository, run, set_params
@@ -152,9 +151,9 @@ def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo
     split; the predictions open over their scans (SimpleITK) and follow the training preprocessing."""
     from scipy.spatial.transform import Rotation
 
+    from cvcl.datasets.synthetic_la.source import config, generate_case
     from cvcl.io.volume import nifti_image
     from cvcl.params import load_params
-    from cvcl.datasets.synthetic_la.source import config, generate_case
 
     run_id = json.loads((repo / "models" / "mlflow_run.json").read_text())["run_id"]
     scans, labels = tmp_path / "scans", tmp_path / "labels"
@@ -175,8 +174,21 @@ def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo
     nib.save(nifti_image(np.asarray(source.dataobj, np.float32), turned), str(scans / "colleague_scan.nii.gz"))
     nib.save(nifti_image(np.zeros(source.shape, np.uint8), turned), str(labels / "colleague_scan.nii.gz"))
 
-    out = run(["cvcl", "predict", "--model", f"runs:/{run_id}/model", "--input", str(scans),
-               "--output", str(tmp_path / "segs"), "--labels", str(labels)], repo)
+    out = run(
+        [
+            "cvcl",
+            "predict",
+            "--model",
+            f"runs:/{run_id}/model",
+            "--input",
+            str(scans),
+            "--output",
+            str(tmp_path / "segs"),
+            "--labels",
+            str(labels),
+        ],
+        repo,
+    )
     assert "predict: 2 prediction(s)" in out.stdout
     for name in ("new_patient", "colleague_scan"):
         pred = sitk.ReadImage(str(tmp_path / "segs" / f"{name}.nii.gz"))

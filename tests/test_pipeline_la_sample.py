@@ -18,8 +18,10 @@ from cvcl.evaluation.metrics import case_metrics
 from tests.conftest import LA_SAMPLE
 from tests.helpers import TINY, copy_repository, run, set_params
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not LA_SAMPLE.is_dir(), reason="the shared LA sample is not available")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not LA_SAMPLE.is_dir(), reason="the shared LA sample is not available"),
+]
 STAGES = ["download", "preprocess", "split", "train", "infer", "evaluate"]
 
 
@@ -71,8 +73,21 @@ def test_dvc_exp_run_on_the_la_sample(tmp_path, monkeypatch):
 
     # preprocess.resample: trained at 1.25 mm, predicted back in the release's 0.625 mm grid and
     # scored there against the release's own labels
-    proc = run(["dvc", "exp", "run", "-S", "dataset=la", "-S", f"download.mirror={LA_SAMPLE}",
-                "-S", "preprocess.resample=1.25"], repo, timeout=900)
+    proc = run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "dataset=la",
+            "-S",
+            f"download.mirror={LA_SAMPLE}",
+            "-S",
+            "preprocess.resample=1.25",
+        ],
+        repo,
+        timeout=900,
+    )
     log = proc.stdout + proc.stderr
     assert [s for s in STAGES if f"Running stage '{s}'" in log] == STAGES[1:]
     with open(repo / "data" / "processed" / "manifest.csv") as f:
@@ -88,4 +103,4 @@ def test_dvc_exp_run_on_the_la_sample(tmp_path, monkeypatch):
             truth = f["label"][()] > 0
         expected = case_metrics(np.asarray(pred.dataobj) > 0, truth)
         assert float(per_case[case_id]["dice"]) == pytest.approx(expected["dice"], abs=1e-12)
-        assert float(per_case[case_id]["true_ml"]) == pytest.approx(truth.sum() * 0.625 ** 3 / 1000)
+        assert float(per_case[case_id]["true_ml"]) == pytest.approx(truth.sum() * 0.625**3 / 1000)

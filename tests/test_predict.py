@@ -7,22 +7,21 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
-import nrrd
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
 from scipy.spatial.transform import Rotation
 
-from cvcl.entrypoint import run_stage
+from cvcl.commands.predict import main as predict_main
 from cvcl.datasets.spec import Intensity
+from cvcl.entrypoint import run_stage
 from cvcl.inference.predictor import InferConfig, predict_volume
 from cvcl.io.nrrd import write_nrrd
-from cvcl.io.volume import nifti_image, write_case, Case, Geometry
+from cvcl.io.volume import Case, Geometry, nifti_image, write_case
 from cvcl.models.checkpoint import save_checkpoint
 from cvcl.models.config import ModelConfig, build_model
 from cvcl.models.vnet import VNetOutput
-from cvcl.commands.predict import main as predict_main
 from cvcl.preprocessing.normalize import zscore
 from cvcl.preprocessing.recipe import Recipe, prepare
 from tests.conftest import ROOT, ball
@@ -40,8 +39,9 @@ def oblique_affine(spacing, origin=(12.0, -30.0, 7.5), degrees=(20, -15, 30)) ->
 
 
 def recipe(**changes) -> Recipe:
-    values = dict(dataset="synthetic-la", channels=("image",), intensity=Intensity(), resample=None,
-                  spacing=(0.7, 0.8, 2.5))
+    values = dict(
+        dataset="synthetic-la", channels=("image",), intensity=Intensity(), resample=None, spacing=(0.7, 0.8, 2.5)
+    )
     values.update(changes)
     return Recipe(**values)
 
@@ -59,9 +59,21 @@ def checkpoint(tmp_path):
             m.running_var.uniform_(0.5, 2.0)
             m.running_mean.uniform_(-0.5, 0.5)
     path = tmp_path / "model.pt"
-    save_checkpoint(path, student, None, MODEL_CFG, {"method": "supervised", "dataset": "synthetic-la", "seed": 1,
-                                                     "iterations": 1, "labeled": ["a"], "patch": [16, 16, 16],
-                                                     "preprocessing": recipe().as_dict()})
+    save_checkpoint(
+        path,
+        student,
+        None,
+        MODEL_CFG,
+        {
+            "method": "supervised",
+            "dataset": "synthetic-la",
+            "seed": 1,
+            "iterations": 1,
+            "labeled": ["a"],
+            "patch": [16, 16, 16],
+            "preprocessing": recipe().as_dict(),
+        },
+    )
     return path
 
 
@@ -123,7 +135,7 @@ def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp
     """Through ``runs:/`` (local MLflow store), with a BraTS-like recipe: crop to the non-zero box,
     z-score over it, resample 0.7x0.8x2.5 mm to 1 mm, then back: the lesion's voxels come out."""
     from cvcl.tracking.model import log_model
-    from cvcl.tracking.run import start_run, stage_status
+    from cvcl.tracking.run import stage_status, start_run
 
     shape = (56, 48, 16)
     image = np.zeros(shape, np.float32)
@@ -133,21 +145,46 @@ def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp
     lesion[20:34, 18:30, 6:10] = True
     image[lesion] = 160 + 5 * rng.standard_normal(int(lesion.sum()))
     affine = oblique_affine((0.7, 0.8, 2.5))
-    brats = recipe(intensity=Intensity(mask="nonzero", clip_percentile=99.9, crop_nonzero=True),
-                   resample=(1.0, 1.0, 1.0), spacing=(1.0, 1.0, 1.0), dataset="synthetic-brats", channels=("flair",))
+    brats = recipe(
+        intensity=Intensity(mask="nonzero", clip_percentile=99.9, crop_nonzero=True),
+        resample=(1.0, 1.0, 1.0),
+        spacing=(1.0, 1.0, 1.0),
+        dataset="synthetic-brats",
+        channels=("flair",),
+    )
     run = start_run("synthetic-brats", "threshold", {"method": "supervised"}, {})
     with stage_status(run):
-        log_model(run, Threshold(), {"method": "supervised", "dataset": "synthetic-brats", "weights": "student",
-                                     "model_config": {"in_channels": 1, "n_classes": 2},
-                                     "preprocessing": brats.as_dict(), "inference": WINDOW})
+        log_model(
+            run,
+            Threshold(),
+            {
+                "method": "supervised",
+                "dataset": "synthetic-brats",
+                "weights": "student",
+                "model_config": {"in_channels": 1, "n_classes": 2},
+                "preprocessing": brats.as_dict(),
+                "inference": WINDOW,
+            },
+        )
     nib.save(nifti_image(image, affine), str(tmp_path / "new_case.nii.gz"))
     nib.save(nifti_image(lesion.astype(np.uint8), affine), str(tmp_path / "new_case_label.nii.gz"))
     labels = tmp_path / "labels"
     labels.mkdir()
     (tmp_path / "new_case_label.nii.gz").rename(labels / "new_case.nii.gz")
     out = tmp_path / "out"
-    predict_main(["--model", f"runs:/{run.run_id}/model", "--input", str(tmp_path / "new_case.nii.gz"),
-                  "--output", str(out), "--labels", str(labels), "--no-progress"])
+    predict_main(
+        [
+            "--model",
+            f"runs:/{run.run_id}/model",
+            "--input",
+            str(tmp_path / "new_case.nii.gz"),
+            "--output",
+            str(out),
+            "--labels",
+            str(labels),
+            "--no-progress",
+        ]
+    )
     pred = assert_same_grid(out / "new_case.nii.gz", tmp_path / "new_case.nii.gz").transpose(2, 1, 0) > 0
     dice = 2 * (pred & lesion).sum() / (pred.sum() + lesion.sum())
     assert dice > 0.85, dice
@@ -155,8 +192,11 @@ def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp
     itk = sitk.ReadImage(str(out / "new_case.nii.gz"))
     centre = [float(c) for c in np.argwhere(pred).mean(0)]
     lesion_centre = [float(c) for c in np.argwhere(lesion).mean(0)]
-    np.testing.assert_allclose(itk.TransformContinuousIndexToPhysicalPoint(centre),
-                               itk.TransformContinuousIndexToPhysicalPoint(lesion_centre), atol=1.0)
+    np.testing.assert_allclose(
+        itk.TransformContinuousIndexToPhysicalPoint(centre),
+        itk.TransformContinuousIndexToPhysicalPoint(lesion_centre),
+        atol=1.0,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dice"] == pytest.approx(dice) and metrics["distance_unit"] == "mm"
     # MLflow's global settings are as the test left them (a later test's store is its own)
@@ -187,8 +227,9 @@ def test_prepare_normalises_a_scan_as_the_converters_do(tmp_path):
     brain[4:26, 3:22, 2:10] = image[4:26, 3:22, 2:10]
     nib.save(nifti_image(brain, affine), str(tmp_path / "b_flair.nii.gz"))
     nib.save(nifti_image(np.zeros(brain.shape, np.uint8), affine), str(tmp_path / "b_seg.nii.gz"))
-    converted = brats_case("b", {"flair": tmp_path / "b_flair.nii.gz", "seg": tmp_path / "b_seg.nii.gz"},
-                           ("flair",), "x")
+    converted = brats_case(
+        "b", {"flair": tmp_path / "b_flair.nii.gz", "seg": tmp_path / "b_seg.nii.gz"}, ("flair",), "x"
+    )
     from cvcl.datasets import get
 
     prepared = prepare(brain[None], Geometry((0.7, 0.8, 2.5), affine), recipe(intensity=get("brats2019").intensity))
@@ -201,8 +242,9 @@ def test_processed_h5_cases_are_used_as_they_are(tmp_path, checkpoint):
     affine = oblique_affine((0.7, 0.8, 2.5))
     write_case(tmp_path / "done.h5", Case("done", image[None], None, Geometry((0.7, 0.8, 2.5), affine)))
     out = tmp_path / "out"
-    predict_main(["--model", str(checkpoint), "--input", str(tmp_path / "done.h5"), "--output", str(out),
-                  "--no-progress"])
+    predict_main(
+        ["--model", str(checkpoint), "--input", str(tmp_path / "done.h5"), "--output", str(out), "--no-progress"]
+    )
     pred = nib.load(out / "done.nii.gz")
     np.testing.assert_allclose(pred.affine, affine, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(pred.dataobj), expected_labels(checkpoint, scan_data()))
@@ -236,7 +278,9 @@ def test_bad_inputs_stop_with_one_line_naming_the_file(tmp_path, checkpoint, cap
     assert "notes.txt" in err and ".nii.gz" in err
     err = error_of(["--model", str(tmp_path / "nope.pt"), "--input", str(flat), "--output", str(out)], capsys)
     assert "nope.pt: not found" in err
-    err = error_of(["--model", str(checkpoint), "--input", str(flat), "--output", str(out), "--stride", "32,8,8"], capsys)
+    err = error_of(
+        ["--model", str(checkpoint), "--input", str(flat), "--output", str(out), "--stride", "32,8,8"], capsys
+    )
     assert err.startswith("error: --stride [32, 8, 8]: expected steps no larger than the patch")
     assert not any(out.iterdir()) if out.exists() else True  # nothing half-written
 
@@ -254,13 +298,27 @@ def test_a_scan_error_keeps_the_finished_predictions_whole(tmp_path, checkpoint,
 
 
 # the command, and the old spelling kept as its alias
-@pytest.mark.parametrize("command", [[str(Path(sys.executable).parent / "cvcl"), "predict"],
-                                     [sys.executable, "-m", "cvcl.predict"]], ids=["cvcl predict", "python -m cvcl.predict"])
+@pytest.mark.parametrize(
+    "command",
+    [[str(Path(sys.executable).parent / "cvcl"), "predict"], [sys.executable, "-m", "cvcl.predict"]],
+    ids=["cvcl predict", "python -m cvcl.predict"],
+)
 def test_the_command_line_exits_2_on_a_missing_model(tmp_path, command):
-    proc = subprocess.run([*command, "--model", "runs:/0123456789abcdef/model",
-                           "--input", str(tmp_path), "--output", str(tmp_path / "o")], cwd=ROOT, capture_output=True,
-                          text=True, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}",
-                                          "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    proc = subprocess.run(
+        [
+            *command,
+            "--model",
+            "runs:/0123456789abcdef/model",
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: runs:/0123456789abcdef/model: cannot be read")
     assert not (tmp_path / "o").exists()
@@ -269,7 +327,7 @@ def test_the_command_line_exits_2_on_a_missing_model(tmp_path, command):
 def test_register_best_picks_by_validation_dice_and_models_uri_predicts(tmp_path, mlflow_store, checkpoint, capsys):
     from cvcl.commands.register import main as register_main
     from cvcl.tracking.model import register_best
-    from cvcl.tracking.run import start_run, stage_status
+    from cvcl.tracking.run import stage_status, start_run
 
     ids = {}
     for seed, val in ((1, 0.71), (2, 0.83), (3, 0.77)):
@@ -277,8 +335,8 @@ def test_register_best_picks_by_validation_dice_and_models_uri_predicts(tmp_path
         with stage_status(run):
             run.log_metrics({"val_dice": val, "dice": 1 - val, "hd95": 10 * val})
             if seed != 3:  # run 3 has no logged model: it is passed over
-                from cvcl.tracking.model import log_model
                 from cvcl.models.checkpoint import load_model
+                from cvcl.tracking.model import log_model
 
                 net, meta = load_model(checkpoint)
                 log_model(run, net, {**meta, "weights": "student", "inference": WINDOW})
@@ -289,15 +347,40 @@ def test_register_best_picks_by_validation_dice_and_models_uri_predicts(tmp_path
     with pytest.raises(SystemExit):
         run_stage(lambda: register_main(["--experiment", "cvcl-synthetic-la", "--name", "x", "--metric", "dice"]))
     assert "--allow-test-metric" in capsys.readouterr().err
-    run_stage(lambda: register_main(["--experiment", "cvcl-synthetic-la", "--name", "la-best", "--metric", "hd95",
-                                     "--allow-test-metric", "--filter", "params.seed = '1'"]))
+    run_stage(
+        lambda: register_main(
+            [
+                "--experiment",
+                "cvcl-synthetic-la",
+                "--name",
+                "la-best",
+                "--metric",
+                "hd95",
+                "--allow-test-metric",
+                "--filter",
+                "params.seed = '1'",
+            ]
+        )
+    )
     assert "registered models:/la-best/2" in capsys.readouterr().out
     image = scan_data()
     nib.save(nifti_image(image, oblique_affine((0.7, 0.8, 2.5))), str(tmp_path / "s.nii.gz"))
-    predict_main(["--model", "models:/la-best/1", "--input", str(tmp_path / "s.nii.gz"), "--output",
-                  str(tmp_path / "o"), "--no-progress", "--stride", "16,16,8"])
-    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "o" / "s.nii.gz").dataobj),
-                                  expected_labels(checkpoint, image))
+    predict_main(
+        [
+            "--model",
+            "models:/la-best/1",
+            "--input",
+            str(tmp_path / "s.nii.gz"),
+            "--output",
+            str(tmp_path / "o"),
+            "--no-progress",
+            "--stride",
+            "16,16,8",
+        ]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(nib.load(tmp_path / "o" / "s.nii.gz").dataobj), expected_labels(checkpoint, image)
+    )
 
 
 def test_la_release_files_are_named_for_their_folder_and_resampled_as_training_was(tmp_path, checkpoint):
@@ -313,13 +396,29 @@ def test_la_release_files_are_named_for_their_folder_and_resampled_as_training_w
     with h5py.File(tmp_path / "CASE7" / "mri_norm2.h5", "w") as f:
         f["image"], f["label"] = image, (image > 1).astype(np.uint8)
     out = tmp_path / "out"
-    predict_main(["--model", str(checkpoint), "--input", str(tmp_path / "CASE7" / "mri_norm2.h5"), "--output",
-                  str(out), "--resample", "1.25", "--no-progress"])
+    predict_main(
+        [
+            "--model",
+            str(checkpoint),
+            "--input",
+            str(tmp_path / "CASE7" / "mri_norm2.h5"),
+            "--output",
+            str(out),
+            "--resample",
+            "1.25",
+            "--no-progress",
+        ]
+    )
     pred = nib.load(out / "CASE7.nii.gz")
     np.testing.assert_allclose(pred.affine, np.diag([0.625, 0.625, 0.625, 1.0]))
     case = resample_case(Case("c", image[None], None, Geometry.from_spacing((0.625,) * 3)), (1.25,) * 3)
     assert case.shape == (15, 13, 6)
     model, _ = load_model(checkpoint)
-    expected = predict_volume(model, case.image, InferConfig(patch=(16, 16, 16), stride=(16, 16, 8)),
-                              torch.device("cpu"), output_shape=(30, 26, 12))
+    expected = predict_volume(
+        model,
+        case.image,
+        InferConfig(patch=(16, 16, 16), stride=(16, 16, 8)),
+        torch.device("cpu"),
+        output_shape=(30, 26, 12),
+    )
     np.testing.assert_array_equal(np.asarray(pred.dataobj), expected)

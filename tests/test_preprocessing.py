@@ -6,8 +6,8 @@ from cvcl import datasets
 from cvcl.errors import DataError
 from cvcl.io.volume import nifti_image, read_case
 from cvcl.preprocessing import preprocess
-from cvcl.workspace import read_manifest
 from cvcl.preprocessing.normalize import zscore
+from cvcl.workspace import read_manifest
 
 
 def write_case(raw, case_id, image, label, affine=None, channels=1):
@@ -59,13 +59,16 @@ def test_multichannel_cases_keep_every_channel(tmp_path, rng):
     assert read_case(tmp_path / "p" / "mm.h5").image.shape == (2, 16, 16, 16)
 
 
-@pytest.mark.parametrize("problem,message", [
-    ("shape", "differs from image shape"),
-    ("values", "outside the expected"),
-    ("nan", "NaN"),
-    ("constant", "constant"),
-    ("nolabel", "not found"),
-])
+@pytest.mark.parametrize(
+    "problem,message",
+    [
+        ("shape", "differs from image shape"),
+        ("values", "outside the expected"),
+        ("nan", "NaN"),
+        ("constant", "constant"),
+        ("nolabel", "not found"),
+    ],
+)
 def test_bad_cases_stop_with_the_file_named_and_leave_nothing(tmp_path, rng, problem, message):
     raw = tmp_path / "raw"
     img = rng.normal(0, 1, (16, 16, 16))

@@ -38,8 +38,13 @@ TIMES: dict[str, float] = {}
 
 
 def ray_cmd(*args: str, check: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return run([str(BIN / "ray"), *args, "--disable-usage-stats"] if args[0] == "start" else [str(BIN / "ray"), *args],
-               Path("/tmp"), check=check, timeout=120, extra_env=extra_env)
+    return run(
+        [str(BIN / "ray"), *args, "--disable-usage-stats"] if args[0] == "start" else [str(BIN / "ray"), *args],
+        Path("/tmp"),
+        check=check,
+        timeout=120,
+        extra_env=extra_env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +76,31 @@ def lab(tmp_path_factory):
     with running_team_server() as team:
         try:
             started = time.time()
-            ray_cmd("start", "--head", "--port", str(ray_port), "--num-cpus", "1", "--include-dashboard", "false",
-                    "--temp-dir", str(raytmp), extra_env=workers_env)
+            ray_cmd(
+                "start",
+                "--head",
+                "--port",
+                str(ray_port),
+                "--num-cpus",
+                "1",
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                str(raytmp),
+                extra_env=workers_env,
+            )
             ray_cmd("start", "--address", f"127.0.0.1:{ray_port}", "--num-cpus", "1", extra_env=workers_env)
             TIMES["ray start (head + worker)"] = time.time() - started
-            yield {"root": root, "origin": origin, "repo": repo, "branch": branch, "uri": team.uri,
-                   "env": team.env(), "address": f"127.0.0.1:{ray_port}", "marker": marker}
+            yield {
+                "root": root,
+                "origin": origin,
+                "repo": repo,
+                "branch": branch,
+                "uri": team.uri,
+                "env": team.env(),
+                "address": f"127.0.0.1:{ray_port}",
+                "marker": marker,
+            }
         finally:
             ray_cmd("stop", "--force", check=False)
             shutil.rmtree(raytmp, ignore_errors=True)
@@ -86,8 +110,13 @@ def lab(tmp_path_factory):
 def sweep(lab, driver: tuple[str, ...] = ("cvcl", "sweep-ray"), address: str | None = None) -> tuple[dict, str]:
     """``driver --address ... GRID`` in the repository; its summary and output."""
     started = time.time()
-    proc = run([*driver, "--address", address or lab["address"], *GRID], lab["repo"],
-               check=False, timeout=900, extra_env=lab["env"])
+    proc = run(
+        [*driver, "--address", address or lab["address"], *GRID],
+        lab["repo"],
+        check=False,
+        timeout=900,
+        extra_env=lab["env"],
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     summary = json.loads(out.split("summary:", 1)[1].splitlines()[0])
@@ -168,8 +197,12 @@ def test_a_rerun_skips_every_finished_point(lab, swept):
 
 
 def test_a_bad_address_or_missing_remote_is_one_line(lab, tmp_path):
-    proc = run(["cvcl", "sweep", "--executor", "ray", "--address", "127.0.0.1:1"], lab["repo"],
-               check=False, extra_env=lab["env"])
+    proc = run(
+        ["cvcl", "sweep", "--executor", "ray", "--address", "127.0.0.1:1"],
+        lab["repo"],
+        check=False,
+        extra_env=lab["env"],
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "error: --address 127.0.0.1:1: no Ray head answers there" in proc.stderr
     lone = tmp_path / "lone"
@@ -177,7 +210,8 @@ def test_a_bad_address_or_missing_remote_is_one_line(lab, tmp_path):
     copy_repository(lone)
     proc = run(["cvcl", "sweep-ray", "--address", lab["address"], *GRID], lone, check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        "error: no git remote 'origin': the workers clone it (git remote add origin URL)")
+        "error: no git remote 'origin': the workers clone it (git remote add origin URL)"
+    )
 
 
 @pytest.mark.skipif(not os.environ.get("CVCL_RAY_TIMING"), reason="timing only: set CVCL_RAY_TIMING=1")
@@ -188,8 +222,18 @@ def test_timing_of_the_grid_on_one_node(lab, tmp_path):
     global GRID
     try:
         ray_cmd("stop", "--force", check=False)
-        ray_cmd("start", "--head", "--port", str(port), "--num-cpus", "1", "--include-dashboard", "false",
-                "--temp-dir", str(raytmp))
+        ray_cmd(
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "1",
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(raytmp),
+        )
         GRID = ["-S", "method=cvcl,supervised", "-S", "seed=3,4"]
         summary, out = sweep(lab, address=f"127.0.0.1:{port}")
         assert len(summary["done"]) == 4, out[-2000:]

@@ -28,8 +28,16 @@ def la_cases(tmp_path_factory):
     for case_id in ids:
         with h5py.File(LA_SAMPLE / "2018LA_Seg_Training Set" / case_id / "mri_norm2.h5") as f:
             image, label = f["image"][()], f["label"][()]
-        write_case(out / f"{case_id}.h5", Case(case_id, image[None].astype(np.float32), label.astype(np.uint8),
-                                               Geometry.from_spacing((0.625, 0.625, 0.625)), "la"))
+        write_case(
+            out / f"{case_id}.h5",
+            Case(
+                case_id,
+                image[None].astype(np.float32),
+                label.astype(np.uint8),
+                Geometry.from_spacing((0.625, 0.625, 0.625)),
+                "la",
+            ),
+        )
     return out, ids
 
 
@@ -41,8 +49,16 @@ def test_cvcl_on_real_la_volumes_has_finite_losses_and_learns(la_cases):
     cfg = TrainConfig(iterations=iterations, patch=(64, 64, 48), batch_size=4, labeled_bs=2, lr=0.01)
     objective = Objective("cvcl", LossConfig(rampup_epochs=5, rampup_length=0.5, n_anchor=50), iterations)
     records = []
-    train(ds, ModelConfig(base_filters=4, embed_dim=16), cfg, objective, torch.device("cpu"), seed=0,
-          on_step=lambda step, rec: records.append(rec), progress=False)
+    train(
+        ds,
+        ModelConfig(base_filters=4, embed_dim=16),
+        cfg,
+        objective,
+        torch.device("cpu"),
+        seed=0,
+        on_step=lambda step, rec: records.append(rec),
+        progress=False,
+    )
     assert len(records) == iterations
     for rec in records:
         assert all(math.isfinite(v) for v in rec.values()), rec

@@ -34,8 +34,9 @@ def test_target_shape_and_spacing_cover_the_same_extent():
     # the outer voxel edges sit at the same world positions
     np.testing.assert_allclose(_world(out.geometry.affine, (-0.5,) * 3), _world(case.geometry.affine, (-0.5,) * 3))
     last = [n - 0.5 for n in out.shape]
-    np.testing.assert_allclose(_world(out.geometry.affine, last),
-                               _world(case.geometry.affine, [n - 0.5 for n in case.shape]))
+    np.testing.assert_allclose(
+        _world(out.geometry.affine, last), _world(case.geometry.affine, [n - 0.5 for n in case.shape])
+    )
     assert out.geometry.source_shape == case.shape and out.geometry.source_spacing == case.geometry.spacing
     np.testing.assert_array_equal(out.source_label, case.label)
 

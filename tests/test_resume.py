@@ -25,7 +25,7 @@ from tests.helpers import run, set_params, stage_workspace, write_box_cases
 
 ITERATIONS, EVERY = 30, 10
 
-TRAIN = """
+TRAIN = f"""
 import os, signal, sys, torch
 from cvcl.data.dataset import PatchDataset
 from cvcl.methods import LossConfig
@@ -37,14 +37,14 @@ from cvcl.training.trainer import train
 folder, store_dir, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(1)
 ds = PatchDataset(folder, ["c0", "c1"], ["c2", "c3"], (32, 32, 16))
-cfg = TrainConfig(iterations={it}, patch=(32, 32, 16), batch_size=4, labeled_bs=2)
-objective = Objective("cvcl", LossConfig(rampup_epochs=10, rampup_length=10 / {it}, n_anchor=8), {it})
+cfg = TrainConfig(iterations={ITERATIONS}, patch=(32, 32, 16), batch_size=4, labeled_bs=2)
+objective = Objective("cvcl", LossConfig(rampup_epochs=10, rampup_length=10 / {ITERATIONS}, n_anchor=8), {ITERATIONS})
 def on_step(step, record):
     if step == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 train(ds, ModelConfig(base_filters=2, norm="instance", embed_dim=8), cfg, objective, torch.device("cpu"), 0,
-      on_step=on_step, progress=False, checkpoints=CheckpointStore(store_dir, {every}))
-""".format(it=ITERATIONS, every=EVERY)
+      on_step=on_step, progress=False, checkpoints=CheckpointStore(store_dir, {EVERY}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,16 @@ def _train(folder, **kwargs):
     ds = PatchDataset(folder, ["c0", "c1"], ["c2", "c3"], (32, 32, 16))
     cfg = TrainConfig(iterations=ITERATIONS, patch=(32, 32, 16), batch_size=4, labeled_bs=2)
     objective = Objective("cvcl", LossConfig(rampup_epochs=10, rampup_length=10 / ITERATIONS, n_anchor=8), ITERATIONS)
-    return train(ds, ModelConfig(base_filters=2, norm="instance", embed_dim=8), cfg, objective,
-                 torch.device("cpu"), 0, progress=False, **kwargs)
+    return train(
+        ds,
+        ModelConfig(base_filters=2, norm="instance", embed_dim=8),
+        cfg,
+        objective,
+        torch.device("cpu"),
+        0,
+        progress=False,
+        **kwargs,
+    )
 
 
 def test_the_sampler_skips_batches_without_changing_the_rest():
@@ -69,8 +77,13 @@ def test_the_sampler_skips_batches_without_changing_the_rest():
 @pytest.mark.parametrize("kill_at", [13, 27])
 def test_a_sigkilled_training_resumes_to_the_same_weights(cases, tmp_path, kill_at):
     store_dir = tmp_path / "ckpt"
-    proc = subprocess.run([sys.executable, "-c", TRAIN, str(cases), str(store_dir), str(kill_at)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAIN, str(cases), str(store_dir), str(kill_at)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     store = CheckpointStore(store_dir, EVERY)
     state = store.load()

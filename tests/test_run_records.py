@@ -14,8 +14,15 @@ import pytest
 from cvcl.commands import main as cvcl
 from cvcl.evaluation.report import PER_CASE_FIELDS
 from cvcl.tracking.record_store import export_records, import_records
-from cvcl.tracking.records import (HASH_TAG, RECORD_TAG, RecordError, RunRecorder, read_record, record_files,
-                                   write_record)
+from cvcl.tracking.records import (
+    HASH_TAG,
+    RECORD_TAG,
+    RecordError,
+    RunRecorder,
+    read_record,
+    record_files,
+    write_record,
+)
 from tests.conftest import ROOT
 
 N_STEPS = 400  # 3 curves of 400 points: 1200 points, more than one log_batch call may take
@@ -23,18 +30,43 @@ N_STEPS = 400  # 3 curves of 400 points: 1200 points, more than one log_batch ca
 
 def make_record(tmp_path, name="toy.json", steps=N_STEPS, status="KILLED", seed=1):
     """A record as gpu_check writes one: params, tags, per-step curves, final metrics, per_case.csv."""
-    rec = RunRecorder(f"cvcl-l2-s{seed}", {"dataset": "la", "labeled": 2, "seed": seed, "method": "cvcl",
-                                           "train.patch": [32, 32, 16], "loss.vcl_weight": 0.6},
-                      {"method": "cvcl", RECORD_TAG: "gpu_check", "cvcl.device": "test"},
-                      experiment="cvcl-test-gpu", dataset={"name": "la", "source": "la-sample", "version": None})
+    rec = RunRecorder(
+        f"cvcl-l2-s{seed}",
+        {
+            "dataset": "la",
+            "labeled": 2,
+            "seed": seed,
+            "method": "cvcl",
+            "train.patch": [32, 32, 16],
+            "loss.vcl_weight": 0.6,
+        },
+        {"method": "cvcl", RECORD_TAG: "gpu_check", "cvcl.device": "test"},
+        experiment="cvcl-test-gpu",
+        dataset={"name": "la", "source": "la-sample", "version": None},
+    )
     for s in range(steps):
         rec.log_step(s, {"loss": 1.0 / (s + 1), "lr": 0.01 * (1 - s / steps) ** 0.9, "grad_norm": float(s % 7)})
-    rec.log_metrics({"dice": 0.8125, "hd95": 3.5, "asd": math.nan, "n_cases": 2, "distance_unit": "voxel",
-                     "degenerate": False})
+    rec.log_metrics(
+        {"dice": 0.8125, "hd95": 3.5, "asd": math.nan, "n_cases": 2, "distance_unit": "voxel", "degenerate": False}
+    )
     rec.log_metrics({"dice": 0.75}, prefix="teacher_")
-    rows = [{"case_id": "a", "dice": 0.8, "jaccard": 0.66, "hd95": 3.0, "asd": 1.0, "assd": 1.0,
-             "distance_unit": "voxel", "pred_ml": 1.5, "true_ml": 1.6, "pred_fraction": 0.1, "empty": "",
-             "degenerate": False}, {"case_id": "b", "dice": 0.825, "hd95": 4.0}]
+    rows = [
+        {
+            "case_id": "a",
+            "dice": 0.8,
+            "jaccard": 0.66,
+            "hd95": 3.0,
+            "asd": 1.0,
+            "assd": 1.0,
+            "distance_unit": "voxel",
+            "pred_ml": 1.5,
+            "true_ml": 1.6,
+            "pred_fraction": 0.1,
+            "empty": "",
+            "degenerate": False,
+        },
+        {"case_id": "b", "dice": 0.825, "hd95": 4.0},
+    ]
     rec.add_csv("per_case.csv", PER_CASE_FIELDS, rows)
     rec.set_tags({"cvcl.iterations_reached": f"{steps} of {2 * steps}, cut short by the --minutes deadline"})
     path = rec.write(tmp_path / "runs" / name, status)
@@ -62,7 +94,8 @@ def test_the_writer_works_without_mlflow(tmp_path):
         "rec.log_step(0, {'loss': 0.5})\n"
         f"rec.write({str(tmp_path / 'r.json')!r})\n"
         "assert read_record(" + repr(str(tmp_path / "r.json")) + ").curves == {'loss': [(0, 0.5)]}\n"
-        "assert not any(m.split('.')[0] == 'mlflow' for m in sys.modules)\n")
+        "assert not any(m.split('.')[0] == 'mlflow' for m in sys.modules)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -89,8 +122,14 @@ def test_a_record_lands_in_the_store_whole(mlflow_store, tmp_path, monkeypatch):
     assert got.info.run_name == "cvcl-l2-s1" and got.info.status == "KILLED"
     assert (got.info.start_time, got.info.end_time) == (record.start_ms, record.end_ms)
     # params as the train stage logs them (lists as JSON)
-    assert got.data.params == {"dataset": "la", "labeled": "2", "seed": "1", "method": "cvcl",
-                               "train.patch": "[32, 32, 16]", "loss.vcl_weight": "0.6"}
+    assert got.data.params == {
+        "dataset": "la",
+        "labeled": "2",
+        "seed": "1",
+        "method": "cvcl",
+        "train.patch": "[32, 32, 16]",
+        "loss.vcl_weight": "0.6",
+    }
     assert got.data.tags[RECORD_TAG] == "gpu_check" and got.data.tags[HASH_TAG] == record.sha256()
     assert got.data.tags["cvcl.iterations_reached"].startswith(f"{N_STEPS} of {2 * N_STEPS}, cut short")
     # every point of every curve, with its step and the time it was read back
@@ -112,8 +151,13 @@ def test_a_record_lands_in_the_store_whole(mlflow_store, tmp_path, monkeypatch):
 def test_a_second_import_creates_nothing(mlflow_store, tmp_path):
     path, record = make_record(tmp_path, steps=5, status="FINISHED")
     [first] = import_records([path], say=lambda line: None)
-    proc = subprocess.run([str(Path(sys.executable).parent / "cvcl"), "records", "import", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "cvcl"), "records", "import", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"{path}: skipped (already imported), run {first.run_id}" in proc.stdout
     client, runs = store_runs(mlflow_store)

@@ -1,4 +1,5 @@
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -33,13 +34,17 @@ def reference_ramp(step: int) -> float:
 def test_the_paper_preset_gives_the_reference_schedule_exactly():
     preset = yaml.safe_load((ROOT / "presets" / "paper-la.yaml").read_text())
     iterations = preset["train.iterations"]
-    cfg = LossConfig(consistency=preset["loss.consistency"], rampup_epochs=preset["loss.rampup_epochs"],
-                     rampup_length=preset.get("loss.rampup_length", 1.0))
+    cfg = LossConfig(
+        consistency=preset["loss.consistency"],
+        rampup_epochs=preset["loss.rampup_epochs"],
+        rampup_length=preset.get("loss.rampup_length", 1.0),
+    )
     objective = Objective("cvcl", cfg, iterations)
     assert iterations == 6000
     for step in range(iterations + 10):
-        assert consistency_weight(step, cfg.consistency, cfg.rampup_epochs, objective.ramp_iterations) \
-            == reference_ramp(step), step
+        assert consistency_weight(
+            step, cfg.consistency, cfg.rampup_epochs, objective.ramp_iterations
+        ) == reference_ramp(step), step
 
 
 @pytest.mark.parametrize("iterations", [600, 1000, 1500, 4000])
@@ -49,14 +54,14 @@ def test_the_ramp_follows_the_run(iterations):
     ramp = Objective("mean_teacher", cfg, iterations).ramp_iterations
     weights = [consistency_weight(t, 1.0, 40, ramp) for t in range(iterations)]
     assert weights[0] == pytest.approx(math.exp(-5))
-    assert weights[iterations // 2] == 1.0 and max(weights[:iterations // 2 - iterations // 80]) < 1.0
+    assert weights[iterations // 2] == 1.0 and max(weights[: iterations // 2 - iterations // 80]) < 1.0
     assert weights[iterations // 4] == pytest.approx(math.exp(-5 * 0.25), rel=0.1)
-    assert all(a <= b for a, b in zip(weights, weights[1:]))
+    assert all(a <= b for a, b in pairwise(weights))
 
 
 def test_poly_lr():
     assert poly_lr(0.01, 0, 100) == 0.01
-    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
     assert poly_lr(0.01, 100, 100) == 0.0
 
 
@@ -77,6 +82,6 @@ def test_ema_update_is_the_weighted_average_and_copies_buffers():
             p.add_(1.0)
         student.enc[0][1].running_mean.fill_(3.0)
     update_ema(teacher, student, decay=0.99, step=1)  # alpha = 0.5
-    for t, s, b in zip(teacher.parameters(), student.parameters(), before):
+    for t, s, b in zip(teacher.parameters(), student.parameters(), before, strict=True):
         torch.testing.assert_close(t, 0.5 * b + 0.5 * s)
     assert torch.all(teacher.enc[0][1].running_mean == 3.0)

@@ -23,8 +23,15 @@ from tests.helpers import TINY, copy_repository, run, set_params
 pytestmark = pytest.mark.slow
 
 EXP = "tiny-a"
-SHARED_FILES = ("models/model.pt", "models/mlflow_run.json", "metrics/metrics.json", "metrics/per_case.csv",
-                "data/splits/split.json", "params.yaml", "dvc.lock")
+SHARED_FILES = (
+    "models/model.pt",
+    "models/mlflow_run.json",
+    "metrics/metrics.json",
+    "metrics/per_case.csv",
+    "data/splits/split.json",
+    "params.yaml",
+    "dvc.lock",
+)
 
 
 def cached_md5s(lock: Path) -> dict[str, str]:
@@ -139,11 +146,14 @@ def test_a_promoted_experiment_reaches_a_fresh_clone_with_git_pull_and_dvc_pull(
     run(["dvc", "pull"], carol)
     same_files(alice, carol)
     for folder in ("data/raw", "data/processed", "predictions"):
-        assert sorted(p.name for p in (carol / folder).rglob("*")) == sorted(p.name for p in (alice / folder).rglob("*"))
+        assert sorted(p.name for p in (carol / folder).rglob("*")) == sorted(
+            p.name for p in (alice / folder).rglob("*")
+        )
     up_to_date(carol)
 
 
 # --- the same through an SSH remote on loopback -------------------------------------------------
+
 
 def _sshd() -> str | None:
     found = shutil.which("sshd") or "/usr/sbin/sshd"  # sbin is not on every user's PATH

@@ -11,8 +11,13 @@ from monai.inferers import sliding_window_inference
 from torch.overrides import TorchFunctionMode
 
 from cvcl.inference.predictor import TTA_FLIPS, InferConfig, largest_component, predict_volume
-from cvcl.inference.sliding_window import (gaussian_importance, monai_overlap, sliding_window_probs,
-                                           window_grid, window_starts)
+from cvcl.inference.sliding_window import (
+    gaussian_importance,
+    monai_overlap,
+    sliding_window_probs,
+    window_grid,
+    window_starts,
+)
 from cvcl.io.volume import Case, Geometry, read_case, to_original_grid, write_case, write_nifti
 
 
@@ -36,19 +41,20 @@ class PointwiseNet(torch.nn.Module):
 def conv_net(seed=0, classes=2):
     """A small random 3D CNN whose output depends on context (and is not flip-symmetric)."""
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(),
-                               torch.nn.Conv3d(4, classes, 3, padding=1)).eval()
+    return torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, classes, 3, padding=1)
+    ).eval()
 
 
 def reference_probs(model, image, patch, stride):
     """The definition, naively: pad, every window alone, float64 sums, divide by the counts."""
     c, *shape = image.shape
-    pads = [(max(p - s, 0) // 2, max(p - s, 0) - max(p - s, 0) // 2) for s, p in zip(shape, patch)]
+    pads = [(max(p - s, 0) // 2, max(p - s, 0) - max(p - s, 0) // 2) for s, p in zip(shape, patch, strict=True)]
     padded = torch.nn.functional.pad(image, [v for pair in reversed(pads) for v in pair]).double()
     size = padded.shape[1:]
     total = count = None
-    for start in itertools.product(*[window_starts(s, p, st) for s, p, st in zip(size, patch, stride)]):
-        w = tuple(slice(a, a + p) for a, p in zip(start, patch))
+    for start in itertools.product(*[window_starts(s, p, st) for s, p, st in zip(size, patch, stride, strict=True)]):
+        w = tuple(slice(a, a + p) for a, p in zip(start, patch, strict=True))
         with torch.no_grad():
             p = torch.softmax(model(padded[(slice(None), *w)][None].float()).double(), 1)[0]
         if total is None:
@@ -56,26 +62,29 @@ def reference_probs(model, image, patch, stride):
             count = torch.zeros(size, dtype=torch.float64)
         total[(slice(None), *w)] += p
         count[w] += 1
-    crop = tuple(slice(a, s - b) for (a, b), s in zip(pads, size))
+    crop = tuple(slice(a, s - b) for (a, b), s in zip(pads, size, strict=True))
     return (total / count)[(slice(None), *crop)].float()
 
 
 # -- the window grid -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size,patch,stride", [(190, 112, 18), (88, 80, 4), (80, 80, 4), (50, 16, 7)])
 def test_window_starts_cover_the_axis_and_touch_the_far_border(size, patch, stride):
     starts = window_starts(size, patch, stride)
     assert starts[0] == 0 and starts[-1] == size - patch
-    assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
+    assert all(0 < b - a <= stride for a, b in itertools.pairwise(starts))
     covered = np.zeros(size, bool)
     for s in starts:
-        covered[s:s + patch] = True
+        covered[s : s + patch] = True
     assert covered.all()
 
 
 def test_la_protocol_window_counts():
     # a 190x142x88 LA volume with the paper's 112x112x80 patch and 18/18/4 strides
-    counts = [len(window_starts(s, p, st)) for s, p, st in zip((190, 142, 88), (112, 112, 80), (18, 18, 4))]
+    counts = [
+        len(window_starts(s, p, st)) for s, p, st in zip((190, 142, 88), (112, 112, 80), (18, 18, 4), strict=True)
+    ]
     assert counts == [6, 3, 3]
     assert len(window_grid((190, 142, 88), (112, 112, 80), (18, 18, 4))) == 54
 
@@ -88,14 +97,16 @@ def test_monai_overlap_reproduces_every_stride_as_monais_scan_interval():
         monai_overlap(16, 17)
 
 
-@pytest.mark.parametrize("shape,patch,stride", [((190, 142, 88), (112, 112, 80), (18, 18, 4)),
-                                                ((37, 30, 21), (16, 16, 8), (5, 7, 3))])
+@pytest.mark.parametrize(
+    "shape,patch,stride", [((190, 142, 88), (112, 112, 80), (18, 18, 4)), ((37, 30, 21), (16, 16, 8), (5, 7, 3))]
+)
 def test_window_grid_equals_monais_dense_patch_slices(shape, patch, stride):
-    interval = [int(p * (1 - monai_overlap(p, s))) for p, s in zip(patch, stride)]
+    interval = [int(p * (1 - monai_overlap(p, s))) for p, s in zip(patch, stride, strict=True)]
     assert window_grid(shape, patch, stride) == dense_patch_slices(shape, patch, interval)
 
 
 # -- probabilities ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gaussian", [False, True])
 def test_pointwise_model_is_reproduced_exactly_with_padding_and_overlap(gaussian):
@@ -107,17 +118,19 @@ def test_pointwise_model_is_reproduced_exactly_with_padding_and_overlap(gaussian
     torch.testing.assert_close(probs, expected)
 
 
-@pytest.mark.parametrize("shape,patch,stride", [((1, 37, 30, 21), (16, 16, 8), (5, 7, 3)),
-                                                ((1, 10, 30, 5), (16, 16, 8), (16, 7, 8))])  # padded
+@pytest.mark.parametrize(
+    "shape,patch,stride", [((1, 37, 30, 21), (16, 16, 8), (5, 7, 3)), ((1, 10, 30, 5), (16, 16, 8), (16, 7, 8))]
+)  # padded
 def test_uniform_average_equals_a_naive_float64_reference_and_monai(shape, patch, stride):
     net = conv_net()
     image = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     ours = sliding_window_probs(net, image, patch, stride, batch_size=3)
     torch.testing.assert_close(ours, reference_probs(net, image, patch, stride), rtol=1e-5, atol=1e-6)
-    overlap = [monai_overlap(p, s) for p, s in zip(patch, stride)]
+    overlap = [monai_overlap(p, s) for p, s in zip(patch, stride, strict=True)]
     with torch.no_grad():
-        theirs = sliding_window_inference(image[None], patch, 3, lambda x: torch.softmax(net(x), 1),
-                                          overlap=overlap, mode="constant")[0]
+        theirs = sliding_window_inference(
+            image[None], patch, 3, lambda x: torch.softmax(net(x), 1), overlap=overlap, mode="constant"
+        )[0]
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
@@ -126,10 +139,17 @@ def test_gaussian_weighting_equals_monais_gaussian_mode():
     image = torch.randn(1, 29, 26, 17, generator=torch.Generator().manual_seed(2))
     patch, stride = (16, 12, 8), (5, 4, 3)
     ours = sliding_window_probs(net, image, patch, stride, batch_size=4, gaussian=True)
-    overlap = [monai_overlap(p, s) for p, s in zip(patch, stride)]
+    overlap = [monai_overlap(p, s) for p, s in zip(patch, stride, strict=True)]
     with torch.no_grad():
-        theirs = sliding_window_inference(image[None], patch, 4, lambda x: torch.softmax(net(x), 1),
-                                          overlap=overlap, mode="gaussian", sigma_scale=0.125)[0]
+        theirs = sliding_window_inference(
+            image[None],
+            patch,
+            4,
+            lambda x: torch.softmax(net(x), 1),
+            overlap=overlap,
+            mode="gaussian",
+            sigma_scale=0.125,
+        )[0]
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
     uniform = sliding_window_probs(net, image, patch, stride, batch_size=4)
     assert (ours - uniform).abs().max() > 1e-4  # the weighting does change the average
@@ -180,6 +200,7 @@ def test_invalid_strides_are_rejected():
 
 # -- memory ----------------------------------------------------------------------------------
 
+
 class TensorLog(TorchFunctionMode):
     """Records the dtype and size of every tensor that a torch function returns."""
 
@@ -219,8 +240,7 @@ def test_memory_is_bounded_by_the_volume_not_by_the_number_of_windows(gaussian):
     for stride in [(8, 8, 8), (1, 1, 1)]:  # 24 windows, then 1020
         spy, log = SpyNet(), TensorLog()
         with log:
-            probs = sliding_window_probs(spy, image, patch, stride, batch_size=4, gaussian=gaussian,
-                                         flips=TTA_FLIPS)
+            probs = sliding_window_probs(spy, image, patch, stride, batch_size=4, gaussian=gaussian, flips=TTA_FLIPS)
         n_windows = len(window_grid(image.shape[1:], patch, stride))
         assert spy.calls == len(TTA_FLIPS) * -(-n_windows // 4)
         assert torch.float64 not in log.dtypes and probs.dtype == torch.float32
@@ -232,18 +252,20 @@ def test_memory_is_bounded_by_the_volume_not_by_the_number_of_windows(gaussian):
 
 # -- whole-case prediction -------------------------------------------------------------------
 
+
 def test_predict_volume_flip_tta_and_largest_component():
     image = np.full((1, 24, 24, 16), -1.0, np.float32)
     image[0, 2:10, 2:10, 2:10] = 1.0
     image[0, 18:20, 18:20, 10:12] = 1.0
     cfg = InferConfig(patch=(16, 16, 16), stride=(8, 8, 8), batch_size=2)
     label = predict_volume(PointwiseNet(), image, cfg, torch.device("cpu"))
-    assert label.dtype == np.uint8 and label.sum() == 8 ** 3 + 8
+    assert label.dtype == np.uint8 and label.sum() == 8**3 + 8
     tta = predict_volume(PointwiseNet(), image, InferConfig(**{**cfg.__dict__, "tta_flip": True}), torch.device("cpu"))
     np.testing.assert_array_equal(tta, label)
-    lcc = predict_volume(PointwiseNet(), image, InferConfig(**{**cfg.__dict__, "largest_component": True}),
-                         torch.device("cpu"))
-    assert lcc.sum() == 8 ** 3 and lcc[2:10, 2:10, 2:10].all()
+    lcc = predict_volume(
+        PointwiseNet(), image, InferConfig(**{**cfg.__dict__, "largest_component": True}), torch.device("cpu")
+    )
+    assert lcc.sum() == 8**3 and lcc[2:10, 2:10, 2:10].all()
 
 
 def test_largest_component_keeps_the_biggest_26_connected_one():
@@ -258,6 +280,7 @@ def test_largest_component_keeps_the_biggest_26_connected_one():
 
 
 # -- predictions in the case's geometry ---------------------------------------------------------
+
 
 def _oblique_affine(spacing, origin, degrees=30.0):
     t = np.deg2rad(degrees)
@@ -285,8 +308,9 @@ def test_prediction_lands_in_the_case_geometry_for_nibabel_and_simpleitk(tmp_pat
     image[0, 4:15, 6:20, 3:9] = 1.0  # the "prediction" of the pointwise net
     write_case(tmp_path / "c.h5", Case("c", image, (image[0] > 0).astype(np.uint8), geometry))
     case = read_case(tmp_path / "c.h5")  # the processed case, as the infer stage reads it
-    label = predict_volume(PointwiseNet(), case.image, InferConfig(patch=(16, 16, 16), stride=(8, 8, 8)),
-                           torch.device("cpu"))
+    label = predict_volume(
+        PointwiseNet(), case.image, InferConfig(patch=(16, 16, 16), stride=(8, 8, 8)), torch.device("cpu")
+    )
     np.testing.assert_array_equal(label, case.label)
     full, affine = to_original_grid(label, case.geometry)
     write_nifti(tmp_path / "c.nii.gz", full, affine)
@@ -294,7 +318,7 @@ def test_prediction_lands_in_the_case_geometry_for_nibabel_and_simpleitk(tmp_pat
     expected_affine = source.affine  # the source grid: cropped cases go back into it
     expected = np.zeros((42, 33, 17) if cropped else shape, np.uint8)
     o = origin if cropped else (0, 0, 0)
-    expected[o[0]:o[0] + shape[0], o[1]:o[1] + shape[1], o[2]:o[2] + shape[2]] = label
+    expected[o[0] : o[0] + shape[0], o[1] : o[1] + shape[1], o[2] : o[2] + shape[2]] = label
 
     img = nib.load(tmp_path / "c.nii.gz")
     np.testing.assert_allclose(img.affine, expected_affine, atol=1e-5)

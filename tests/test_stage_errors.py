@@ -34,7 +34,7 @@ def params(workspace):
 
 def test_unknown_dataset(workspace, params, tmp_path):
     params({"dataset": "mnist"})
-    line = fails(workspace, "download", ["dataset", "'mnist'", "synthetic-la"], [])
+    fails(workspace, "download", ["dataset", "'mnist'", "synthetic-la"], [])
     assert (workspace / "data" / "raw").exists()  # the previous good output is untouched
 
 
@@ -58,16 +58,19 @@ def split(workspace):
     run(["python", "-m", "stages.split"], workspace)
 
 
-@pytest.mark.parametrize("changes,words", [
-    ({"train": {"iterations": 0}}, ["train.iterations = 0", "integer >= 1"]),
-    ({"train": {"iterations": "many"}}, ["train.iterations", "'many'"]),
-    ({"method": "magic"}, ["method = 'magic'", "cvcl"]),
-    ({"train": {"patch": [128, 128, 64]}}, ["train.patch", "largest volume"]),
-    ({"train": {"patch": [30, 32, 16]}}, ["train.patch", "divisible by 16"]),
-    ({"train": {"patch": [16, 16, 16]}, "model": {"norm": "instance"}}, ["train.patch", "model.norm=instance"]),
-    ({"labeled": 5, "method": "mean_teacher"}, ["labeled", "unlabeled"]),
-    ({"loss": {"temperature": 0}}, ["loss.temperature"]),
-])
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        ({"train": {"iterations": 0}}, ["train.iterations = 0", "integer >= 1"]),
+        ({"train": {"iterations": "many"}}, ["train.iterations", "'many'"]),
+        ({"method": "magic"}, ["method = 'magic'", "cvcl"]),
+        ({"train": {"patch": [128, 128, 64]}}, ["train.patch", "largest volume"]),
+        ({"train": {"patch": [30, 32, 16]}}, ["train.patch", "divisible by 16"]),
+        ({"train": {"patch": [16, 16, 16]}, "model": {"norm": "instance"}}, ["train.patch", "model.norm=instance"]),
+        ({"labeled": 5, "method": "mean_teacher"}, ["labeled", "unlabeled"]),
+        ({"loss": {"temperature": 0}}, ["loss.temperature"]),
+    ],
+)
 def test_bad_training_params(workspace, split, params, changes, words):
     params(changes)
     if "labeled" in changes:

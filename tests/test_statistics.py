@@ -48,8 +48,9 @@ def test_lower_is_better_flips_the_verdict():
 def test_the_bootstrap_is_reproducible_with_a_seed_and_differs_without():
     diff = grid(1.0, 1.0)
     assert np.array_equal(statistics.bootstrap_means(diff, 500, seed=7), statistics.bootstrap_means(diff, 500, seed=7))
-    assert not np.array_equal(statistics.bootstrap_means(diff, 500, seed=7),
-                              statistics.bootstrap_means(diff, 500, seed=8))
+    assert not np.array_equal(
+        statistics.bootstrap_means(diff, 500, seed=7), statistics.bootstrap_means(diff, 500, seed=8)
+    )
     assert statistics.paired_difference(diff, seed=3) == statistics.paired_difference(diff, seed=3)
 
 
@@ -67,9 +68,7 @@ def test_both_seeds_and_cases_are_resampled():
 
 
 def test_missing_cases_are_dropped_for_every_seed_and_missing_seeds_entirely():
-    diff = np.array([[1.0, 2.0, np.nan, 4.0],
-                     [1.0, 2.0, 3.0, 4.0],
-                     [np.nan] * 4])  # a seed that was not run
+    diff = np.array([[1.0, 2.0, np.nan, 4.0], [1.0, 2.0, 3.0, 4.0], [np.nan] * 4])  # a seed that was not run
     clean = statistics.clean_grid(diff)
     assert clean.shape == (2, 3)
     assert np.array_equal(clean, [[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])

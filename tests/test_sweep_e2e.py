@@ -97,7 +97,9 @@ def kill_leftover_workers(repo) -> None:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     repo = copy_repository(tmp_path_factory.mktemp("sweep"))
-    set_params(repo, {**TINY, "train": {**TINY["train"], "iterations": ITERATIONS, "checkpoint_every": CHECKPOINT_EVERY}})
+    set_params(
+        repo, {**TINY, "train": {**TINY["train"], "iterations": ITERATIONS, "checkpoint_every": CHECKPOINT_EVERY}}
+    )
     run(["git", "commit", "-q", "-am", "tiny params"], repo)
     run(["dvc", "exp", "run", "--queue", "-S", "method=cvcl,supervised", "-S", "seed=1,2"], repo)
     try:
@@ -118,8 +120,16 @@ def swept(tmp_path_factory):
 def start_workers(repo, n: int) -> None:
     # no pipes: the workers `dvc queue start` leaves behind would hold them open, and the call
     # would last as long as the workers (for ever, if one never shuts down); the status tells
-    subprocess.run(["dvc", "queue", "start", "-j", str(n)], cwd=repo, env=env(), stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", str(n)],
+        cwd=repo,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=300,
+    )
 
 
 def _runs(repo) -> list:
@@ -129,7 +139,11 @@ def _runs(repo) -> list:
 
 
 def test_a_killed_worker_leaves_its_run_killed_with_a_reason_and_the_requeued_point_resumes_it(swept):
-    point = [r for r in _runs(swept) if (r.data.params["method"], r.data.params["seed"]) == (KILLED["method"], str(KILLED["seed"]))]
+    point = [
+        r
+        for r in _runs(swept)
+        if (r.data.params["method"], r.data.params["seed"]) == (KILLED["method"], str(KILLED["seed"]))
+    ]
     assert len(point) == 1, [r.info.status for r in point]  # resumed in the killed run, not a second one
     resumed = point[0]
     assert resumed.info.status == "FINISHED" and resumed.data.tags.get("cvcl.resumed") == "true"
@@ -155,7 +169,9 @@ def test_every_queued_experiment_is_one_finished_run_with_full_curves(swept):
     for r in runs:
         steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "loss"))
         assert steps == list(range(ITERATIONS))
-        assert {"dvc_exp_name", "dvc_baseline_rev", "git_commit", "data_version", "dataset", "method"} <= set(r.data.tags)
+        assert {"dvc_exp_name", "dvc_baseline_rev", "git_commit", "data_version", "dataset", "method"} <= set(
+            r.data.tags
+        )
         assert {"dice", "jaccard", "hd95", "asd"} <= set(r.data.metrics)
     # artifacts live beside the store, not in the deleted temporary workspaces
     assert all(os.path.isdir(swept / "mlruns") for _ in runs)
@@ -200,7 +216,7 @@ def test_ablation_notebook_runs_headless_on_the_sweep(swept, monkeypatch):
     joined = "\n".join(texts)
     assert "4 finished runs" in joined
     assert "cvcl (pcl 1, vcl 1)" in joined and "supervised" in joined
-    assert "±" in joined                      # the mean +- std table
-    assert "mean_diff" in joined              # the paired comparison
+    assert "±" in joined  # the mean +- std table
+    assert "mean_diff" in joined  # the paired comparison
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 2                   # Dice-vs-labeled plot and the weight heatmap
+    assert len(images) >= 2  # Dice-vs-labeled plot and the weight heatmap

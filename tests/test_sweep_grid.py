@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_labeled_counts_are_ten_and_twenty_percent():
     assert sweep.labeled_counts(80) == [8, 16]
     assert sweep.labeled_counts(40) == [4, 8]
-    assert sweep.labeled_counts(5) == [1]   # rounding collapses both to one count
+    assert sweep.labeled_counts(5) == [1]  # rounding collapses both to one count
 
 
 def test_commands_cover_the_grid_with_the_given_on_weights():
@@ -38,7 +38,9 @@ def test_dry_run_rejects_non_positive_on_weights(capsys):
     assert "--on" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("dataset,key,n", [("synthetic-la", "synthetic", 40), ("synthetic-brats", "synthetic_brats", 20)])
+@pytest.mark.parametrize(
+    "dataset,key,n", [("synthetic-la", "synthetic", 40), ("synthetic-brats", "synthetic_brats", 20)]
+)
 def test_training_cases_of_each_generator_come_from_its_own_section(tmp_path, dataset, key, n):
     import yaml
 

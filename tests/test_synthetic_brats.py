@@ -13,8 +13,12 @@ from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.sources import fetch
 
 CFG = SyntheticBraTSConfig(n_train=2, n_val=1, n_test=1, spacing=4.0, seed=11)
-PARAMS = Params({"dataset": "synthetic-brats", "download": {"synthetic_brats": {
-    "n_train": 2, "n_val": 1, "n_test": 1, "spacing": 4.0, "seed": 11}}})
+PARAMS = Params(
+    {
+        "dataset": "synthetic-brats",
+        "download": {"synthetic_brats": {"n_train": 2, "n_val": 1, "n_test": 1, "spacing": 4.0, "seed": 11}},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +30,9 @@ def raw(tmp_path_factory):
 
 def load(raw, case_id):
     folder = next(raw.glob(f"*/{case_id}"))
-    return {k: np.asarray(nib.load(folder / f"{case_id}_{k}.nii.gz").dataobj)
-            for k in ("flair", "t1", "t1ce", "t2", "seg")}, folder.parent.name
+    return {
+        k: np.asarray(nib.load(folder / f"{case_id}_{k}.nii.gz").dataobj) for k in ("flair", "t1", "t1ce", "t2", "seg")
+    }, folder.parent.name
 
 
 def test_written_in_the_brats_layout_with_lists(raw):

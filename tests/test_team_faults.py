@@ -48,8 +48,14 @@ def workspace(server, tmp_path_factory) -> Path:
 
 def _start_train(ws: Path, server: TeamServer, **extra: str) -> subprocess.Popen:
     env = {**stage_env(), **server.env(), **extra}
-    return subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=ws, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=ws,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _sql(server: TeamServer, query: str, *args) -> list[tuple]:

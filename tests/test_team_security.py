@@ -66,8 +66,9 @@ def alices_run(server) -> dict:
     experiment_id = _ok(_api(server, "experiments/create", ALICE, {"name": "alice-private"}))["experiment_id"]
     run_id = _ok(_api(server, "runs/create", ALICE, {"experiment_id": experiment_id}))["run"]["info"]["run_id"]
     _ok(_api(server, "runs/log-metric", ALICE, {"run_id": run_id, "key": "dice", "value": 0.5, "timestamp": 0}))
-    put = requests.put(_artifact_url(server, experiment_id, run_id, "note.txt"), data=NOTE_TEXT.encode(),
-                       auth=ALICE, timeout=TIMEOUT)
+    put = requests.put(
+        _artifact_url(server, experiment_id, run_id, "note.txt"), data=NOTE_TEXT.encode(), auth=ALICE, timeout=TIMEOUT
+    )
     assert put.status_code == 200, put.text
     return {"experiment_id": experiment_id, "run_id": run_id}
 
@@ -87,8 +88,11 @@ def _intruder_requests(team, run: dict) -> list[tuple[str, str, dict]]:
         ("POST", f"{api}/runs/search", {"json": {"experiment_ids": [e]}}),
         ("POST", f"{api}/users/create", {"json": {"username": "eve", "password": "eve-password-1"}}),
         ("GET", f"{team.uri}/ajax-api/2.0/mlflow/experiments/search", {"params": {"max_results": 10}}),
-        ("POST", f"{team.uri}/graphql", {"json": {"query": 'query { mlflowGetRun(input: {runId: "' + r + '"}) '
-                                                            "{ run { info { runId } } } }"}}),
+        (
+            "POST",
+            f"{team.uri}/graphql",
+            {"json": {"query": 'query { mlflowGetRun(input: {runId: "' + r + '"}) { run { info { runId } } } }'}},
+        ),
         ("GET", f"{team.uri}/", {}),
         ("GET", f"{team.uri}/get-artifact", {"params": {"run_uuid": r, "path": "note.txt"}}),
         ("GET", _artifact_url(team, e, r, "note.txt"), {}),
@@ -101,7 +105,7 @@ def test_anonymous_requests_and_wrong_logins_are_refused_with_401(server, alices
     logins = [None] * len(listed) + [(USER, "not-" + PASSWORD)] * len(listed) + [("eve", PASSWORD)] * 4
     tried = 0
     with requests.Session() as session:
-        for (method, url, kwargs), auth in zip(listed * 3, logins):
+        for (method, url, kwargs), auth in zip(listed * 3, logins, strict=False):
             response = session.request(method, url, auth=auth, timeout=TIMEOUT, **kwargs)
             assert response.status_code == 401, (method, url, auth and auth[0], response.status_code)
             assert NOTE_TEXT not in response.text
@@ -119,15 +123,30 @@ def test_anonymous_requests_and_wrong_logins_are_refused_with_401(server, alices
 
 def _permission(team, user: str, experiment_id: str) -> str:
     """``user``'s effective permission on the experiment, as the admin asks the server."""
-    return _ok(_api(team, "users/permissions/get", ADMIN, version="3.0", username=user,
-                    resource_type="experiment", resource_id=experiment_id))["permission"]
+    return _ok(
+        _api(
+            team,
+            "users/permissions/get",
+            ADMIN,
+            version="3.0",
+            username=user,
+            resource_type="experiment",
+            resource_id=experiment_id,
+        )
+    )["permission"]
 
 
 def _grant(team, user: str, experiment_id: str, permission: str) -> None:
     """Alice, who made the experiment (MANAGE), grants ``user`` ``permission`` on it."""
-    _ok(_api(team, "users/permissions/grant", ALICE, {"username": user, "resource_type": "experiment",
-                                                      "resource_id": experiment_id, "permission": permission},
-             version="3.0"))
+    _ok(
+        _api(
+            team,
+            "users/permissions/grant",
+            ALICE,
+            {"username": user, "resource_type": "experiment", "resource_id": experiment_id, "permission": permission},
+            version="3.0",
+        )
+    )
 
 
 def test_a_teammate_granted_read_cannot_log_create_rename_or_delete(server, alices_run):
@@ -136,8 +155,12 @@ def test_a_teammate_granted_read_cannot_log_create_rename_or_delete(server, alic
     assert _permission(server, BOB, e) == "READ"
     bob = (BOB, BOB_PASSWORD)
     assert _api(server, "runs/get", bob, run_id=r).status_code == 200  # he may read it
-    batch = {"run_id": r, "metrics": [{"key": "dice", "value": 0.0, "timestamp": 1, "step": 1}],
-             "params": [{"key": "by", "value": "bob"}], "tags": [{"key": "by", "value": "bob"}]}
+    batch = {
+        "run_id": r,
+        "metrics": [{"key": "dice", "value": 0.0, "timestamp": 1, "step": 1}],
+        "params": [{"key": "by", "value": "bob"}],
+        "tags": [{"key": "by", "value": "bob"}],
+    }
     writes = [
         ("runs/create", {"experiment_id": e}),
         ("runs/log-batch", batch),
@@ -150,12 +173,18 @@ def test_a_teammate_granted_read_cannot_log_create_rename_or_delete(server, alic
     ]
     codes = {endpoint: _api(server, endpoint, bob, body).status_code for endpoint, body in writes}
     codes["users/permissions/grant (himself EDIT)"] = _api(
-        server, "users/permissions/grant", bob, {"username": BOB, "resource_type": "experiment",
-                                                 "resource_id": e, "permission": "EDIT"}, version="3.0").status_code
-    codes["artifact upload"] = requests.put(_artifact_url(server, e, r, "bob.txt"), data=b"bob", auth=bob,
-                                            timeout=TIMEOUT).status_code
-    codes["artifact delete"] = requests.delete(_artifact_url(server, e, r, "note.txt"), auth=bob,
-                                               timeout=TIMEOUT).status_code
+        server,
+        "users/permissions/grant",
+        bob,
+        {"username": BOB, "resource_type": "experiment", "resource_id": e, "permission": "EDIT"},
+        version="3.0",
+    ).status_code
+    codes["artifact upload"] = requests.put(
+        _artifact_url(server, e, r, "bob.txt"), data=b"bob", auth=bob, timeout=TIMEOUT
+    ).status_code
+    codes["artifact delete"] = requests.delete(
+        _artifact_url(server, e, r, "note.txt"), auth=bob, timeout=TIMEOUT
+    ).status_code
     assert codes == dict.fromkeys(codes, 403), codes
     assert len(codes) == 11
     # all as alice left it, bob still READ
@@ -193,20 +222,33 @@ def test_artifact_paths_with_dots_or_absolute_are_refused_and_nothing_lands_outs
     canary.write_text(f"CANARY {token}")
     prefix = f"/api/2.0/mlflow-artifacts/artifacts/{e}/{r}/artifacts/"
     outside = f"{server.state}/canary-{token}.txt"
-    downloads = [prefix + p for p in (
-        f"../../../../canary-{token}.txt", f"%2e%2e/%2e%2e/%2e%2e/%2e%2e/canary-{token}.txt",
-        f"..%2f..%2f..%2f..%2fcanary-{token}.txt", f"%252e%252e/%252e%252e/%252e%252e/%252e%252e/canary-{token}.txt")] + [
-        f"/api/2.0/mlflow-artifacts/artifacts/../canary-{token}.txt",
-        f"/api/2.0/mlflow-artifacts/artifacts/%2e%2e/canary-{token}.txt",
-        f"/api/2.0/mlflow-artifacts/artifacts/{outside}",
-        f"/api/2.0/mlflow-artifacts/artifacts/%2F{outside.lstrip('/').replace('/', '%2F')}",
-        "/api/2.0/mlflow-artifacts/artifacts?path=..%2F..",
-        f"/api/2.0/mlflow-artifacts/artifacts?path={outside}",
-    ] + [f"/get-artifact?run_uuid={r}&path={p}" for p in (
-        f"..%2F..%2F..%2F..%2Fcanary-{token}.txt", outside, "/etc/passwd")] + [
-        f"/api/2.0/mlflow/artifacts/list?run_id={r}&path=..%2F..%2F..",
-        f"/api/2.0/mlflow/artifacts/list?run_id={r}&path={server.state}",
-    ]
+    downloads = (
+        [
+            prefix + p
+            for p in (
+                f"../../../../canary-{token}.txt",
+                f"%2e%2e/%2e%2e/%2e%2e/%2e%2e/canary-{token}.txt",
+                f"..%2f..%2f..%2f..%2fcanary-{token}.txt",
+                f"%252e%252e/%252e%252e/%252e%252e/%252e%252e/canary-{token}.txt",
+            )
+        ]
+        + [
+            f"/api/2.0/mlflow-artifacts/artifacts/../canary-{token}.txt",
+            f"/api/2.0/mlflow-artifacts/artifacts/%2e%2e/canary-{token}.txt",
+            f"/api/2.0/mlflow-artifacts/artifacts/{outside}",
+            f"/api/2.0/mlflow-artifacts/artifacts/%2F{outside.lstrip('/').replace('/', '%2F')}",
+            "/api/2.0/mlflow-artifacts/artifacts?path=..%2F..",
+            f"/api/2.0/mlflow-artifacts/artifacts?path={outside}",
+        ]
+        + [
+            f"/get-artifact?run_uuid={r}&path={p}"
+            for p in (f"..%2F..%2F..%2F..%2Fcanary-{token}.txt", outside, "/etc/passwd")
+        ]
+        + [
+            f"/api/2.0/mlflow/artifacts/list?run_id={r}&path=..%2F..%2F..",
+            f"/api/2.0/mlflow/artifacts/list?run_id={r}&path={server.state}",
+        ]
+    )
     uploads = {  # the path sent -> where it would land if followed
         prefix + f"../../../../up-{token}-1.txt": run_root / f"../../../../up-{token}-1.txt",
         prefix + f"%2e%2e/%2e%2e/%2e%2e/%2e%2e/up-{token}-2.txt": run_root / f"../../../../up-{token}-2.txt",
@@ -250,23 +292,38 @@ def test_bad_values_get_one_note_each_and_the_run_stays_readable(server, monkeyp
     # load_runs sets MLflow's global URI: put it back afterwards for the other tests
     monkeypatch.setattr(utils, "_tracking_uri", getattr(utils, "_tracking_uri", None))
     undecodable = b"run \xff\xfe".decode("utf-8", "surrogateescape")  # bytes that are not UTF-8
-    params = {"method": "cvcl", "labeled": 2, "seed": 1, "loss.mt_weight": 1.0, "loss.pcl_weight": 1.0,
-              "loss.vcl_weight": 1.0, "notes": "n" * 10_000, "cmd": "a\x00b"}
-    run = start_run("security", "bad-values", params, {"source": undecodable, "lone": "x\ud800y",
-                                                       "long": "t" * 9000})
+    params = {
+        "method": "cvcl",
+        "labeled": 2,
+        "seed": 1,
+        "loss.mt_weight": 1.0,
+        "loss.pcl_weight": 1.0,
+        "loss.vcl_weight": 1.0,
+        "notes": "n" * 10_000,
+        "cmd": "a\x00b",
+    }
+    run = start_run("security", "bad-values", params, {"source": undecodable, "lone": "x\ud800y", "long": "t" * 9000})
     run.log_metrics({"loss": math.nan, "dice": 0.5}, step=0)
     run.log_metrics({"loss": math.nan}, step=1)  # said once
-    run.log_metrics({"loss": 0.25, "dice": 0.8, "jaccard": math.nan, "hd95": math.inf, "asd": -math.inf,
-                     "lr": "n/a"}, step=2)
+    run.log_metrics(
+        {"loss": 0.25, "dice": 0.8, "jaccard": math.nan, "hd95": math.inf, "asd": -math.inf, "lr": "n/a"}, step=2
+    )
     run.flush()
     run.set_status("FINISHED")  # the run kept going
 
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
-    expected = {"param notes: 10000 characters, kept the first 6000": 1, "param cmd: not valid UTF-8": 1,
-                "tag source: not valid UTF-8": 1, "tag lone: not valid UTF-8": 1,
-                "tag long: 9000 characters, kept the first 8000": 1, "metric loss: NaN at step 0": 1,
-                "metric jaccard: NaN at step 2": 1, "metric hd95: inf at step 2 not logged": 1,
-                "metric asd: -inf at step 2 not logged": 1, "metric lr: 'n/a' at step 2 is not a number": 1}
+    expected = {
+        "param notes: 10000 characters, kept the first 6000": 1,
+        "param cmd: not valid UTF-8": 1,
+        "tag source: not valid UTF-8": 1,
+        "tag lone: not valid UTF-8": 1,
+        "tag long: 9000 characters, kept the first 8000": 1,
+        "metric loss: NaN at step 0": 1,
+        "metric jaccard: NaN at step 2": 1,
+        "metric hd95: inf at step 2 not logged": 1,
+        "metric asd: -inf at step 2 not logged": 1,
+        "metric lr: 'n/a' at step 2 is not a number": 1,
+    }
     assert {k: sum(line.startswith(f"note: {k}") for line in notes) for k in expected} == expected
     assert len(notes) == len(expected) == 10, notes
     assert all("\n" not in n and len(n) < 400 for n in notes)
@@ -289,9 +346,13 @@ def test_bad_values_get_one_note_each_and_the_run_stays_readable(server, monkeyp
 
     # what another client's infinite value becomes: MLflow keeps a finite 1.8e308 for it
     other = client.create_run(experiment).info.run_id
-    client.log_batch(other, metrics=[Metric(k, v, 0, 0) for k, v in
-                                     {"dice": 0.7, "jaccard": math.nan, "hd95": math.inf, "asd": 1.0}.items()],
-                     params=[Param(k, str(v)) for k, v in params.items() if k not in ("notes", "cmd")])
+    client.log_batch(
+        other,
+        metrics=[
+            Metric(k, v, 0, 0) for k, v in {"dice": 0.7, "jaccard": math.nan, "hd95": math.inf, "asd": 1.0}.items()
+        ],
+        params=[Param(k, str(v)) for k, v in params.items() if k not in ("notes", "cmd")],
+    )
     client.set_terminated(other)
     table = analysis.load_runs("cvcl-security", server.uri)  # the notebooks' loader reads both
     assert sorted(table["dice"]) == [0.7, 0.8]
@@ -308,8 +369,9 @@ def _fake_serve(tmp_path: Path, monkeypatch, *argv: str) -> tuple[list[str], dic
     monkeypatch.setattr(team_server, "_run_until_stopped", lambda cmd, env: started.append((cmd, env)) or 0)
     for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_AUTH_ADMIN_USERNAME"):
         monkeypatch.delenv(name, raising=False)
-    args = server_command.parse_args(["--state-dir", str(tmp_path / "state"),
-                                   "--backend-uri", "postgresql://db.invalid/mlflow", *argv])
+    args = server_command.parse_args(
+        ["--state-dir", str(tmp_path / "state"), "--backend-uri", "postgresql://db.invalid/mlflow", *argv]
+    )
     assert team_server.serve(args) == 0
     return started[0]
 
@@ -333,17 +395,28 @@ def test_the_admin_password_file_is_the_owners_only_and_never_printed(tmp_path, 
     assert stat.S_IMODE((state / "admin_password").stat().st_mode) == 0o600
     out, err = capsys.readouterr()
     assert [line for line in out.splitlines() if "readable by other users" in line] == [
-        f"note: {state / 'admin_password'} was readable by other users; made it the owner's only (mode 600)"]
+        f"note: {state / 'admin_password'} was readable by other users; made it the owner's only (mode 600)"
+    ]
     assert password not in out + err
 
 
-@pytest.mark.parametrize("host, mlflow_args, warned", [
-    ("0.0.0.0", [], True), ("::", [], True), ("192.168.1.20", [], True), ("mlflow.lab.example.org", [], True),
-    ("127.0.0.1", [], False), ("localhost", [], False), ("::1", [], False), ("127.0.1.1", [], False),
-    ("0.0.0.0", ["--uvicorn-opts", "--ssl-certfile /etc/ssl/lab.pem --ssl-keyfile /etc/ssl/lab.key"], False),
-])
-def test_serving_beyond_loopback_over_plain_http_warns_in_one_line(tmp_path, monkeypatch, capsys, host,
-                                                                   mlflow_args, warned):
+@pytest.mark.parametrize(
+    "host, mlflow_args, warned",
+    [
+        ("0.0.0.0", [], True),
+        ("::", [], True),
+        ("192.168.1.20", [], True),
+        ("mlflow.lab.example.org", [], True),
+        ("127.0.0.1", [], False),
+        ("localhost", [], False),
+        ("::1", [], False),
+        ("127.0.1.1", [], False),
+        ("0.0.0.0", ["--uvicorn-opts", "--ssl-certfile /etc/ssl/lab.pem --ssl-keyfile /etc/ssl/lab.key"], False),
+    ],
+)
+def test_serving_beyond_loopback_over_plain_http_warns_in_one_line(
+    tmp_path, monkeypatch, capsys, host, mlflow_args, warned
+):
     cmd, _ = _fake_serve(tmp_path, monkeypatch, "--host", host, *(["--", *mlflow_args] if mlflow_args else []))
     assert cmd[cmd.index("--host") + 1] == host  # what mlflow server is told to bind
     err = capsys.readouterr().err
@@ -363,12 +436,16 @@ def test_a_default_permission_above_read_says_that_read_grants_do_not_restrict(t
     assert "--default-permission" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("uri, kept", [
-    ("http://alice:s3cret@mlflow.lab.example.org:5000", "http://mlflow.lab.example.org:5000"),
-    ("https://alice@mlflow.lab.example.org/base", "https://mlflow.lab.example.org/base"),
-    ("postgresql://mlflow:s3cret@db.internal/mlflow", "postgresql://db.internal/mlflow"),
-    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"), ("sqlite:////work/main/mlflow.db", "sqlite:////work/main/mlflow.db"),
-])
+@pytest.mark.parametrize(
+    "uri, kept",
+    [
+        ("http://alice:s3cret@mlflow.lab.example.org:5000", "http://mlflow.lab.example.org:5000"),
+        ("https://alice@mlflow.lab.example.org/base", "https://mlflow.lab.example.org/base"),
+        ("postgresql://mlflow:s3cret@db.internal/mlflow", "postgresql://db.internal/mlflow"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("sqlite:////work/main/mlflow.db", "sqlite:////work/main/mlflow.db"),
+    ],
+)
 def test_the_run_record_names_the_server_without_a_login_in_its_uri(tmp_path, monkeypatch, uri, kept):
     from cvcl.tracking.run import Run
 
@@ -385,7 +462,8 @@ def test_the_servers_secrets_are_the_owners_only_and_no_password_reaches_its_log
     log = server.log.read_text(errors="replace")
     assert "MLflow tracking server on http://127.0.0.1" in log  # the wrapper's stdout is in it
     assert "POST /api/2.0/mlflow/runs/log-batch" in log  # and mlflow's request log
-    tokens = [base64.b64encode(f"{user}:{pw}".encode()).decode()
-              for user, pw in ((USER, PASSWORD), ("admin", ADMIN_PASSWORD), (BOB, BOB_PASSWORD))]
+    tokens = [
+        base64.b64encode(f"{user}:{pw}".encode()).decode()
+        for user, pw in ((USER, PASSWORD), ("admin", ADMIN_PASSWORD), (BOB, BOB_PASSWORD))
+    ]
     assert [s for s in (*SECRETS, *tokens) if s in log] == []
-

@@ -70,16 +70,24 @@ def test_a_pipeline_run_lands_as_one_finished_run_with_params_curves_metrics_and
     listed = {f["path"] for f in server.api("artifacts/list", run_id=record["run_id"])["files"]}
     assert {"train_log.csv", "model.pt", "metrics.json", "per_case.csv", "overlays"} <= listed
     # proxied: read back through the server, and stored in the server's artifacts folder
-    fetched = requests.get(f"{server.uri}/get-artifact", params={"run_uuid": record["run_id"], "path": "metrics.json"},
-                           auth=(USER, PASSWORD), timeout=30)
+    fetched = requests.get(
+        f"{server.uri}/get-artifact",
+        params={"run_uuid": record["run_id"], "path": "metrics.json"},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
     assert fetched.status_code == 200 and fetched.json() == summary
     assert list((server.state / "artifacts").rglob("model.pt"))
 
 
 def _files(folder) -> list:
     """The files under ``folder``, symbolic links (the workspace's code) not followed."""
-    return [os.path.join(top, name) for top, _, names in os.walk(folder) for name in names
-            if not os.path.islink(os.path.join(top, name))]
+    return [
+        os.path.join(top, name)
+        for top, _, names in os.walk(folder)
+        for name in names
+        if not os.path.islink(os.path.join(top, name))
+    ]
 
 
 def test_no_password_reaches_the_store_the_artifacts_or_what_the_stages_wrote(server, pipeline):
@@ -89,9 +97,16 @@ def test_no_password_reaches_the_store_the_artifacts_or_what_the_stages_wrote(se
     record = json.loads((pipeline / "models" / "mlflow_run.json").read_text())
     secrets = [PASSWORD, server.admin_password, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()]
     cluster = server.cluster()
-    dumps = {db: subprocess.run([pg_binary("pg_dump"), "-h", str(cluster.folder), "-p", "5432", "-U", "mlflow", db],
-                                capture_output=True, text=True, check=True, timeout=120).stdout
-             for db in ("mlflow", "mlflow_auth")}
+    dumps = {
+        db: subprocess.run(
+            [pg_binary("pg_dump"), "-h", str(cluster.folder), "-p", "5432", "-U", "mlflow", db],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        for db in ("mlflow", "mlflow_auth")
+    }
     assert record["run_id"] in dumps["mlflow"] and "train.iterations" in dumps["mlflow"]  # the runs are in it
     assert "alice" in dumps["mlflow_auth"]
     assert [(db, s) for db, text in dumps.items() for s in secrets if s in text] == []
@@ -106,20 +121,27 @@ def test_no_password_reaches_the_store_the_artifacts_or_what_the_stages_wrote(se
 
 @pytest.mark.parametrize("case", ["wrong password", "server down"])
 def test_a_refused_login_or_a_missing_server_stops_train_with_one_line_before_training(
-        server, pipeline, tmp_path, case):
+    server, pipeline, tmp_path, case
+):
     ws = stage_workspace(tmp_path / "ws")
     shutil.copytree(pipeline / "data", ws / "data")  # processed cases and split: train's inputs
     record = json.loads((pipeline / "models" / "mlflow_run.json").read_text())
     before = len(_experiment_runs(server, record))
-    env = server.env(password="not-" + PASSWORD) if case == "wrong password" else {
-        **server.env(), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    env = (
+        server.env(password="not-" + PASSWORD)
+        if case == "wrong password"
+        else {**server.env(), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    )
     started = time.monotonic()
     proc = run(["python", "-m", "stages.train"], ws, check=False, extra_env=env)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
-    expected = ("MLFLOW_TRACKING_USERNAME/PASSWORD (user 'alice') were refused (HTTP 401)"
-                if case == "wrong password" else "cannot be reached ([Errno 111] Connection refused)")
+    expected = (
+        "MLFLOW_TRACKING_USERNAME/PASSWORD (user 'alice') were refused (HTTP 401)"
+        if case == "wrong password"
+        else "cannot be reached ([Errno 111] Connection refused)"
+    )
     assert lines[-1].startswith(f"error: MLflow tracking server {env['MLFLOW_TRACKING_URI']}: ")
     assert expected in lines[-1]
     assert not (ws / "models" / "model.pt").exists() and not (ws / "models" / "train_log.csv").exists()

@@ -24,16 +24,19 @@ def test_run_names_are_readable():
 
 def test_data_version_is_read_from_dvc_lock(tmp_path):
     lock = tmp_path / "dvc.lock"
-    lock.write_text("schema: '2.0'\nstages:\n  preprocess:\n    cmd: x\n    outs:\n"
-                    "    - path: data/processed\n      md5: abc.dir\n      size: 1\n")
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  preprocess:\n    cmd: x\n    outs:\n"
+        "    - path: data/processed\n      md5: abc.dir\n      size: 1\n"
+    )
     assert data_version(lock) == "abc.dir"
     assert data_version(tmp_path / "missing.lock") is None
 
 
 def test_a_run_spans_stages_and_ends_finished(mlflow_store, tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "happy-exp")
-    run = start_run("toy", "cvcl-l2-pcl1-vcl1-s1", {"labeled": 2, "train.patch": [32, 32, 16]},
-                    {"dataset": "toy", "method": "cvcl"})
+    run = start_run(
+        "toy", "cvcl-l2-pcl1-vcl1-s1", {"labeled": 2, "train.patch": [32, 32, 16]}, {"dataset": "toy", "method": "cvcl"}
+    )
     with stage_status(run):
         for step in range(5):
             run.log_metrics({"loss": 1.0 / (step + 1)}, step)
@@ -105,7 +108,8 @@ def test_a_terminated_stage_marks_its_run_failed(tmp_path):
         "    with stage_status(run):\n"
         "        print(run.run_id, flush=True)\n"
         "        time.sleep(120)\n"
-        "run_stage(main)\n")
+        "run_stage(main)\n"
+    )
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     run_id = proc.stdout.readline().strip()  # printed from inside the stage
@@ -140,15 +144,18 @@ def test_a_run_left_running_by_a_killed_stage_is_closed_by_the_next_one(mlflow_s
     from cvcl.tracking.run import start_run
     from tests.conftest import ROOT
 
-    script = ("import os, signal\n"
-              "from cvcl.tracking.run import start_run\n"
-              "run = start_run('toy', 'doomed', {}, {})\n"
-              "run.set_status('RUNNING')\n"
-              "print(run.run_id, flush=True)\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    script = (
+        "import os, signal\n"
+        "from cvcl.tracking.run import start_run\n"
+        "run = start_run('toy', 'doomed', {}, {})\n"
+        "run.set_status('RUNNING')\n"
+        "print(run.run_id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": mlflow_store}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == -9
     doomed = proc.stdout.split()[0]
     client = MlflowClient(mlflow_store)

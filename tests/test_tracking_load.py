@@ -22,9 +22,24 @@ def test_every_run_closes_and_every_metric_row_sent_is_stored():
     # 3 clients: one process of 2 threads and one of 1; trainings of exactly 100 iterations, past
     # the time bound too (a loaded machine may not start one within it), so that each run's rows
     # go out in batches of every kind: Run's full batch and remainder, a checkpoint's flush, the last
-    cmd = [sys.executable, "benchmarks/tracking_load.py", "--clients", "3", "--threads-per-process", "2",
-           "--seconds", "8", "--iterations", "100", "--min-iterations", "100", "--artifact-mib", "0.1",
-           "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "benchmarks/tracking_load.py",
+        "--clients",
+        "3",
+        "--threads-per-process",
+        "2",
+        "--seconds",
+        "8",
+        "--iterations",
+        "100",
+        "--min-iterations",
+        "100",
+        "--artifact-mib",
+        "0.1",
+        "--workers",
+        "1",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])

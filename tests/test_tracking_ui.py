@@ -39,9 +39,16 @@ def test_a_new_experiment_is_model_training_with_the_runs_view(mlflow_store, as_
     tags = client.get_experiment(client.get_run(run.run_id).info.experiment_id).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     state = view_of(tags)
-    for column in ("metrics.`dice`", "params.`method`", "params.`labeled`", "params.`loss.pcl_weight`",
-                   "params.`loss.vcl_weight`", "params.`loss.consistency`", "attributes.`Dataset`",
-                   "attributes.`Source`"):
+    for column in (
+        "metrics.`dice`",
+        "params.`method`",
+        "params.`labeled`",
+        "params.`loss.pcl_weight`",
+        "params.`loss.vcl_weight`",
+        "params.`loss.consistency`",
+        "attributes.`Dataset`",
+        "attributes.`Source`",
+    ):
         assert column in state["selectedColumns"], column
     assert state["orderByKey"] == "metrics.`dice`" and state["orderByAsc"] is False
     assert set(state["columnOrder"]) == set(state["columnWidths"])
@@ -100,8 +107,7 @@ def test_a_refused_experiment_tag_does_not_stop_the_run(mlflow_store, as_train_s
     assert "could not set the tag" in capsys.readouterr().out
 
 
-def test_a_fork_keeps_the_dataset_and_the_train_stage_as_source(mlflow_store, as_train_stage, tmp_path,
-                                                                monkeypatch):
+def test_a_fork_keeps_the_dataset_and_the_train_stage_as_source(mlflow_store, as_train_stage, tmp_path, monkeypatch):
     run = start_run("toy", "r", {"infer.stride": 8}, {}, dataset_version=VERSION)
     with stage_status(run):
         run.log_metrics({"loss": 0.5}, 0)
@@ -145,6 +151,8 @@ def test_the_ui_page_sets_the_model_training_switch_only_where_the_browser_has_n
     assert served.replace(LANDING_SCRIPT, "") == page
     assert f'getItem("{WORKFLOW_KEY}")===null' in LANDING_SCRIPT and '"\\"machine_learning\\""' in LANDING_SCRIPT
     # the key is the one MLflow's bundle reads (useLocalStorage: "<key>_v<version>")
-    bundle = "".join(p.read_text(errors="ignore") for p in (Path(flask_app.static_folder) / "static" / "js").glob("main.*.js"))
+    bundle = "".join(
+        p.read_text(errors="ignore") for p in (Path(flask_app.static_folder) / "static" / "js").glob("main.*.js")
+    )
     assert 'key:"mlflow.workflowType",version:1' in bundle and WORKFLOW_KEY == "mlflow.workflowType_v1"
     assert with_landing_default("<html>no head</html>") == "<html>no head</html>"

@@ -68,8 +68,11 @@ def test_pool_dot_and_norm_equal_the_upsampled_features_with_gradients(relu, gri
     torch.testing.assert_close(field.norm(), torch.linalg.vector_norm(dense, dim=1).clamp_min(1e-12), **TOL)
     upstream = torch.randn(3, *size, generator=g, dtype=torch.float64)
     (mine,) = torch.autograd.grad((field.norm() * upstream).sum() + field.dot(vectors).sum(), z)
-    (theirs,) = torch.autograd.grad((torch.linalg.vector_norm(dense, dim=1) * upstream).sum()
-                                    + torch.einsum("bcxyz,kc->bkxyz", dense, vectors).sum(), z)
+    (theirs,) = torch.autograd.grad(
+        (torch.linalg.vector_norm(dense, dim=1) * upstream).sum()
+        + torch.einsum("bcxyz,kc->bkxyz", dense, vectors).sum(),
+        z,
+    )
     torch.testing.assert_close(mine, theirs, **TOL)
 
 
@@ -96,11 +99,21 @@ def _pcl_inputs(n_classes, n_l, n_u, grid, size, channels=6, seed=3):
 def test_pcl_on_coarse_features_equals_the_reference_on_upsampled_ones(n_classes, n_l, n_u):
     grid, size = (2, 3, 2), (16, 24, 12)
     student, teacher, labels, prob_l, t_prob = _pcl_inputs(n_classes, n_l, n_u, grid, size)
-    new = pcl_losses(UpsampledFeatures(student[:n_l], size), labels, prob_l,
-                     UpsampledFeatures(student[n_l:], size), t_prob, UpsampledFeatures(teacher, size), 20.0)
-    up = lambda z: ref.upsample_to(z, size)
+    new = pcl_losses(
+        UpsampledFeatures(student[:n_l], size),
+        labels,
+        prob_l,
+        UpsampledFeatures(student[n_l:], size),
+        t_prob,
+        UpsampledFeatures(teacher, size),
+        20.0,
+    )
+
+    def up(z):
+        return ref.upsample_to(z, size)
+
     old = ref.pcl_losses(up(student[:n_l]), labels, prob_l, up(student[n_l:]), t_prob, up(teacher), 20.0)
-    for mine, theirs in zip((new.l2u, new.u2l, new.l2u_probs), old):
+    for mine, theirs in zip((new.l2u, new.u2l, new.l2u_probs), old, strict=True):
         torch.testing.assert_close(mine, theirs, **TOL)
     for term in (0, 1):  # each term's gradient to the student's coarse features
         (mine,) = torch.autograd.grad((new.l2u, new.u2l)[term], student, retain_graph=True)
@@ -117,7 +130,7 @@ def test_pcl_on_label_grid_features_equals_the_reference(n_classes):
     assert not coarse_enough(student, size)
     new = pcl_losses(student[:1], labels, prob_l, student[1:], t_prob, teacher, 20.0)
     old = ref.pcl_losses(student[:1], labels, prob_l, student[1:], t_prob, teacher, 20.0)
-    for mine, theirs in zip((new.l2u, new.u2l, new.l2u_probs), old):
+    for mine, theirs in zip((new.l2u, new.u2l, new.l2u_probs), old, strict=True):
         torch.testing.assert_close(mine, theirs, **TOL)
     (mine,) = torch.autograd.grad(new.l2u + new.u2l, student)
     (theirs,) = torch.autograd.grad(old[0] + old[1], student)
@@ -133,8 +146,9 @@ def test_prototypes_scores_and_logits_equal_the_reference():
     torch.testing.assert_close(protos, ref_protos, **TOL)
     assert torch.equal(present, ref_present)
     torch.testing.assert_close(prototype_scores(field, protos, 20.0), ref.prototype_scores(dense, protos, 20.0), **TOL)
-    torch.testing.assert_close(prototype_margin(field, protos[:2], 20.0), ref.prototype_margin(dense, protos[:2], 20.0),
-                               **TOL)
+    torch.testing.assert_close(
+        prototype_margin(field, protos[:2], 20.0), ref.prototype_margin(dense, protos[:2], 20.0), **TOL
+    )
     logits = prototype_logits(field, protos, 20.0)
     assert logits.shape == (2, 3, *size)
     torch.testing.assert_close(logits, prototype_logits(dense, protos, 20.0), **TOL)
@@ -147,8 +161,9 @@ def _materialised(out, tap, size, images=slice(None)):
 
 @pytest.mark.parametrize("tap", ["center", "d9"])
 @pytest.mark.parametrize("n_classes,n_labeled", [(2, 1), (2, 2), (3, 1)])
-def test_the_cvcl_objective_and_its_gradients_equal_the_upsampling_implementation(monkeypatch, tap, n_classes,
-                                                                                   n_labeled):
+def test_the_cvcl_objective_and_its_gradients_equal_the_upsampling_implementation(
+    monkeypatch, tap, n_classes, n_labeled
+):
     shape = (32, 16, 16)
     torch.manual_seed(0)
     student = VNet(base_filters=2, embed_dim=8, n_classes=n_classes).double()
@@ -158,8 +173,9 @@ def test_the_cvcl_objective_and_its_gradients_equal_the_upsampling_implementatio
     labels = torch.zeros(4, *shape, dtype=torch.long)
     labels[:n_labeled, 8:20, 4:10, 4:10] = 1
     labels[:n_labeled, 2:6, 2:6, 2:6] = n_classes - 1
-    objective = Objective("cvcl", LossConfig(rampup_length=0.0, n_anchor=16, prototype_feature=tap), 100,
-                          n_classes=n_classes)
+    objective = Objective(
+        "cvcl", LossConfig(rampup_length=0.0, n_anchor=16, prototype_feature=tap), 100, n_classes=n_classes
+    )
 
     def run():
         student.zero_grad()

@@ -19,7 +19,10 @@ def test_outputs_and_feature_taps_have_documented_shapes():
 
 def test_stage_depths_follow_the_paper():
     net = VNet(base_filters=2)
-    convs = lambda stage: sum(isinstance(m, torch.nn.Conv3d) for m in stage.modules())
+
+    def convs(stage):
+        return sum(isinstance(m, torch.nn.Conv3d) for m in stage.modules())
+
     assert [convs(s) for s in net.enc] == [1, 2, 3, 3, 3]
     assert [convs(s) for s in net.dec] == [3, 3, 2, 1]
 

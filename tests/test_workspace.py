@@ -18,26 +18,32 @@ def _declared(stage: str, kind: str) -> set[str]:
     return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
 
 
-@pytest.mark.parametrize("stage, writes", [
-    ("download", [workspace.RAW]),
-    ("preprocess", [workspace.PROCESSED]),
-    ("split", [workspace.SPLIT]),
-    ("train", [workspace.MODEL, workspace.TRAIN_RUN]),
-    ("infer", [workspace.PREDICTIONS, workspace.INFER_RUN]),
-    ("evaluate", [workspace.METRICS, workspace.PER_CASE, workspace.OVERLAYS]),
-])
+@pytest.mark.parametrize(
+    "stage, writes",
+    [
+        ("download", [workspace.RAW]),
+        ("preprocess", [workspace.PROCESSED]),
+        ("split", [workspace.SPLIT]),
+        ("train", [workspace.MODEL, workspace.TRAIN_RUN]),
+        ("infer", [workspace.PREDICTIONS, workspace.INFER_RUN]),
+        ("evaluate", [workspace.METRICS, workspace.PER_CASE, workspace.OVERLAYS]),
+    ],
+)
 def test_each_stage_declares_the_paths_it_writes(stage, writes):
     declared = _declared(stage, "outs") | _declared(stage, "metrics") | _declared(stage, "plots")
     assert {str(p) for p in writes} <= declared, f"{stage}: dvc.yaml declares {sorted(declared)}"
 
 
-@pytest.mark.parametrize("stage, reads", [
-    ("preprocess", [workspace.RAW]),
-    ("split", [workspace.PROCESSED]),
-    ("train", [workspace.PROCESSED, workspace.SPLIT]),
-    ("infer", [workspace.MODEL, workspace.TRAIN_RUN, workspace.PROCESSED, workspace.SPLIT]),
-    ("evaluate", [workspace.PREDICTIONS, workspace.INFER_RUN, workspace.PROCESSED, workspace.SPLIT]),
-])
+@pytest.mark.parametrize(
+    "stage, reads",
+    [
+        ("preprocess", [workspace.RAW]),
+        ("split", [workspace.PROCESSED]),
+        ("train", [workspace.PROCESSED, workspace.SPLIT]),
+        ("infer", [workspace.MODEL, workspace.TRAIN_RUN, workspace.PROCESSED, workspace.SPLIT]),
+        ("evaluate", [workspace.PREDICTIONS, workspace.INFER_RUN, workspace.PROCESSED, workspace.SPLIT]),
+    ],
+)
 def test_each_stage_depends_on_the_paths_it_reads(stage, reads):
     assert {str(p) for p in reads} <= _declared(stage, "deps")
 

@@ -43,8 +43,11 @@ def module_name(command: str) -> str:
 def usage() -> str:
     """The text of ``cvcl --help``."""
     width = max(map(len, COMMANDS))
-    lines = ["usage: cvcl <command> [options]   (cvcl <command> --help for its options)", "",
-             "Commands of the CVCL pipeline (the stages themselves run with dvc repro / dvc exp run):"]
+    lines = [
+        "usage: cvcl <command> [options]   (cvcl <command> --help for its options)",
+        "",
+        "Commands of the CVCL pipeline (the stages themselves run with dvc repro / dvc exp run):",
+    ]
     lines += [f"  {name:<{width}}  {summary}" for name, summary in COMMANDS.items()]
     return "\n".join(lines)
 

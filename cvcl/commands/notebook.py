@@ -27,19 +27,35 @@ def default_output(notebook: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    ap = argparse.ArgumentParser(prog="cvcl notebook", description=__doc__.split("\n\n")[0],
-                                 epilog="Arguments after -- go to JupyterLab unchanged.")
-    ap.add_argument("notebook", nargs="?", type=Path, default=ABLATIONS,
-                    help="the notebook (default: the repository's notebooks/ablations.ipynb)")
+    ap = argparse.ArgumentParser(
+        prog="cvcl notebook",
+        description=__doc__.split("\n\n")[0],
+        epilog="Arguments after -- go to JupyterLab unchanged.",
+    )
+    ap.add_argument(
+        "notebook",
+        nargs="?",
+        type=Path,
+        default=ABLATIONS,
+        help="the notebook (default: the repository's notebooks/ablations.ipynb)",
+    )
     ap.add_argument("--execute", action="store_true", help="run it headless instead of opening JupyterLab")
-    ap.add_argument("--output", type=Path, help="--execute: where to write the executed copy "
-                                                "(default: <notebook>.executed.ipynb beside it)")
-    ap.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                    help="--execute: the longest a cell may run, in seconds (default 600)")
+    ap.add_argument(
+        "--output",
+        type=Path,
+        help="--execute: where to write the executed copy (default: <notebook>.executed.ipynb beside it)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="--execute: the longest a cell may run, in seconds (default 600)",
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)  # JupyterLab's arguments follow --
     args, unknown = ap.parse_known_args(argv[:split])
-    extra = argv[split + 1:]
+    extra = argv[split + 1 :]
     if unknown:
         ap.error(f"unknown arguments {' '.join(unknown)} (put arguments for JupyterLab after --)")
     if args.execute and extra:

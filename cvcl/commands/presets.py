@@ -39,16 +39,22 @@ def set_arguments(preset: dict) -> list[str]:
     so the output survives the shell's word splitting in ``$(...)``."""
     args = []
     for name, value in preset.items():
-        text = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else (
-            "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+        text = (
+            json.dumps(value, separators=(",", ":"))
+            if isinstance(value, (list, dict))
+            else ("null" if value is None else str(value).lower() if isinstance(value, bool) else str(value))
+        )
         args += ["-S", f"{name}={text}"]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml"))) or "none"
-    ap = argparse.ArgumentParser(prog="cvcl presets", description=__doc__.splitlines()[0],
-                                 epilog=f"presets: {known}; e.g. dvc exp run $(cvcl presets paper-la)")
+    ap = argparse.ArgumentParser(
+        prog="cvcl presets",
+        description=__doc__.splitlines()[0],
+        epilog=f"presets: {known}; e.g. dvc exp run $(cvcl presets paper-la)",
+    )
     ap.add_argument("name", help="the preset, presets/<name>.yaml")
     args = ap.parse_args(argv)
     print(" ".join(set_arguments(load_preset(args.name))))

@@ -19,11 +19,16 @@ from cvcl.tracking.records import DEFAULT_EXPERIMENT
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cvcl records", description=__doc__.split("\n\n")[0])
     commands = ap.add_subparsers(dest="command", required=True, metavar="{import,export}")
-    imp = commands.add_parser("import", help="log run records into the MLflow store (MLFLOW_TRACKING_URI, "
-                                             "else the repository's mlflow.db); records already there are skipped")
+    imp = commands.add_parser(
+        "import",
+        help="log run records into the MLflow store (MLFLOW_TRACKING_URI, "
+        "else the repository's mlflow.db); records already there are skipped",
+    )
     imp.add_argument("paths", nargs="+", help="record files, or folders of them (gpu_check's --out or its runs/)")
-    imp.add_argument("--experiment", help="the experiment to log into (default: each record's own, "
-                                          f"{DEFAULT_EXPERIMENT} for gpu_check)")
+    imp.add_argument(
+        "--experiment",
+        help=f"the experiment to log into (default: each record's own, {DEFAULT_EXPERIMENT} for gpu_check)",
+    )
     exp = commands.add_parser("export", help="write the finished runs of an experiment as run records")
     exp.add_argument("--experiment", required=True, help="the experiment whose finished runs to write")
     exp.add_argument("--out", required=True, type=Path, help="the folder to write <run name>-<run id>.json into")

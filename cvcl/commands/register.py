@@ -26,8 +26,11 @@ def parser() -> argparse.ArgumentParser:
     order = p.add_mutually_exclusive_group()
     order.add_argument("--lower-is-better", dest="lower", action="store_true", default=None)
     order.add_argument("--higher-is-better", dest="lower", action="store_false")
-    p.add_argument("--allow-test-metric", action="store_true",
-                   help="choose by a metric of the test cases (its test score is then optimistic)")
+    p.add_argument(
+        "--allow-test-metric",
+        action="store_true",
+        help="choose by a metric of the test cases (its test score is then optimistic)",
+    )
     return p
 
 
@@ -36,9 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     from cvcl.tracking.model import TEST_METRICS, register_best
 
     if args.metric.removesuffix("_std") in TEST_METRICS and not args.allow_test_metric:
-        raise ParamError("--metric", args.metric,
-                         "a metric not measured on the test cases, e.g. val_dice (train.val_every > 0 with "
-                         "split.val cases); choosing by a test metric needs --allow-test-metric")
+        raise ParamError(
+            "--metric",
+            args.metric,
+            "a metric not measured on the test cases, e.g. val_dice (train.val_every > 0 with "
+            "split.val cases); choosing by a test metric needs --allow-test-metric",
+        )
     done = register_best(args.experiment, args.metric, args.name, args.filter, args.lower)
     print(f"registered {done.uri}: run {done.run_name} ({done.run_id}), {args.metric} = {done.value:.4g}")
     print(f"use it: cvcl predict --model {done.uri} --input <scans> --output <folder>")

@@ -44,8 +44,7 @@ def configure(url: str | None, name: str = "storage", local: bool = False, defau
                 conf["remote"].setdefault(name, {})["url"] = url  # an existing remote keeps its options
             elif name not in merged["remote"]:
                 where = ".dvc/config.local" if local else ".dvc/config"
-                raise RemoteError(f"no DVC remote {name!r} in {where}: give its URL, "
-                                  f"cvcl remote [--name {name}] URL")
+                raise RemoteError(f"no DVC remote {name!r} in {where}: give its URL, cvcl remote [--name {name}] URL")
             conf["remote"].setdefault(name, {})["verify"] = "true"
             if default:
                 conf["core"]["remote"] = name
@@ -57,8 +56,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cvcl remote", description=__doc__.split("\n\n")[0])
     p.add_argument("url", nargs="?", help="the remote's URL or folder (omit: the existing remote --name)")
     p.add_argument("--name", default="storage", help="the remote's name (default storage)")
-    p.add_argument("--local", action="store_true",
-                   help="in .dvc/config.local (this clone only, not committed) instead of .dvc/config")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="in .dvc/config.local (this clone only, not committed) instead of .dvc/config",
+    )
     p.add_argument("--no-default", dest="default", action="store_false", help="do not make it the default remote")
     return p
 

@@ -17,8 +17,13 @@ from cvcl.evaluation.report import format_table
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cvcl report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("metrics", nargs="?", type=Path, default=workspace.METRICS,
-                    help=f"the evaluate stage's summary, or cvcl predict --labels' (default {workspace.METRICS})")
+    ap.add_argument(
+        "metrics",
+        nargs="?",
+        type=Path,
+        default=workspace.METRICS,
+        help=f"the evaluate stage's summary, or cvcl predict --labels' (default {workspace.METRICS})",
+    )
     args = ap.parse_args(argv)
     if not args.metrics.is_file():
         raise DataError(args.metrics, "not found; dvc repro writes it (the evaluate stage)")

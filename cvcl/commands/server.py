@@ -20,29 +20,48 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     ``mlflow server`` unchanged)."""
     default = ServerConfig()
     parser = argparse.ArgumentParser(
-        prog="cvcl server", description=__doc__.split("\n\n")[0],
-        epilog="Arguments after -- go to `mlflow server` unchanged (e.g. -- --allowed-hosts mlflow.lab.org).")
-    parser.add_argument("--state-dir", type=Path, default=default.state_dir,
-                        help="where the database cluster, artifacts and credentials live (default: ~/cvcl-tracking)")
-    parser.add_argument("--backend-uri", help="an existing postgresql:// database for the runs, instead of "
-                                              "a cluster of its own in the state folder")
-    parser.add_argument("--auth-uri", help="the database for users and permissions (default: the cluster's "
-                                           "mlflow_auth, or --backend-uri)")
+        prog="cvcl server",
+        description=__doc__.split("\n\n")[0],
+        epilog="Arguments after -- go to `mlflow server` unchanged (e.g. -- --allowed-hosts mlflow.lab.org).",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default.state_dir,
+        help="where the database cluster, artifacts and credentials live (default: ~/cvcl-tracking)",
+    )
+    parser.add_argument(
+        "--backend-uri",
+        help="an existing postgresql:// database for the runs, instead of a cluster of its own in the state folder",
+    )
+    parser.add_argument(
+        "--auth-uri",
+        help="the database for users and permissions (default: the cluster's mlflow_auth, or --backend-uri)",
+    )
     parser.add_argument("--artifacts", help="a folder or object store URI for artifacts (default: STATE/artifacts)")
     parser.add_argument("--host", default=default.host, help="interface to serve (default: loopback only)")
     parser.add_argument("--port", type=int, default=default.port)
     parser.add_argument("--workers", type=int, default=default.workers, help="server processes (default: 2)")
-    parser.add_argument("--default-permission", default=default.default_permission, choices=PERMISSIONS,
-                        help="what each user may do in experiments others created (default: EDIT, "
-                             "as every stage logs into the shared experiment cvcl-<dataset>); a "
-                             "per-experiment grant can raise it but not lower it: for read-only "
-                             "users choose READ and grant EDIT per experiment")
-    parser.add_argument("--auth-cache-seconds", type=int, default=default.auth_cache_seconds,
-                        help="how long a server worker remembers a checked login (default: 60; 0: check the "
-                             "password hash on every request, several times slower; a changed password may "
-                             "still work that long on the other workers)")
-    parser.add_argument("--pg-user", help="when run as root: the unprivileged user who runs PostgreSQL "
-                                          "(default: postgres)")
+    parser.add_argument(
+        "--default-permission",
+        default=default.default_permission,
+        choices=PERMISSIONS,
+        help="what each user may do in experiments others created (default: EDIT, "
+        "as every stage logs into the shared experiment cvcl-<dataset>); a "
+        "per-experiment grant can raise it but not lower it: for read-only "
+        "users choose READ and grant EDIT per experiment",
+    )
+    parser.add_argument(
+        "--auth-cache-seconds",
+        type=int,
+        default=default.auth_cache_seconds,
+        help="how long a server worker remembers a checked login (default: 60; 0: check the "
+        "password hash on every request, several times slower; a changed password may "
+        "still work that long on the other workers)",
+    )
+    parser.add_argument(
+        "--pg-user", help="when run as root: the unprivileged user who runs PostgreSQL (default: postgres)"
+    )
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]

@@ -31,7 +31,9 @@ def training_cases(root: Path = Path(".")) -> int:
     counted = datasets.get(dataset).training_cases(params)
     if counted is not None:
         return counted
-    raise SystemExit(f"error: cannot tell the number of training cases of {dataset!r}; run `dvc repro preprocess` first")
+    raise SystemExit(
+        f"error: cannot tell the number of training cases of {dataset!r}; run `dvc repro preprocess` first"
+    )
 
 
 def labeled_counts(n_train: int, fractions=(0.1, 0.2)) -> list[int]:
@@ -52,8 +54,22 @@ def commands(n_train: int, seeds=(1, 2, 3), on: tuple[float, float] = (1.0, 1.0)
     seed = ",".join(str(s) for s in seeds)
     pcl, vcl = (f"{w:g}" for w in on)
     return [
-        ["dvc", "exp", "run", "--queue", "-S", "method=cvcl", "-S", f"labeled={labeled}",
-         "-S", f"loss.pcl_weight=0,{pcl}", "-S", f"loss.vcl_weight=0,{vcl}", "-S", f"seed={seed}"],
+        [
+            "dvc",
+            "exp",
+            "run",
+            "--queue",
+            "-S",
+            "method=cvcl",
+            "-S",
+            f"labeled={labeled}",
+            "-S",
+            f"loss.pcl_weight=0,{pcl}",
+            "-S",
+            f"loss.vcl_weight=0,{vcl}",
+            "-S",
+            f"seed={seed}",
+        ],
         ["dvc", "exp", "run", "--queue", "-S", "method=supervised", "-S", f"labeled={labeled}", "-S", f"seed={seed}"],
     ]
 
@@ -62,10 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cvcl sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--start", type=int, metavar="N", default=0, help="start N queue workers afterwards")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    ap.add_argument("--on", type=float, nargs=2, metavar=("PCL", "VCL"), default=None,
-                    help="weights of a term switched on (default: params.yaml's, or 1 where it is 0)")
-    ap.add_argument("--executor", choices=("local", "ray"), default="local",
-                    help="local: queue on this machine (dvc queue); ray: one task per experiment on a Ray cluster")
+    ap.add_argument(
+        "--on",
+        type=float,
+        nargs=2,
+        metavar=("PCL", "VCL"),
+        default=None,
+        help="weights of a term switched on (default: params.yaml's, or 1 where it is 0)",
+    )
+    ap.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: queue on this machine (dvc queue); ray: one task per experiment on a Ray cluster",
+    )
     ap.add_argument("--address", default=None, help="the Ray head (HOST:PORT) for --executor ray")
     args = ap.parse_args(argv)
     if args.executor == "ray" and not args.address and not args.dry_run:
@@ -89,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.dry_run:
             subprocess.run(cmd, check=True)
     if args.start and not args.dry_run:
-        print("Workers started: `dvc queue status` shows progress, `dvc exp show` the results, "
-              "and notebooks/ablations.ipynb compares them.")
+        print(
+            "Workers started: `dvc queue status` shows progress, `dvc exp show` the results, "
+            "and notebooks/ablations.ipynb compares them."
+        )
     return 0

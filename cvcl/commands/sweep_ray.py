@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,8 +34,13 @@ import yaml
 from cvcl.errors import CvclError
 
 Point = dict[str, str]
-PASSED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-              "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS")
+PASSED_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+)
 
 
 class SweepError(CvclError):
@@ -42,6 +48,7 @@ class SweepError(CvclError):
 
 
 # -- the grid --------------------------------------------------------------------------------
+
 
 def grid(overrides: list[str]) -> list[Point]:
     """The points of ``-S key=v1,v2`` overrides (DVC's comma syntax): their cartesian product."""
@@ -79,6 +86,7 @@ def _same(logged: str | None, wanted: str) -> bool:
 
 # -- the driver's checks -----------------------------------------------------------------------
 
+
 def _git(*args: str, cwd: Path | str = ".") -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
@@ -98,8 +106,10 @@ def baseline(root: Path = Path(".")) -> tuple[str, str]:
         raise SweepError(f"commit {commit[:8]} is not in origin: git push origin HEAD first (the workers clone it)")
     remotes = subprocess.run(["dvc", "remote", "default"], cwd=root, capture_output=True, text=True)
     if remotes.returncode or not remotes.stdout.strip():
-        raise SweepError("no default DVC remote: the workers pull data and push experiments there "
-                         "(dvc remote add -d NAME URL, committed)")
+        raise SweepError(
+            "no default DVC remote: the workers pull data and push experiments there "
+            "(dvc remote add -d NAME URL, committed)"
+        )
     return url, commit
 
 
@@ -114,18 +124,22 @@ def connect(address: str) -> Any:
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
         except (OSError, ValueError) as exc:
-            raise SweepError(f"--address {address}: no Ray head answers there ({exc}); "
-                             "start one with ray start --head, or give its HOST:PORT") from None
+            raise SweepError(
+                f"--address {address}: no Ray head answers there ({exc}); "
+                "start one with ray start --head, or give its HOST:PORT"
+            ) from None
     try:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise SweepError(f"--address {address}: no Ray cluster there ({first}); start one with "
-                         "ray start --head") from None
+        raise SweepError(
+            f"--address {address}: no Ray cluster there ({first}); start one with ray start --head"
+        ) from None
     return ray
 
 
 # -- one task -----------------------------------------------------------------------------------
+
 
 def _step(cmd: list[str], cwd: Path, env: dict[str, str], times: dict[str, float], key: str) -> str:
     started = time.monotonic()
@@ -147,9 +161,14 @@ def run_point(point: Point, origin: str, commit: str) -> dict[str, Any]:
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1", "CVCL_RAY_NODE": f"{node} {socket.gethostname()}:{os.getpid()}"}
-    name, times = exp_name(point), {}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        "CVCL_RAY_NODE": f"{node} {socket.gethostname()}:{os.getpid()}",
+    }
+    name = exp_name(point)
+    times: dict[str, float] = {}  # seconds per step
     work = Path(tempfile.mkdtemp(prefix="cvcl-sweep-"))
     try:
         repo = work / "repo"
@@ -173,6 +192,7 @@ def run_point(point: Point, origin: str, commit: str) -> dict[str, Any]:
 
 # -- the driver ------------------------------------------------------------------------------
 
+
 def _runs_on(commit: str, experiment: str, status: str) -> tuple[Any, list, str]:
     """(client, the runs of ``experiment`` on ``commit`` with ``status``, the experiment's URL)."""
     from mlflow import MlflowClient
@@ -186,8 +206,9 @@ def _runs_on(commit: str, experiment: str, status: str) -> tuple[Any, list, str]
     if found is None:
         return client, [], f"{uri} (experiment {experiment}, created by the first run)"
     url = runs_url(uri, found.experiment_id, RUNS_VIEW_TAG in found.tags) if uri.startswith("http") else uri
-    runs = client.search_runs([found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = '{status}'",
-                              max_results=5000)
+    runs = client.search_runs(
+        [found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = '{status}'", max_results=5000
+    )
     return client, runs, url
 
 
@@ -232,14 +253,23 @@ def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str
     gpus = ray.cluster_resources().get("GPU", 0)
     env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
     task = ray.remote(run_point).options(
-        num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_retries=1, retry_exceptions=True,
-        scheduling_strategy="SPREAD", runtime_env={"env_vars": env} if env else None)
-    print(f"sweep of {len(points)} points on commit {commit[:8]} at {address} "
-          f"({'1 GPU' if gpus else '1 CPU'} a task); {len(skipped)} already FINISHED, skipped", flush=True)
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else 1,
+        max_retries=1,
+        retry_exceptions=True,
+        scheduling_strategy="SPREAD",
+        runtime_env={"env_vars": env} if env else None,
+    )
+    print(
+        f"sweep of {len(points)} points on commit {commit[:8]} at {address} "
+        f"({'1 GPU' if gpus else '1 CPU'} a task); {len(skipped)} already FINISHED, skipped",
+        flush=True,
+    )
     print(f"MLflow: {url}", flush=True)
     started = time.monotonic()
     pending = {task.remote(p, origin, commit): p for p in todo}
-    done, failed = [], []
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         point = pending.pop(ready[0])
@@ -249,21 +279,34 @@ def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str
         except Exception as exc:  # after its retry
             failed.append({"point": point, "error": " ".join(str(exc).split())[-400:]})
             print(f"FAILED {exp_name(point)}: {failed[-1]['error'][-200:]}", flush=True)
-        print(f"[{time.monotonic() - started:6.0f} s] done {len(done)} / running {len(pending)} / "
-              f"failed {len(failed)} / skipped {len(skipped)}", flush=True)
+        print(
+            f"[{time.monotonic() - started:6.0f} s] done {len(done)} / running {len(pending)} / "
+            f"failed {len(failed)} / skipped {len(skipped)}",
+            flush=True,
+        )
     ray.shutdown()
-    return {"commit": commit, "url": url, "done": done, "failed": failed, "skipped": skipped,
-            "seconds": time.monotonic() - started}
+    return {
+        "commit": commit,
+        "url": url,
+        "done": done,
+        "failed": failed,
+        "skipped": skipped,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def report(result: dict[str, Any]) -> int:
     """Print the sweep's outcome and overheads; 1 if a point failed."""
     for r in result["done"]:
         t = r["times"]
-        print(f"  {r['name']:<40} node {r['node'][:8]}  clone {t.get('clone', 0):5.1f} s  pull "
-              f"{t.get('pull', 0):5.1f} s  exp run {t.get('exp_run', 0):6.1f} s  push {t.get('push', 0):5.1f} s")
-    print(f"{len(result['done'])} done, {len(result['failed'])} failed, {len(result['skipped'])} skipped "
-          f"in {result['seconds']:.0f} s; MLflow: {result['url']}")
+        print(
+            f"  {r['name']:<40} node {r['node'][:8]}  clone {t.get('clone', 0):5.1f} s  pull "
+            f"{t.get('pull', 0):5.1f} s  exp run {t.get('exp_run', 0):6.1f} s  push {t.get('push', 0):5.1f} s"
+        )
+    print(
+        f"{len(result['done'])} done, {len(result['failed'])} failed, {len(result['skipped'])} skipped "
+        f"in {result['seconds']:.0f} s; MLflow: {result['url']}"
+    )
     print("summary:", json.dumps(result), flush=True)
     return 1 if result["failed"] else 0
 

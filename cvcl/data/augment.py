@@ -28,10 +28,11 @@ def pad_to(image: np.ndarray, label: np.ndarray, size: tuple[int, int, int]) -> 
     return np.pad(image, [(0, 0)] + pads), np.pad(label, pads)
 
 
-def random_crop(image: np.ndarray, label: np.ndarray, size: tuple[int, int, int],
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def random_crop(
+    image: np.ndarray, label: np.ndarray, size: tuple[int, int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """A random ``size`` window (padding first where the volume is smaller)."""
     image, label = pad_to(image, label, size)
-    start = [int(rng.integers(0, s - p + 1)) for s, p in zip(label.shape, size)]
-    window = tuple(slice(a, a + p) for a, p in zip(start, size))
+    start = [int(rng.integers(0, s - p + 1)) for s, p in zip(label.shape, size, strict=True)]
+    window = tuple(slice(a, a + p) for a, p in zip(start, size, strict=True))
     return np.ascontiguousarray(image[(slice(None),) + window]), np.ascontiguousarray(label[window])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from cvcl.data.augment import random_crop, random_rot_flip
 from cvcl.errors import DataError
-from cvcl.io.volume import read_case
+from cvcl.io.volume import int3, read_case
 from cvcl.workspace import case_file
 
 
@@ -24,9 +24,15 @@ class PatchDataset(Dataset):
     Items: ``image`` float32 ``(C, px, py, pz)``, ``label`` int64 ``(px, py, pz)``.
     """
 
-    def __init__(self, processed_dir: str | Path, labeled: Sequence[str], unlabeled: Sequence[str],
-                 patch: tuple[int, int, int], augment: bool = True) -> None:
-        self.patch = tuple(int(p) for p in patch)
+    def __init__(
+        self,
+        processed_dir: str | Path,
+        labeled: Sequence[str],
+        unlabeled: Sequence[str],
+        patch: tuple[int, int, int],
+        augment: bool = True,
+    ) -> None:
+        self.patch = int3(patch)
         self.augment = augment
         self.case_ids = list(labeled) + list(unlabeled)
         self.n_labeled = len(labeled)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -33,8 +33,16 @@ class TwoStreamBatchSampler(Sampler):
     difference between methods is not blurred by different labeled batches.
     """
 
-    def __init__(self, labeled: Sequence[int], unlabeled: Sequence[int], batch_size: int,
-                 labeled_bs: int, num_batches: int, seed: int = 0, start: int = 0) -> None:
+    def __init__(
+        self,
+        labeled: Sequence[int],
+        unlabeled: Sequence[int],
+        batch_size: int,
+        labeled_bs: int,
+        num_batches: int,
+        seed: int = 0,
+        start: int = 0,
+    ) -> None:
         if not 0 < labeled_bs <= batch_size:
             raise ValueError(f"labeled_bs must be in [1, batch_size], got {labeled_bs} of {batch_size}")
         if labeled_bs < batch_size and not unlabeled:
@@ -49,8 +57,9 @@ class TwoStreamBatchSampler(Sampler):
         return max(self.num_batches - self.start, 0)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        lab_order, lab_aug, unl_order, unl_aug = (np.random.default_rng(s)
-                                                  for s in np.random.SeedSequence(self.seed).spawn(4))
+        lab_order, lab_aug, unl_order, unl_aug = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(4)
+        )
         lab = _cycle(self.labeled, lab_order)
         unl = _cycle(self.unlabeled, unl_order) if self.unlabeled else iter(())
         n_unlabeled = self.batch_size - self.labeled_bs

@@ -16,18 +16,39 @@ missing, ``fallback`` with the reason: then ``protocol`` falls back to a seeded 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cvcl.errors import DataError, ParamError
+from cvcl.settings import setting
 from cvcl.workspace import MANIFEST, read_list, read_manifest, read_protocol
 
 STRATEGIES = ("protocol", "random")
 
 
-def make_split(processed_dir: str | Path, *, labeled: int, strategy: str = "protocol",
-               val: int = 0, test_fraction: float = 0.2, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class SplitConfig:
+    """How the split is made (``split`` in params.yaml); ``labeled`` is a top-level key."""
+
+    strategy: str = setting("protocol", "protocol: the dataset's train/test lists | random", choices=STRATEGIES)
+    val: int = setting(0, "validation cases held out of the training list", min=0)
+    test_fraction: float = setting(
+        0.2, "the share of cases tested (random strategy only)", min=0.0, max=1.0, min_exclusive=True
+    )
+    seed: int = setting(0, "the shuffle's seed (random strategy only)", min=0)
+
+
+def make_split(
+    processed_dir: str | Path,
+    *,
+    labeled: int,
+    strategy: str = SplitConfig.strategy,
+    val: int = SplitConfig.val,
+    test_fraction: float = SplitConfig.test_fraction,
+    seed: int = SplitConfig.seed,
+) -> dict:
     """Build the split of the cases in ``processed_dir`` as a JSON-ready dict."""
     processed_dir = Path(processed_dir)
     cases = [row["case_id"] for row in read_manifest(processed_dir)]
@@ -41,26 +62,30 @@ def make_split(processed_dir: str | Path, *, labeled: int, strategy: str = "prot
     if strategy == "protocol":
         train_list, test_list = processed_dir / "train.list", processed_dir / "test.list"
         if not (train_list.exists() and test_list.exists()):
-            raise ParamError("split.strategy", strategy,
-                             "'random' for a dataset without train.list and test.list")
+            raise ParamError("split.strategy", strategy, "'random' for a dataset without train.list and test.list")
         train, test = read_list(train_list), read_list(test_list)
         val_list = processed_dir / "val.list"
         if val_list.exists():
             val_cases = read_list(val_list)
         else:
             if val >= len(train):
-                raise ParamError("split.val", val, f"an integer in [0, {len(train) - 1}] (training cases: {len(train)})")
-            val_cases = train[len(train) - val:] if val else []
+                raise ParamError(
+                    "split.val", val, f"an integer in [0, {len(train) - 1}] (training cases: {len(train)})"
+                )
+            val_cases = train[len(train) - val :] if val else []
         train = [c for c in train if c not in set(val_cases)]
     elif strategy == "random":
         order = [cases[i] for i in np.random.default_rng(seed).permutation(len(cases))]
         n_test = int(round(test_fraction * len(order)))
         if not 0 < n_test < len(order):
-            raise ParamError("split.test_fraction", test_fraction,
-                             f"a fraction leaving at least one test and one training case of {len(order)}")
+            raise ParamError(
+                "split.test_fraction",
+                test_fraction,
+                f"a fraction leaving at least one test and one training case of {len(order)}",
+            )
         if val >= len(order) - n_test:
             raise ParamError("split.val", val, f"fewer than the {len(order) - n_test} non-test cases")
-        test, val_cases, train = order[:n_test], order[n_test:n_test + val], order[n_test + val:]
+        test, val_cases, train = order[:n_test], order[n_test : n_test + val], order[n_test + val :]
     else:
         raise ParamError("split.strategy", strategy, "one of " + ", ".join(STRATEGIES))
 

@@ -10,8 +10,9 @@ import them when the download or preprocess stage first calls them.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from cvcl.datasets.spec import Converter, CopyPlan, Dataset, Layout, MakeWriter, Published, Writer
 

@@ -32,7 +32,7 @@ Empty masks (medpy raises): see :func:`case_metrics` for the policy.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -78,11 +78,13 @@ def _lengths(offsets: np.ndarray, spacing: np.ndarray | None) -> np.ndarray:
             d *= spacing[axis]
         np.multiply(d, d, out=d)
         total = d if total is None else np.add(total, d, out=total)
+    assert total is not None, "offsets need at least one axis"
     return np.sqrt(total, out=total)
 
 
-def _nearest_offsets(targets: np.ndarray, queries: np.ndarray, target_mask: np.ndarray,
-                     spacing: np.ndarray | None, use_tree: bool) -> np.ndarray:
+def _nearest_offsets(
+    targets: np.ndarray, queries: np.ndarray, target_mask: np.ndarray, spacing: np.ndarray | None, use_tree: bool
+) -> np.ndarray:
     """Offsets ``(n, ndim)`` from each query voxel to its nearest target voxel.
 
     ``targets`` and ``queries`` are voxel indices ``(n, ndim)`` in the crop; ``target_mask``
@@ -94,13 +96,13 @@ def _nearest_offsets(targets: np.ndarray, queries: np.ndarray, target_mask: np.n
         tree = cKDTree(targets * scale, balanced_tree=False, compact_nodes=False)
         _, nearest = tree.query(queries * scale)
         return targets[nearest] - queries
-    feature = ndi.distance_transform_edt(~target_mask, sampling=spacing, return_distances=False,
-                                         return_indices=True)
+    feature = ndi.distance_transform_edt(~target_mask, sampling=spacing, return_distances=False, return_indices=True)
     return feature[(slice(None), *queries.T)].T - queries
 
 
-def _directed_distances(p: np.ndarray, g: np.ndarray, spacing: np.ndarray | None,
-                        method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def _directed_distances(
+    p: np.ndarray, g: np.ndarray, spacing: np.ndarray | None, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(d(P->G), d(G->P))`` for two non-empty masks already cropped to their joint box."""
     p_surf, g_surf = surface(p), surface(g)
     p_idx, g_idx = np.argwhere(p_surf), np.argwhere(g_surf)  # C order, as medpy's mask indexing
@@ -138,8 +140,9 @@ def _as_masks(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return pred, ref
 
 
-def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None,
-                      *, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(
+    pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None, *, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(d(P->G), d(G->P))``: float64 arrays, one distance per surface voxel, in C order.
 
     Equal to medpy's ``__surface_distances(pred, ref)`` and ``__surface_distances(ref, pred)``.
@@ -160,8 +163,9 @@ def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequen
     return _directed_distances(pred[box], ref[box], sp, method)
 
 
-def case_metrics(pred: np.ndarray, ref: np.ndarray,
-                 spacing: float | Sequence[float] | None = None) -> dict[str, float | str]:
+def case_metrics(
+    pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None
+) -> dict[str, float | str]:
     """Dice, Jaccard, HD95, ASD, ASSD of one case, plus ``empty`` naming an empty mask.
 
     Args:
@@ -189,8 +193,14 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray,
     dice = 2.0 * inter / float(n_pred + n_ref)
     jaccard = float(inter) / float(n_pred + n_ref - inter)
     if n_pred == 0 or n_ref == 0:
-        return {"dice": dice, "jaccard": jaccard, "hd95": math.nan, "asd": math.nan, "assd": math.nan,
-                "empty": "prediction" if n_pred == 0 else "reference"}
+        return {
+            "dice": dice,
+            "jaccard": jaccard,
+            "hd95": math.nan,
+            "asd": math.nan,
+            "assd": math.nan,
+            "empty": "prediction" if n_pred == 0 else "reference",
+        }
     d_pg, d_gp = _directed_distances(p, g, sp)
     both = np.concatenate((d_pg, d_gp))  # medpy's order: P->G first
     return {

@@ -32,8 +32,9 @@ def axial_slices(label: np.ndarray, prediction: np.ndarray, count: int = 4) -> l
     return sorted(set(np.linspace(zs[0], zs[-1], count + 2)[1:-1].round().astype(int)))
 
 
-def save_overlay(path: str | Path, image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
-                 title: str, count: int = 4) -> None:
+def save_overlay(
+    path: str | Path, image: np.ndarray, label: np.ndarray, prediction: np.ndarray, title: str, count: int = 4
+) -> None:
     """Write a PNG of ``count`` axial slices: image in grey, ground truth green, prediction red.
 
     ``image`` is ``(X, Y, Z)`` (or ``(C, X, Y, Z)``: channel 0 is shown).
@@ -48,14 +49,17 @@ def save_overlay(path: str | Path, image: np.ndarray, label: np.ndarray, predict
     zs = axial_slices(label, prediction, count)
     fig, axes = plt.subplots(1, len(zs), figsize=(3.2 * len(zs), 3.6), squeeze=False)
     lo, hi = np.percentile(image, [1, 99])
-    for ax, z in zip(axes[0], zs):
+    for ax, z in zip(axes[0], zs, strict=True):
         ax.imshow(image[:, :, z].T, cmap="gray", origin="lower", vmin=lo, vmax=hi)
         for mask, colour in ((label, "#33dd55"), (prediction, "#ff3333")):
             if mask[:, :, z].any():
                 ax.contour(mask[:, :, z].T.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
         ax.set_title(f"z = {z}", fontsize=9)
         ax.axis("off")
-    handles = [Line2D([], [], color="#33dd55", label="ground truth"), Line2D([], [], color="#ff3333", label="prediction")]
+    handles = [
+        Line2D([], [], color="#33dd55", label="ground truth"),
+        Line2D([], [], color="#ff3333", label="prediction"),
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -18,8 +18,9 @@ DISTANCE_UNITS = ("voxel", "mm")
 DEGENERATE_FRACTION = 0.5
 
 
-def case_row(case_id: str, pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float],
-             distance_unit: str) -> dict:
+def case_row(
+    case_id: str, pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float], distance_unit: str
+) -> dict:
     """One row of ``per_case.csv``: the metrics of a case and its predicted and true volumes.
 
     Args:
@@ -36,10 +37,16 @@ def case_row(case_id: str, pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequ
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0  # mm^3 -> ml
     n_pred = int(np.count_nonzero(pred))
     fraction = n_pred / max(pred.size, 1)
-    return {"case_id": case_id, **{k: m[k] for k in METRICS}, "distance_unit": distance_unit,
-            "pred_ml": n_pred * voxel_ml, "true_ml": int(np.count_nonzero(truth)) * voxel_ml,
-            "pred_fraction": fraction, "empty": m["empty"],
-            "degenerate": n_pred == 0 or fraction >= DEGENERATE_FRACTION}
+    return {
+        "case_id": case_id,
+        **{k: m[k] for k in METRICS},
+        "distance_unit": distance_unit,
+        "pred_ml": n_pred * voxel_ml,
+        "true_ml": int(np.count_nonzero(truth)) * voxel_ml,
+        "pred_fraction": fraction,
+        "empty": m["empty"],
+        "degenerate": n_pred == 0 or fraction >= DEGENERATE_FRACTION,
+    }
 
 
 def summarize(rows: Iterable[dict], distance_unit: str) -> dict:

@@ -3,7 +3,7 @@ the infer stage's loop writing each test case's prediction in its source grid.""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,49 +14,24 @@ from tqdm import tqdm
 from cvcl import workspace
 from cvcl.device import amp_dtype, configure_backend, memory_format, select_device
 from cvcl.errors import ParamError
+from cvcl.inference.config import InferConfig
 from cvcl.inference.sliding_window import sliding_window_probs
-from cvcl.models.labels import class_argmax
-from cvcl.params import Params
 from cvcl.io.resample import resize_probabilities
-from cvcl.io.volume import read_case, to_original_grid, write_nifti
+from cvcl.io.volume import Case, Grid, original_affine, read_case, to_original_grid, write_nifti
 from cvcl.models.checkpoint import load_model
+from cvcl.models.labels import class_argmax
 from cvcl.models.vnet import check_patch
-from cvcl.settings import default
-
-
-@dataclass(frozen=True)
-class InferConfig:
-    """``infer`` in params.yaml (the patch is the training patch).
-
-    ``patch`` and ``stride`` are in voxels per axis (paper: 112x112x80 with 18/18/4);
-    ``batch_size`` windows per forward pass; ``gaussian`` Gaussian instead of uniform
-    averaging; ``tta_flip`` averages over :data:`TTA_FLIPS`; ``largest_component`` keeps the
-    largest 26-connected component; ``weights`` the checkpoint's student or teacher;
-    ``device`` auto, cpu or cuda[:N]; ``amp`` float16 autocast (CUDA only).
-    """
-
-    patch: tuple[int, int, int] = default("train.patch")
-    stride: tuple[int, int, int] = default("infer.stride")
-    batch_size: int = default("infer.batch_size")
-    gaussian: bool = default("infer.gaussian")
-    tta_flip: bool = default("infer.tta_flip")
-    largest_component: bool = default("infer.largest_component")
-    weights: str = default("infer.weights")
-    device: str = default("infer.device")
-    amp: bool = default("infer.amp")
-
-    def window_settings(self) -> dict:
-        """The settings that decide the prediction (not where it runs): what a logged model keeps."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
-                if k not in ("device", "amp")}
+from cvcl.params import Params
 
 
 def check_window(patch: tuple[int, ...], stride: tuple[int, ...], patch_name: str, stride_name: str) -> None:
     """ParamError naming the parameter (or option) when the V-Net cannot take ``patch`` or the
     windows of ``stride`` would skip voxels."""
     check_patch(patch, patch_name)
-    if any(s > p for s, p in zip(stride, patch)):
-        raise ParamError(stride_name, list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)")
+    if any(s > p for s, p in zip(stride, patch, strict=True)):
+        raise ParamError(
+            stride_name, list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)"
+        )
 
 
 def infer_config(params: Params) -> InferConfig:
@@ -81,9 +56,16 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
 
 
-def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, device: torch.device,
-                   amp: torch.dtype | None = None, memory_format=torch.contiguous_format,
-                   progress: bool = False, output_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+def predict_volume(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    cfg: InferConfig,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+    memory_format=torch.contiguous_format,
+    progress: bool = False,
+    output_shape: tuple[int, int, int] | None = None,
+) -> np.ndarray:
     """Label map ``(X, Y, Z)`` uint8 (argmax of the averaged probabilities) of an image ``(C, X, Y, Z)``.
 
     ``cfg.tta_flip`` averages the probabilities of every window over :data:`TTA_FLIPS`;
@@ -92,9 +74,18 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, 
     ``cfg.largest_component`` then keeps the largest 26-connected foreground component.
     """
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
-    probs = sliding_window_probs(model, x, cfg.patch, cfg.stride, batch_size=cfg.batch_size,
-                                 gaussian=cfg.gaussian, flips=TTA_FLIPS if cfg.tta_flip else ((),),
-                                 amp=amp, memory_format=memory_format, progress=progress)
+    probs = sliding_window_probs(
+        model,
+        x,
+        cfg.patch,
+        cfg.stride,
+        batch_size=cfg.batch_size,
+        gaussian=cfg.gaussian,
+        flips=TTA_FLIPS if cfg.tta_flip else ((),),
+        amp=amp,
+        memory_format=memory_format,
+        progress=progress,
+    )
     if output_shape is not None:
         probs = resize_probabilities(probs, output_shape)
     label = class_argmax(probs[None])[0].to(torch.uint8).cpu().numpy()
@@ -102,7 +93,6 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, cfg: InferConfig, 
     if cfg.largest_component and label.any():
         label = largest_component(label > 0).astype(np.uint8)
     return label
-
 
 
 @dataclass
@@ -117,29 +107,52 @@ class Predictor:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model_file: Path, cfg: InferConfig) -> "Predictor":
+    def load(cls, model_file: Path, cfg: InferConfig) -> Predictor:
         """The checkpoint's student or teacher (``cfg.weights``) on ``cfg.device``."""
         model, meta = load_model(model_file, cfg.weights)
         return cls.on_device(model, cfg, meta, "infer.device")
 
     @classmethod
-    def on_device(cls, model: torch.nn.Module, cfg: InferConfig, meta: dict, device_name: str) -> "Predictor":
+    def on_device(cls, model: torch.nn.Module, cfg: InferConfig, meta: dict, device_name: str) -> Predictor:
         """``model`` moved to ``cfg.device`` (``device_name`` is what an error about it names)."""
         device = select_device(cfg.device, device_name)
         configure_backend(device)
         fmt = memory_format(device, True)
-        return cls(model.to(device, memory_format=fmt).eval(), cfg, device, fmt, meta)
+        return cls(model.to(device, memory_format=fmt).eval(), cfg, device, fmt, meta)  # type: ignore[call-overload]  # torch's stubs lack memory_format on Module.to
 
     def amp(self) -> torch.dtype | None:
         return amp_dtype(self.device, self.cfg.amp)
 
+    def segment(self, case: Case, grid: Grid = "network") -> np.ndarray:
+        """The label map ``(X, Y, Z)`` uint8 of ``case.image`` ``(C, X, Y, Z)`` on ``grid``
+        (:data:`cvcl.io.volume.Grid`): the network grid itself; the source grid (a resampled
+        case's probabilities are resized to its source shape before the arg-max); or the
+        original volume (the source-grid prediction put back where the crop took it, 0 around).
+
+        The network is used in the mode it is in: :meth:`on_device` puts it in eval mode, a
+        caller handing in a network being trained does so itself.
+        """
+        shape = None if grid == "network" else case.geometry.source_shape
+        label = predict_volume(
+            self.model, case.image, self.cfg, self.device, self.amp(), self.memory_format, output_shape=shape
+        )
+        return to_original_grid(label, case.geometry)[0] if grid == "original" else label
+
     def model_metadata(self) -> dict:
         """What a logged model carries for ``cvcl predict`` (:mod:`cvcl.tracking.model`)."""
         m = self.meta
-        return {"format_version": 1, "method": m.get("method"), "dataset": m.get("dataset"),
-                "seed": m.get("seed"), "iterations": m.get("iterations"), "labeled": len(m.get("labeled") or []),
-                "weights": self.cfg.weights, "model_config": m["model_config"],
-                "preprocessing": m.get("preprocessing"), "inference": self.cfg.window_settings()}
+        return {
+            "format_version": 1,
+            "method": m.get("method"),
+            "dataset": m.get("dataset"),
+            "seed": m.get("seed"),
+            "iterations": m.get("iterations"),
+            "labeled": len(m.get("labeled") or []),
+            "weights": self.cfg.weights,
+            "model_config": m["model_config"],
+            "preprocessing": m.get("preprocessing"),
+            "inference": self.cfg.window_settings(),
+        }
 
     def write_predictions(self, case_ids: list[str], processed: Path, out: Path, progress: bool = True) -> None:
         """Write ``out/<case_id>.nii.gz`` for each processed case.
@@ -149,10 +162,6 @@ class Predictor:
         it overlays the original image in ITK-SNAP or 3D Slicer and is scored in the
         published tables' units.
         """
-        amp = self.amp()
         for case_id in tqdm(case_ids, desc="infer", unit="case", disable=not progress):
             case = read_case(workspace.case_file(case_id, processed))
-            label = predict_volume(self.model, case.image, self.cfg, self.device, amp, self.memory_format,
-                                   output_shape=case.geometry.source_shape)
-            full, affine = to_original_grid(label, case.geometry)
-            write_nifti(out / f"{case_id}.nii.gz", full, affine)
+            write_nifti(out / f"{case_id}.nii.gz", self.segment(case, "original"), original_affine(case.geometry))

@@ -67,22 +67,26 @@ def find_scans(path: str | Path, channels: int) -> list[Scan]:
         return [Scan(name, (path,), SUFFIXES[parts[1]])]
     if not path.is_dir():
         raise DataError(path, f"not found; expected {expected}")
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and split_suffix(p) is not None)
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and split_suffix(p) is not None
+    )
     if not files:
         raise DataError(path, f"holds no scans; expected {expected}")
-    named = [(p, *split_suffix(p)) for p in files]
+    named = [(p, *parts) for p in files if (parts := split_suffix(p)) is not None]
     groups = [_CHANNEL.match(stem) for _, stem, _ in named]
     if channels > 1 and all(groups):
         by_case: dict[tuple[str, str], list[tuple[int, Path]]] = {}
-        for (p, _, suffix), m in zip(named, groups):
+        for (p, _, suffix), m in zip(named, groups, strict=True):
+            assert m is not None  # all(groups)
             by_case.setdefault((m["case"], suffix), []).append((int(m["channel"]), p))
         scans = []
         for (case, suffix), members in sorted(by_case.items()):
             numbers = sorted(n for n, _ in members)
             if numbers != list(range(len(numbers))):
-                raise DataError(path / f"{case}_0000{suffix}",
-                                f"case {case} has channel files {numbers}; expected 0000, 0001... without gaps")
+                raise DataError(
+                    path / f"{case}_0000{suffix}",
+                    f"case {case} has channel files {numbers}; expected 0000, 0001... without gaps",
+                )
             scans.append(Scan(case, tuple(p for _, p in sorted(members)), SUFFIXES[suffix]))
         return scans
     return [Scan(stem, (p,), SUFFIXES[suffix]) for p, stem, suffix in named]
@@ -122,12 +126,18 @@ def read_scan(scan: Scan, channels: tuple[str, ...]) -> tuple[np.ndarray, Geomet
         images.append(data)
     image = np.concatenate(images)
     if image.shape[0] != len(channels):
-        how = (f"one file per channel named {scan.name}_0000, {scan.name}_0001... or a 4D NIfTI"
-               if len(channels) > 1 else "a single-channel 3D volume")
-        raise DataError(scan.files[0], f"has {image.shape[0]} channel(s); the model expects {len(channels)} "
-                                       f"({', '.join(channels)}): give {how}")
+        how = (
+            f"one file per channel named {scan.name}_0000, {scan.name}_0001... or a 4D NIfTI"
+            if len(channels) > 1
+            else "a single-channel 3D volume"
+        )
+        raise DataError(
+            scan.files[0],
+            f"has {image.shape[0]} channel(s); the model expects {len(channels)} ({', '.join(channels)}): give {how}",
+        )
     if not np.isfinite(image).all():
         raise DataError(scan.files[0], "contains NaN or infinite values")
+    assert geometry is not None  # a scan has at least one file
     return image, geometry
 
 

@@ -3,36 +3,30 @@
 A model comes from a checkpoint (``models/model.pt``) or from MLflow (``runs:/<run_id>/model``,
 ``models:/<name>/<version>``); either way it brings the preprocessing it was trained with
 (:mod:`cvcl.preprocessing.recipe`) and the sliding-window settings it was evaluated with, so a
-new scan is normalised, resampled and windowed as the test cases were. Each prediction is then
-put back into its scan's grid (:mod:`cvcl.inference.scans`).
+new scan is normalised, resampled and windowed as the test cases were (:func:`prepare_scan`); the
+predictor puts each prediction back into its scan's grid. The loop over the scans, writing each
+prediction (:mod:`cvcl.inference.scans`) and scoring it where a reference label is given, is
+:func:`cvcl.evaluation.scans.segment_scans`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from cvcl.errors import DataError
-from cvcl.inference.predictor import InferConfig, Predictor, check_window, predict_volume
-from cvcl.inference.scans import Scan, read_preprocessed, read_scan, write_prediction
+from cvcl.inference.predictor import InferConfig, Predictor, check_window
+from cvcl.inference.scans import Scan, read_preprocessed, read_scan
 from cvcl.io.resample import resample_case
-from cvcl.io.volume import to_original_grid
+from cvcl.io.volume import Case
 from cvcl.models.checkpoint import load_model
 from cvcl.preprocessing.recipe import Recipe, channel_names, prepare, spacing_mismatch
 from cvcl.tracking.model import is_model_uri, load_mlflow_model
-
-
-@dataclass(frozen=True)
-class Segmented:
-    """A written prediction: its scan's name, the file, and the scan's voxel size (mm)."""
-
-    name: str
-    path: Path
-    spacing: tuple[float, float, float]
 
 
 @dataclass
@@ -64,8 +58,11 @@ def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
     (``student``/``teacher``) picks a checkpoint's network; an MLflow model holds one."""
     if is_model_uri(spec):
         if weights is not None:
-            raise DataError(spec, f"an MLflow model holds one network (the infer stage's); --weights {weights} "
-                                  "applies to a checkpoint file (models/model.pt)")
+            raise DataError(
+                spec,
+                f"an MLflow model holds one network (the infer stage's); --weights {weights} "
+                "applies to a checkpoint file (models/model.pt)",
+            )
         logged = load_mlflow_model(spec)
         meta = logged.metadata
         window = dict(meta.get("inference") or {})
@@ -73,8 +70,10 @@ def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
     else:
         path = Path(spec)
         if not path.is_file():
-            raise DataError(path, "not found; expected a checkpoint (models/model.pt), runs:/<run_id>/model "
-                                  "or models:/<name>/<version>")
+            raise DataError(
+                path,
+                "not found; expected a checkpoint (models/model.pt), runs:/<run_id>/model or models:/<name>/<version>",
+            )
         network, meta = load_model(path, weights or "student")
         meta = {**meta, "weights": weights or "student"}
         window = {"patch": meta.get("patch")} if meta.get("patch") else {}
@@ -87,37 +86,44 @@ def inference_config(trained: TrainedModel, overrides: dict) -> InferConfig:
     """The model's window settings, then ``overrides`` (None values ignored), over the defaults."""
     names = {f.name for f in fields(InferConfig)}
     values = {**trained.window, **{k: v for k, v in overrides.items() if v is not None}}
-    return replace(InferConfig(), **{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+    given: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return replace(InferConfig(), **given)
 
 
-def segment_scans(trained: TrainedModel, scans: list[Scan], output: Path, cfg: InferConfig,
-                  progress: bool = True, warn: Callable[[str], None] = tqdm.write) -> list[Segmented]:
-    """Predict every scan into ``output`` (created if needed), in order; warnings go to ``warn``."""
+def scan_predictor(trained: TrainedModel, scans: list[Scan], cfg: InferConfig) -> Predictor:
+    """``trained``'s network on ``cfg.device``, once the window and the scans are known to suit it
+    (ParamError naming ``--patch``/``--stride``; DataError when a raw scan needs a recipe the
+    model lacks)."""
     check_window(cfg.patch, cfg.stride, "--patch", "--stride")
     raw = next((scan for scan in scans if scan.kind != "h5"), None)
     if raw is not None and trained.recipe is None:
-        raise DataError(trained.source, f"records no preprocessing (its cases were not made by the preprocess "
-                                        f"stage), so {raw.files[0].name} cannot be prepared; give .h5 processed cases")
-    predictor = Predictor.on_device(trained.network, cfg, trained.meta, "--device")
-    amp = predictor.amp()
-    output.mkdir(parents=True, exist_ok=True)
-    done = []
-    for scan in tqdm(scans, desc="predict", unit="scan", disable=not progress):
-        if scan.kind == "h5":
-            case = read_preprocessed(scan, len(trained.channels))
-            if trained.resample is not None and not case.geometry.resampled:
-                case = resample_case(case, trained.resample)
-            spacing = case.source_grid()[1]
-        else:
-            image, geometry = read_scan(scan, trained.channels)
-            recipe = replace(trained.recipe, resample=trained.resample)
-            if message := spacing_mismatch(recipe, geometry.spacing):
-                warn(f"warning: {scan.files[0]}: {message}")
-            case = prepare(image, geometry, recipe, scan.name)
-            spacing = geometry.spacing
-        label = predict_volume(predictor.model, case.image, cfg, predictor.device, amp, predictor.memory_format,
-                               output_shape=case.geometry.source_shape)
-        full, affine = to_original_grid(label, case.geometry)
-        done.append(Segmented(scan.name, write_prediction(scan, output, full, affine),
-                              tuple(float(s) for s in spacing)))
-    return done
+        raise DataError(
+            trained.source,
+            f"records no preprocessing (its cases were not made by the preprocess "
+            f"stage), so {raw.files[0].name} cannot be prepared; give .h5 processed cases",
+        )
+    return Predictor.on_device(trained.network, cfg, trained.meta, "--device")
+
+
+def prepare_scan(
+    trained: TrainedModel, scan: Scan, warn: Callable[[str], None] = tqdm.write
+) -> tuple[Case, tuple[float, float, float]]:
+    """``scan`` as the network's input: a case named ``scan.name`` (image ``(C, X, Y, Z)`` on the
+    network grid, its geometry leading back to the scan's own grid) and the scan's voxel size in
+    mm. A raw scan gets the model's recipe; an ``.h5`` case is used as it is (resampled when
+    training resampled and the file is not). A spacing far from training's goes to ``warn``."""
+    if scan.kind == "h5":
+        case = read_preprocessed(scan, len(trained.channels))
+        if trained.resample is not None and not case.geometry.resampled:
+            case = resample_case(case, trained.resample)
+        spacing = case.source_grid()[1]
+    else:
+        image, geometry = read_scan(scan, trained.channels)
+        assert trained.recipe is not None  # a raw scan needs the recipe: make_predictor refuses a model without one
+        recipe = replace(trained.recipe, resample=trained.resample)
+        if message := spacing_mismatch(recipe, geometry.spacing):
+            warn(f"warning: {scan.files[0]}: {message}")
+        case = prepare(image, geometry, recipe, scan.name)
+        spacing = geometry.spacing
+    x, y, z = (float(s) for s in spacing)
+    return replace(case, case_id=scan.name), (x, y, z)

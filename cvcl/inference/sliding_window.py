@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +48,8 @@ def window_starts(size: int, patch: int, stride: int) -> list[int]:
 
 def window_grid(shape: Sequence[int], patch: Sequence[int], stride: Sequence[int]) -> list[Window]:
     """Every window of the grid as spatial slices, in C order of their starts (last axis fastest)."""
-    per_axis = [window_starts(s, p, st) for s, p, st in zip(shape, patch, stride)]
-    return [tuple(slice(a, a + p) for a, p in zip(start, patch)) for start in itertools.product(*per_axis)]
+    per_axis = [window_starts(s, p, st) for s, p, st in zip(shape, patch, stride, strict=True)]
+    return [tuple(slice(a, a + p) for a, p in zip(start, patch, strict=True)) for start in itertools.product(*per_axis)]
 
 
 def monai_overlap(patch: int, stride: int) -> float:
@@ -62,34 +62,35 @@ def monai_overlap(patch: int, stride: int) -> float:
     return 0.0 if stride == patch else (patch - stride - 0.5) / patch
 
 
-def gaussian_importance(patch: Sequence[int], sigma_scale: float = 0.125,
-                        device: torch.device | str = "cpu") -> torch.Tensor:
+def gaussian_importance(
+    patch: Sequence[int], sigma_scale: float = 0.125, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """``(X, Y, Z)`` float32 Gaussian weights centred in the window, sigma = ``sigma_scale * P``.
 
     The product of one 1D Gaussian per axis, floored at 1e-3 so that border voxels keep some
     weight: the same map as MONAI's ``compute_importance_map(mode="gaussian")`` (nnU-Net's
     sigma of P/8).
     """
-    w = None
+    w: torch.Tensor | None = None
     for axis, p in enumerate(patch):
         x = torch.arange(p, dtype=torch.float32, device=device) - (p - 1) / 2.0
-        g = torch.exp(x ** 2 / (-2 * (p * sigma_scale) ** 2))
+        g = torch.exp(x**2 / (-2 * (p * sigma_scale) ** 2))
         w = g if w is None else w.unsqueeze(-1) * g.view((1,) * axis + (p,))
+    assert w is not None  # a patch has three axes
     return w.clamp_min(max(float(w.min()), 1e-3))
 
 
-def _coverage(shape: Sequence[int], patch: Sequence[int], stride: Sequence[int],
-              device: torch.device) -> torch.Tensor:
+def _coverage(shape: Sequence[int], patch: Sequence[int], stride: Sequence[int], device: torch.device) -> torch.Tensor:
     """``(1, X, Y, Z)`` number of windows covering each voxel (the uniform weight sum).
 
     The grid is a product of per-axis starts, so the count is the outer product of per-axis
     counts: exact small integers in float32, without touching the volume once per window.
     """
     counts = []
-    for s, p, st in zip(shape, patch, stride):
+    for s, p, st in zip(shape, patch, stride, strict=True):
         c = torch.zeros(s, dtype=torch.float32, device=device)
         for a in window_starts(s, p, st):
-            c[a:a + p] += 1
+            c[a : a + p] += 1
         counts.append(c)
     return (counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :])[None]
 
@@ -99,11 +100,19 @@ def _logits(out) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sliding_window_probs(model: torch.nn.Module, image: torch.Tensor, patch: Sequence[int],
-                         stride: Sequence[int], *, batch_size: int = 2, gaussian: bool = False,
-                         flips: Sequence[tuple[int, ...]] = ((),),
-                         amp: torch.dtype | None = None, memory_format=torch.contiguous_format,
-                         progress: bool = False) -> torch.Tensor:
+def sliding_window_probs(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    patch: Sequence[int],
+    stride: Sequence[int],
+    *,
+    batch_size: int = 2,
+    gaussian: bool = False,
+    flips: Sequence[tuple[int, ...]] = ((),),
+    amp: torch.dtype | None = None,
+    memory_format=torch.contiguous_format,
+    progress: bool = False,
+) -> torch.Tensor:
     """Class probabilities of a whole volume.
 
     Args:
@@ -122,7 +131,7 @@ def sliding_window_probs(model: torch.nn.Module, image: torch.Tensor, patch: Seq
     """
     if image.ndim != 4 or len(patch) != 3 or len(stride) != 3:
         raise ValueError(f"expected image (C, X, Y, Z) and 3 patch and stride sizes, got {tuple(image.shape)}")
-    if any(not 1 <= s <= p for s, p in zip(stride, patch)):
+    if any(not 1 <= s <= p for s, p in zip(stride, patch, strict=True)):
         raise ValueError(f"stride {list(stride)} must be in [1, patch {list(patch)}] (else voxels are skipped)")
     if not flips:
         raise ValueError("flips needs at least one entry; ((),) means no augmentation")
@@ -140,7 +149,7 @@ def sliding_window_probs(model: torch.nn.Module, image: torch.Tensor, patch: Seq
     else:
         weight, mass = None, _coverage(shape, patch, stride, device)
     probs: torch.Tensor | None = None
-    batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
+    batches = [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
     for batch in tqdm(batches, desc="windows", unit="batch", leave=False, disable=not progress):
         x = torch.stack([image[(slice(None), *w)] for w in batch]).contiguous(memory_format=memory_format)
         for axes in flips:
@@ -160,8 +169,9 @@ def sliding_window_probs(model: torch.nn.Module, image: torch.Tensor, patch: Seq
                     target.add_(q)
                 else:
                     target.addcmul_(q, weight)
+    assert probs is not None  # window_grid yields at least one window
     probs.div_(mass)
     if len(flips) > 1:
         probs.div_(len(flips))
-    crop = tuple(slice(a, s - b) for (a, b), s in zip(pads, shape))
+    crop = tuple(slice(a, s - b) for (a, b), s in zip(pads, shape, strict=False))
     return probs[(slice(None), *crop)]

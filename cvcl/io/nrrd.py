@@ -23,13 +23,16 @@ import numpy as np
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path
-from cvcl.io.volume import Geometry
+from cvcl.io.volume import Geometry, float3
 
 # handedness of each NRRD space relative to RAS: the sign to apply to x, y, z
 _TO_RAS = {
-    "right-anterior-superior": (1, 1, 1), "RAS": (1, 1, 1),
-    "left-anterior-superior": (-1, 1, 1), "LAS": (-1, 1, 1),
-    "left-posterior-superior": (-1, -1, 1), "LPS": (-1, -1, 1),
+    "right-anterior-superior": (1, 1, 1),
+    "RAS": (1, 1, 1),
+    "left-anterior-superior": (-1, 1, 1),
+    "LAS": (-1, 1, 1),
+    "left-posterior-superior": (-1, -1, 1),
+    "LPS": (-1, -1, 1),
 }
 _ITK_DEFAULT = (-1, -1, 1)  # spaces without a stated orientation: ITK treats them as LPS
 
@@ -77,7 +80,7 @@ def read_nrrd(path: str | Path) -> tuple[np.ndarray, Geometry]:
         affine = nrrd_affine(header, data.shape)
     except ValueError as exc:
         raise DataError(path, f"has an unusable geometry: {exc}") from None
-    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+    spacing = float3(np.linalg.norm(affine[:3, :3], axis=0))
     return np.asarray(data, dtype=np.float32), Geometry(spacing, affine)
 
 
@@ -86,7 +89,12 @@ def write_nrrd(path: str | Path, data: np.ndarray, affine: np.ndarray) -> None:
     ``affine``, stated in LPS as ITK writes it (atomically). :func:`read_nrrd` of the file gives
     back ``affine``; ITK-SNAP and 3D Slicer place it where a NIfTI with that affine goes."""
     lps = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(affine, dtype=np.float64)[:3]
-    header = {"space": "left-posterior-superior", "space directions": lps[:, :3].T,
-              "space origin": lps[:, 3], "kinds": ["domain"] * 3, "encoding": "gzip"}
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": lps[:, :3].T,
+        "space origin": lps[:, 3],
+        "kinds": ["domain"] * 3,
+        "encoding": "gzip",
+    }
     with atomic_path(path) as tmp:
         nrrd.write(str(tmp), np.asarray(data), header, index_order="F")

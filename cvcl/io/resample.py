@@ -12,34 +12,36 @@ class. Predictions go back the same way (class probabilities, then arg-max).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cvcl.io.volume import Case, Geometry
+from cvcl.io.volume import Case, Geometry, float3, int3
 
 
 def target_shape(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, int, int]:
     """Voxels per axis after resampling ``shape`` at ``spacing`` (mm) to ``target`` (mm)."""
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+    return int3(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target, strict=True))
 
 
 def resampled_geometry(geometry: Geometry, shape: Sequence[int], new_shape: Sequence[int]) -> Geometry:
     """The geometry of the resampled array: spacing, affine (same world extent), and the
     source grid it came from (``source_shape``, ``source_affine``, ``source_spacing``)."""
-    factors = np.array([n / m for n, m in zip(shape, new_shape)], dtype=np.float64)
+    factors = np.array([n / m for n, m in zip(shape, new_shape, strict=True)], dtype=np.float64)
     voxel_map = np.eye(4)
     voxel_map[:3, :3] = np.diag(factors)
     voxel_map[:3, 3] = 0.5 * factors - 0.5
-    return replace(geometry,
-                   spacing=tuple(float(s * f) for s, f in zip(geometry.spacing, factors)),
-                   affine=geometry.affine @ voxel_map,
-                   source_shape=tuple(int(n) for n in shape),
-                   source_affine=np.asarray(geometry.affine, dtype=np.float64).copy(),
-                   source_spacing=tuple(float(s) for s in geometry.spacing))
+    return replace(
+        geometry,
+        spacing=float3(s * f for s, f in zip(geometry.spacing, factors, strict=True)),
+        affine=geometry.affine @ voxel_map,
+        source_shape=int3(shape),
+        source_affine=np.asarray(geometry.affine, dtype=np.float64).copy(),
+        source_spacing=float3(geometry.spacing),
+    )
 
 
 def resize_image(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -69,6 +71,10 @@ def resample_case(case: Case, target: Sequence[float]) -> Case:
     if new_shape == case.shape:
         return case
     label = None if case.label is None else resize_label(case.label, new_shape)
-    return replace(case, image=resize_image(case.image, new_shape), label=label,
-                   geometry=resampled_geometry(case.geometry, case.shape, new_shape),
-                   source_label=case.label)
+    return replace(
+        case,
+        image=resize_image(case.image, new_shape),
+        label=label,
+        geometry=resampled_geometry(case.geometry, case.shape, new_shape),
+        source_label=case.label,
+    )

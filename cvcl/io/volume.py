@@ -19,15 +19,36 @@ so a prediction written with the stored affine overlays its image in ITK-SNAP or
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, SupportsFloat, SupportsInt
 
 import h5py
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path
+
+# The three grids a case's arrays live on, from the network's outward:
+# - "network": the processed case's own array (after resampling and cropping), what the network sees;
+# - "source": before ``preprocess.resample`` (still cropped), what evaluation scores against;
+# - "original": the whole source volume before cropping, what prediction files are written in.
+Grid = Literal["network", "source", "original"]
+
+
+def int3(values: Iterable[SupportsInt]) -> tuple[int, int, int]:
+    """Three numbers (a shape, a voxel offset) as a tuple of ints."""
+    x, y, z = values
+    return int(x), int(y), int(z)
+
+
+def float3(values: Iterable[SupportsFloat]) -> tuple[float, float, float]:
+    """Three numbers (a spacing in mm) as a tuple of floats."""
+    x, y, z = values
+    return float(x), float(y), float(z)
 
 
 @dataclass
@@ -39,7 +60,7 @@ class Geometry:
     crop_origin: tuple[int, int, int] | None = None
     original_shape: tuple[int, int, int] | None = None
     original_affine: np.ndarray | None = None
-    source_shape: tuple[int, int, int] | None = None      # before resampling (None: not resampled)
+    source_shape: tuple[int, int, int] | None = None  # before resampling (None: not resampled)
     source_affine: np.ndarray | None = None
     source_spacing: tuple[float, float, float] | None = None
 
@@ -48,16 +69,15 @@ class Geometry:
         return self.source_shape is not None
 
     @classmethod
-    def from_spacing(cls, spacing: tuple[float, float, float]) -> "Geometry":
+    def from_spacing(cls, spacing: tuple[float, float, float]) -> Geometry:
         """Axis-aligned geometry with the given spacing and the origin at zero."""
-        return cls(tuple(float(s) for s in spacing), np.diag([*map(float, spacing), 1.0]))
+        return cls(float3(spacing), np.diag([*map(float, spacing), 1.0]))
 
-    def cropped(self, origin: tuple[int, int, int], original_shape: tuple[int, int, int]) -> "Geometry":
+    def cropped(self, origin: tuple[int, int, int], original_shape: tuple[int, int, int]) -> Geometry:
         """The geometry of the sub-array that starts at voxel ``origin`` of this array."""
         shift = np.eye(4)
         shift[:3, 3] = origin
-        return Geometry(self.spacing, self.affine @ shift, tuple(int(o) for o in origin),
-                        tuple(int(s) for s in original_shape), self.affine.copy())
+        return Geometry(self.spacing, self.affine @ shift, int3(origin), int3(original_shape), self.affine.copy())
 
 
 @dataclass
@@ -81,7 +101,8 @@ class Case:
         not resampled): the grid predictions are scored on. The label needs
         ``read_case(..., load_source_label=True)`` for a resampled case."""
         g = self.geometry
-        if g.resampled:
+        if g.source_shape is not None:  # resampled
+            assert g.source_spacing is not None  # set with source_shape (resampled_geometry, read_case)
             return g.source_shape, g.source_spacing, self.source_label
         return self.shape, g.spacing, self.label
 
@@ -91,14 +112,15 @@ def write_case(path: str | Path, case: Case) -> None:
     image = case.image[0] if case.image.ndim == 4 and case.image.shape[0] == 1 else case.image
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("image", data=image.astype(np.float32), compression="gzip",
-                             compression_opts=1, shuffle=True)
+            f.create_dataset(
+                "image", data=image.astype(np.float32), compression="gzip", compression_opts=1, shuffle=True
+            )
             if case.label is not None:
-                f.create_dataset("label", data=case.label.astype(np.uint8), compression="gzip",
-                                 compression_opts=1)
+                f.create_dataset("label", data=case.label.astype(np.uint8), compression="gzip", compression_opts=1)
             if case.source_label is not None:
-                f.create_dataset("source_label", data=case.source_label.astype(np.uint8), compression="gzip",
-                                 compression_opts=1)
+                f.create_dataset(
+                    "source_label", data=case.source_label.astype(np.uint8), compression="gzip", compression_opts=1
+                )
             g = case.geometry
             f.attrs["case_id"] = case.case_id
             f.attrs["source"] = case.source
@@ -133,19 +155,25 @@ def read_case(path: str | Path, *, load_image: bool = True, load_source_label: b
         raise DataError(path, f"cannot be read as a processed case ({exc})") from None
     if load_image and image.ndim == 3:
         image = image[None]
-    spacing = tuple(float(s) for s in a.get("spacing", (1.0, 1.0, 1.0)))
+    spacing = float3(a.get("spacing", (1.0, 1.0, 1.0)))
     affine = np.asarray(a["affine"]) if "affine" in a else np.diag([*spacing, 1.0])
     geometry = Geometry(spacing, affine)
     if "crop_origin" in a:
-        geometry.crop_origin = tuple(int(v) for v in a["crop_origin"])
-        geometry.original_shape = tuple(int(v) for v in a["original_shape"])
+        geometry.crop_origin = int3(a["crop_origin"])
+        geometry.original_shape = int3(a["original_shape"])
         geometry.original_affine = np.asarray(a["original_affine"])
     if "source_shape" in a:
-        geometry.source_shape = tuple(int(v) for v in a["source_shape"])
-        geometry.source_spacing = tuple(float(v) for v in a["source_spacing"])
+        geometry.source_shape = int3(a["source_shape"])
+        geometry.source_spacing = float3(a["source_spacing"])
         geometry.source_affine = np.asarray(a["source_affine"])
-    return Case(str(a.get("case_id", path.stem)), image.astype(np.float32, copy=False),
-                label, geometry, str(a.get("source", "")), source_label=source_label)
+    return Case(
+        str(a.get("case_id", path.stem)),
+        image.astype(np.float32, copy=False),
+        label,
+        geometry,
+        str(a.get("source", "")),
+        source_label=source_label,
+    )
 
 
 def read_nifti(path: str | Path) -> tuple[np.ndarray, Geometry]:
@@ -155,13 +183,15 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, Geometry]:
         raise DataError(path, "not found")
     try:
         img = nib.load(str(path))
+        if not isinstance(img, SpatialImage):  # a surface or CIFTI file: no voxel grid
+            raise TypeError(f"{type(img).__name__} is not a volume")
         data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises many types for truncated or corrupt files
         raise DataError(path, f"is not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     if data.ndim < 3:
         raise DataError(path, f"expected a 3D volume, got shape {data.shape}")
     zooms = img.header.get_zooms()[:3]
-    return data, Geometry(tuple(float(z) for z in zooms), np.asarray(img.affine, dtype=np.float64))
+    return data, Geometry(float3(zooms), np.asarray(img.affine, dtype=np.float64))
 
 
 def nifti_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -196,11 +226,23 @@ def to_original_grid(label: np.ndarray, geometry: Geometry) -> tuple[np.ndarray,
     affine when the case was not cropped.
     """
     if geometry.crop_origin is None or geometry.original_shape is None:
-        return label, geometry.source_affine if geometry.resampled else geometry.affine
+        return label, original_affine(geometry)
     full = np.zeros(geometry.original_shape, dtype=label.dtype)
     o = geometry.crop_origin
-    full[o[0]:o[0] + label.shape[0], o[1]:o[1] + label.shape[1], o[2]:o[2] + label.shape[2]] = label
-    return full, geometry.original_affine
+    full[o[0] : o[0] + label.shape[0], o[1] : o[1] + label.shape[1], o[2] : o[2] + label.shape[2]] = label
+    return full, original_affine(geometry)
+
+
+def original_affine(geometry: Geometry) -> np.ndarray:
+    """The voxel-to-world matrix (4x4, mm) of the case's original grid: the uncropped volume's
+    when preprocessing cropped it, else the grid before resampling (:func:`to_original_grid`)."""
+    if geometry.crop_origin is not None and geometry.original_shape is not None:
+        assert geometry.original_affine is not None  # set with crop_origin (Geometry.cropped, read_case)
+        return geometry.original_affine
+    if geometry.resampled:
+        assert geometry.source_affine is not None  # set with source_shape (resampled_geometry, read_case)
+        return geometry.source_affine
+    return geometry.affine
 
 
 def from_original_grid(data: np.ndarray, geometry: Geometry, shape: tuple[int, int, int]) -> np.ndarray:
@@ -209,7 +251,7 @@ def from_original_grid(data: np.ndarray, geometry: Geometry, shape: tuple[int, i
     (:meth:`Case.source_grid`). Raises ValueError when the array does not fit that grid."""
     if geometry.crop_origin is not None:
         o = geometry.crop_origin
-        data = data[o[0]:o[0] + shape[0], o[1]:o[1] + shape[1], o[2]:o[2] + shape[2]]
+        data = data[o[0] : o[0] + shape[0], o[1] : o[1] + shape[1], o[2] : o[2] + shape[2]]
     if data.shape != tuple(shape):
         raise ValueError(f"shape {data.shape} does not match the case's source grid {tuple(shape)}")
     return data

@@ -24,14 +24,20 @@ from cvcl.models.labels import class_argmax
 
 @dataclass
 class PCLResult:
-    l2u: torch.Tensor          # scalar
-    u2l: torch.Tensor          # scalar
-    l2u_probs: torch.Tensor    # (B_u, K, X, Y, Z) prototype prediction of the unlabeled voxels
+    l2u: torch.Tensor  # scalar
+    u2l: torch.Tensor  # scalar
+    l2u_probs: torch.Tensor  # (B_u, K, X, Y, Z) prototype prediction of the unlabeled voxels
 
 
-def pcl_losses(feat_l: Features, label_l: torch.Tensor, prob_l: torch.Tensor,
-               feat_u: Features, teacher_prob_u: torch.Tensor, teacher_feat_u: Features,
-               scale: float) -> PCLResult:
+def pcl_losses(
+    feat_l: Features,
+    label_l: torch.Tensor,
+    prob_l: torch.Tensor,
+    feat_u: Features,
+    teacher_prob_u: torch.Tensor,
+    teacher_feat_u: Features,
+    scale: float,
+) -> PCLResult:
     """Both PCL terms.
 
     Args:
@@ -57,7 +63,7 @@ def _any_classes(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scal
     n_classes = proto_l.shape[0]
     l2u_rows = torch.softmax(prototype_scores(feat_u, proto_l, scale), dim=-1)  # (B_u, N, K)
     l2u = torch.mean((l2u_rows - voxel_rows(widen(teacher_prob_u.detach()))) ** 2)
-    u2l_scores = prototype_scores(feat_l, proto_u, scale)                      # (B_l, N, K)
+    u2l_scores = prototype_scores(feat_l, proto_u, scale)  # (B_l, N, K)
     u2l = F.cross_entropy(u2l_scores.reshape(-1, n_classes), label_l.reshape(-1))
     l2u_probs = l2u_rows.reshape(feat_u.shape[0], *feat_u.shape[2:], n_classes).permute(0, 4, 1, 2, 3)
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=l2u_probs)
@@ -68,11 +74,11 @@ def _two_class(feat_l, label_l, feat_u, teacher_prob_u, proto_l, proto_u, scale)
     ``sigmoid(d)``, the MSE over both classes equals that of the foreground alone, and the
     cross-entropy is the binary one on ``d``. One dot product per voxel instead of two and no
     class-axis reductions: the PCL costs about half as much on CPU."""
-    d_u = prototype_margin(feat_u, proto_l, scale)                                      # (B_u, N)
+    d_u = prototype_margin(feat_u, proto_l, scale)  # (B_u, N)
     p_u = torch.sigmoid(d_u)
     t_fg = widen(teacher_prob_u[:, 1].detach()).reshape(p_u.shape)
     l2u = torch.mean((p_u - t_fg) ** 2)
-    d_l = prototype_margin(feat_l, proto_u, scale)                                      # (B_l, N)
+    d_l = prototype_margin(feat_l, proto_u, scale)  # (B_l, N)
     u2l = F.binary_cross_entropy_with_logits(d_l, label_l.reshape(d_l.shape).to(d_l.dtype))
     fg = p_u.detach().reshape(feat_u.shape[0], *feat_u.shape[2:])
     return PCLResult(l2u=l2u, u2l=u2l, l2u_probs=torch.stack([1 - fg, fg], dim=1))

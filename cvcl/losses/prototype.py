@@ -39,10 +39,12 @@ Features = torch.Tensor | UpsampledFeatures
 
 def _float32(fn):
     """Run ``fn`` with autocast off on its first argument's device (inputs are cast by ``fn``)."""
+
     @functools.wraps(fn)
     def wrapper(features: torch.Tensor, *args, **kwargs):
         with full_precision(features.device):
             return fn(features, *args, **kwargs)
+
     return wrapper
 
 
@@ -54,8 +56,9 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 @_float32
-def class_prototypes(features: Features, classes: torch.Tensor, confidence: torch.Tensor,
-                     eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+def class_prototypes(
+    features: Features, classes: torch.Tensor, confidence: torch.Tensor, eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Prototypes of the ``K`` classes, detached from the graph.
 
     Args:
@@ -68,10 +71,13 @@ def class_prototypes(features: Features, classes: torch.Tensor, confidence: torc
     """
     n_classes = confidence.shape[1]
     member = classes.reshape(classes.shape[0], 1, -1) == torch.arange(n_classes, device=classes.device).view(1, -1, 1)
-    coarse = isinstance(features, UpsampledFeatures)
-    rows = None if coarse else widen(voxel_rows(features))                                   # (B, N, C)
-    weights = confidence.reshape(*confidence.shape[:2], -1).to(features.dtype if coarse else rows.dtype) * member
-    summed = features.pool(weights.reshape(confidence.shape)) if coarse else torch.bmm(weights, rows).sum(0)  # (K, C)
+    if isinstance(features, UpsampledFeatures):
+        weights = confidence.reshape(*confidence.shape[:2], -1).to(features.dtype) * member
+        summed = features.pool(weights.reshape(confidence.shape))  # (K, C)
+    else:
+        rows = widen(voxel_rows(features))  # (B, N, C)
+        weights = confidence.reshape(*confidence.shape[:2], -1).to(rows.dtype) * member
+        summed = torch.bmm(weights, rows).sum(0)  # (K, C)
     mass = weights.sum(dim=(0, 2))
     return summed / mass.clamp_min(eps)[:, None], mass > eps
 
@@ -87,11 +93,11 @@ def prototype_scores(features: Features, prototypes: torch.Tensor, scale: float)
     """
     p = F.normalize(widen(prototypes), dim=1)
     if isinstance(features, UpsampledFeatures):
-        scores = features.dot(scale * p) / features.norm().unsqueeze(1)                    # (B, K, X, Y, Z)
+        scores = features.dot(scale * p) / features.norm().unsqueeze(1)  # (B, K, X, Y, Z)
         return scores.flatten(2).transpose(1, 2)
-    rows = widen(voxel_rows(features))                                                # (B, N, C)
-    norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True).clamp_min(1e-12)      # (B, N, 1)
-    return (rows @ (scale * p).T) / norms                                               # (B, N, K)
+    rows = widen(voxel_rows(features))  # (B, N, C)
+    norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True).clamp_min(1e-12)  # (B, N, 1)
+    return (rows @ (scale * p).T) / norms  # (B, N, K)
 
 
 def prototype_logits(features: Features, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -126,7 +132,7 @@ def prototype_margin(features: Features, prototypes: torch.Tensor, scale: float)
     ``(2, C)`` (detached) -> ``(B, N)`` float32."""
     p = F.normalize(widen(prototypes.detach()), dim=1)
     if isinstance(features, UpsampledFeatures):
-        margin = features.dot((scale * (p[1] - p[0]))[None])[:, 0] / features.norm()           # (B, X, Y, Z)
+        margin = features.dot((scale * (p[1] - p[0]))[None])[:, 0] / features.norm()  # (B, X, Y, Z)
         return margin.flatten(1)
-    rows = widen(voxel_rows(features))                                                 # (B, N, C)
+    rows = widen(voxel_rows(features))  # (B, N, C)
     return _CosineMargin.apply(rows, scale * (p[1] - p[0]))

@@ -11,8 +11,9 @@ from cvcl.losses.consistency import sigmoid_rampup, teacher_input_noise
 
 
 @torch.no_grad()
-def teacher_uncertainty(teacher: nn.Module, images: torch.Tensor, passes: int = 8, noise: float = 0.1,
-                        chunk: int = 4) -> torch.Tensor:
+def teacher_uncertainty(
+    teacher: nn.Module, images: torch.Tensor, passes: int = 8, noise: float = 0.1, chunk: int = 4
+) -> torch.Tensor:
     """Predictive entropy of the teacher over ``passes`` noisy forward passes.
 
     Args:
@@ -31,6 +32,7 @@ def teacher_uncertainty(teacher: nn.Module, images: torch.Tensor, passes: int = 
         probs = probs.reshape(n, images.shape[0], *probs.shape[1:]).sum(0)
         mean_prob = probs if mean_prob is None else mean_prob + probs
         done += n
+    assert mean_prob is not None, "passes must be at least 1"
     mean_prob = mean_prob / passes
     return -(mean_prob * torch.log(mean_prob + 1e-6)).sum(1, keepdim=True)
 
@@ -40,8 +42,9 @@ def uncertainty_threshold(step: int, total: int, n_classes: int = 2) -> float:
     return (0.75 + 0.25 * sigmoid_rampup(step, total)) * math.log(n_classes)
 
 
-def masked_consistency(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                       uncertainty: torch.Tensor, threshold: float) -> torch.Tensor:
+def masked_consistency(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, uncertainty: torch.Tensor, threshold: float
+) -> torch.Tensor:
     """Softmax MSE on voxels with ``uncertainty < threshold``, normalised by their count."""
     mse = (torch.softmax(student_logits.float(), 1) - torch.softmax(teacher_logits.detach().float(), 1)) ** 2
     mask = (uncertainty < threshold).to(mse.dtype)

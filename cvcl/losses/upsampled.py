@@ -19,8 +19,9 @@ or a norm:
   paper's size on the CPU) but cost time there (docs/results.md, "Training speed"); the upsampled
   student features are kept.
 
-Everything else on the label grid has ``K`` channels (classes) or one. The results equal those of the upsampled features to float rounding
-(tests/test_upsampled.py: values and gradients against the materialised computation in float64).
+Everything else on the label grid has ``K`` channels (classes) or one. The results equal those
+of the upsampled features to float rounding (tests/test_upsampled.py: values and gradients
+against the materialised computation in float64).
 """
 
 from __future__ import annotations
@@ -93,4 +94,4 @@ def coarse_enough(features: torch.Tensor, size: tuple[int, ...]) -> bool:
     """Whether ``features`` ``(B, C, x, y, z)`` are better held coarse than upsampled to ``size``:
     coarser along some axis and finer along none."""
     grid = tuple(features.shape[-3:])
-    return grid != tuple(size) and all(g <= s for g, s in zip(grid, size))
+    return grid != tuple(size) and all(g <= s for g, s in zip(grid, size, strict=True))

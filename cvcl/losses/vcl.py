@@ -44,8 +44,9 @@ class Anchors:
         return self.index.shape[1]
 
 
-def sample_anchors(reference: torch.Tensor, prediction: torch.Tensor, n_classes: int, n: int,
-                   generator: torch.Generator | None = None) -> Anchors:
+def sample_anchors(
+    reference: torch.Tensor, prediction: torch.Tensor, n_classes: int, n: int, generator: torch.Generator | None = None
+) -> Anchors:
     """Draw at most ``n`` anchors per image and class, half hard, half easy, topped up.
 
     Args:
@@ -56,10 +57,10 @@ def sample_anchors(reference: torch.Tensor, prediction: torch.Tensor, n_classes:
     ref = reference.reshape(b, 1, -1)
     pred = prediction.reshape(b, 1, -1)
     classes = torch.arange(n_classes, device=reference.device).view(1, -1, 1)
-    in_class = ref == classes                                  # (B, K, N)
+    in_class = ref == classes  # (B, K, N)
     hard = in_class & (pred != classes)
     easy = in_class & (pred == classes)
-    n_hard, n_easy = hard.sum(-1), easy.sum(-1)                # (B, K)
+    n_hard, n_easy = hard.sum(-1), easy.sum(-1)  # (B, K)
     take_hard = torch.minimum(n_hard, torch.clamp(n - n_easy, min=n // 2))
     take_easy = torch.minimum(n_easy, n - take_hard)
 
@@ -82,13 +83,14 @@ def gather_features(features: torch.Tensor, anchors: Anchors) -> tuple[torch.Ten
     ``M = B * K * n``, for features ``(B, C, X, Y, Z)``."""
     b, c = features.shape[:2]
     index = anchors.index.reshape(b, 1, -1).expand(b, c, -1)
-    picked = features.reshape(b, c, -1).gather(2, index)                 # (B, C, K*n)
+    picked = features.reshape(b, c, -1).gather(2, index)  # (B, C, K*n)
     classes = torch.arange(anchors.n_classes, device=features.device).view(1, -1, 1).expand_as(anchors.index)
     return picked.permute(0, 2, 1).reshape(-1, c), classes.reshape(-1), anchors.valid.reshape(-1)
 
 
-def supervised_infonce(embeddings: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-                       temperature: float = 0.1) -> torch.Tensor:
+def supervised_infonce(
+    embeddings: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
     """Supervised InfoNCE over unit embeddings ``(M, E)`` with classes ``(M,)``.
 
     For anchor ``i`` and each positive ``p`` (same class, not ``i``), the loss is
@@ -103,8 +105,8 @@ def supervised_infonce(embeddings: torch.Tensor, labels: torch.Tensor, valid: to
     eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
     positive = same & both & ~eye
     negative = ~same & both
-    neg_lse = torch.logsumexp(sim.masked_fill(~negative, _NEG), dim=1, keepdim=True)   # (M, 1)
-    per_pair = F.softplus(neg_lse - sim)                                                # -log p(pos)
+    neg_lse = torch.logsumexp(sim.masked_fill(~negative, _NEG), dim=1, keepdim=True)  # (M, 1)
+    per_pair = F.softplus(neg_lse - sim)  # -log p(pos)
     n_pos = positive.sum(1)
     per_anchor = (per_pair * positive).sum(1) / n_pos.clamp_min(1)
     has_pos = n_pos > 0

@@ -25,17 +25,22 @@ The declarations import without torch (``cvcl.settings`` validates ``method`` th
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from cvcl.registry import discover_members, member
-from cvcl.settings import default
+from cvcl.settings import setting
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
     from cvcl.models.vnet import VNetOutput
+
+
+# a configuration as dotted parameter names -> values (LossConfig.as_params, a run's params)
+ParamValues = Mapping[str, float | int | str]
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,9 @@ class Term:
     weight: str | None = None
     projection: bool = False
 
-    def on(self, values: Mapping[str, float]) -> bool:
+    def on(self, values: ParamValues) -> bool:
         """Whether the term is computed under ``values`` (dotted parameter names -> values)."""
-        return self.weight is None or values[self.weight] > 0
+        return self.weight is None or float(values[self.weight]) > 0
 
 
 @dataclass(frozen=True)
@@ -103,18 +108,20 @@ class LossConfig:
     """Weights and settings of the loss terms (``loss`` in params.yaml): what a method's terms
     read from :attr:`Batch.cfg`, and what the generic objective ramps and scales them with."""
 
-    consistency: float = default("loss.consistency")        # maximum of the ramp w(t)
-    rampup_epochs: float = default("loss.rampup_epochs")     # R: steps of the ramp's staircase
-    rampup_length: float = default("loss.rampup_length")     # share of the run the ramp spans
-    mt_weight: float = default("loss.mt_weight")          # mean-teacher softmax MSE
-    pcl_weight: float = default("loss.pcl_weight")         # class-level prototype consistency
-    vcl_weight: float = default("loss.vcl_weight")         # voxel-level contrast, reference units (x InfoNCE / 20)
-    teacher_noise: float = default("loss.teacher_noise")      # std of the Gaussian noise on the teacher's input
-    temperature: float = default("loss.temperature")        # InfoNCE temperature tau
-    n_anchor: int = default("loss.n_anchor")             # anchors per image and class
-    proto_scale: float = default("loss.proto_scale")       # s in softmax(s * cos)
-    prototype_feature: str = default("loss.prototype_feature")  # feature tap the prototypes pool
-    uamt_passes: int = default("loss.uamt_passes")            # T noisy teacher passes for UA-MT
+    consistency: float = setting(0.1, "maximum of the consistency ramp w(t)", min=0.0)
+    rampup_epochs: float = setting(40, "R: steps of the ramp's staircase (the reference's epochs)", min=0.0)
+    rampup_length: float = setting(1.0, "share of train.iterations the ramp spans", min=0.0, max=1.0)
+    mt_weight: float = setting(1.0, "mean-teacher softmax MSE", min=0.0)
+    pcl_weight: float = setting(1.0, "class-level prototype consistency", min=0.0)
+    vcl_weight: float = setting(1.0, "voxel-level contrast, in the reference's units: x InfoNCE / 20", min=0.0)
+    teacher_noise: float = setting(0.1, "std of the noise added to the teacher's input", min=0.0)
+    temperature: float = setting(0.1, "VCL InfoNCE temperature", min=0.0, min_exclusive=True)
+    n_anchor: int = setting(100, "VCL anchors per image and class", min=2)
+    proto_scale: float = setting(20.0, "s in softmax(s * cos(z, p))", min=0.0, min_exclusive=True)
+    prototype_feature: str = setting(
+        "center", "the decoder tap prototypes pool: center | d9", choices="cvcl.methods.cvcl:FEATURE_TAPS"
+    )
+    uamt_passes: int = setting(8, "UA-MT: noisy teacher passes", min=1)
 
     def as_params(self) -> dict[str, float | int | str]:
         """The settings under their params.yaml names: ``{"loss.pcl_weight": 1.0, ...}`` (what
@@ -133,21 +140,21 @@ class Batch:
     """
 
     cfg: LossConfig
-    values: Mapping[str, float]      # cfg as dotted parameter names -> values
+    values: ParamValues  # cfg as dotted parameter names -> values
     student: nn.Module
     teacher: nn.Module
-    out: VNetOutput                  # the student's outputs of all B volumes
-    logits: torch.Tensor             # (B, K, X, Y, Z) student logits, float32
-    t_out: VNetOutput                # the teacher's outputs of the B - n_labeled unlabeled volumes
-    t_logits: torch.Tensor           # (B - n_labeled, K, X, Y, Z) teacher logits, float32
-    images: torch.Tensor             # (B, C, X, Y, Z)
-    labels: torch.Tensor             # (B, X, Y, Z) int64, real for the first n_labeled
+    out: VNetOutput  # the student's outputs of all B volumes
+    logits: torch.Tensor  # (B, K, X, Y, Z) student logits, float32
+    t_out: VNetOutput  # the teacher's outputs of the B - n_labeled unlabeled volumes
+    t_logits: torch.Tensor  # (B - n_labeled, K, X, Y, Z) teacher logits, float32
+    images: torch.Tensor  # (B, C, X, Y, Z)
+    labels: torch.Tensor  # (B, X, Y, Z) int64, real for the first n_labeled
     n_labeled: int
-    step: int                        # 0-based iteration
-    w: float                         # consistency ramp w(t)
+    step: int  # 0-based iteration
+    w: float  # consistency ramp w(t)
     total_iterations: int
     n_classes: int
-    total: torch.Tensor              # the loss so far (0-d)
+    total: torch.Tensor  # the loss so far (0-d)
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def uses(self, term: Term) -> bool:
@@ -179,25 +186,24 @@ class Method:
     switches: tuple[Switch, ...] = ()
     aliases: tuple[Alias, ...] = ()
 
-    def active_terms(self, values: Mapping[str, float]) -> tuple[Term, ...]:
+    def active_terms(self, values: ParamValues) -> tuple[Term, ...]:
         """The terms computed under ``values`` (dotted names -> values), in declared order."""
         return tuple(t for t in self.terms if t.on(values))
 
-    def needs_projection(self, values: Mapping[str, float]) -> bool:
+    def needs_projection(self, values: ParamValues) -> bool:
         """Whether a term computed under ``values`` uses the student's projection head."""
         return any(t.projection for t in self.active_terms(values))
 
-    def switch_values(self, values: Mapping[str, float]) -> list[tuple[Switch, float]]:
+    def switch_values(self, values: ParamValues) -> list[tuple[Switch, float]]:
         """Each switch with its value in ``values`` (dotted names -> values; a switch with a
         ``quiet`` value may be missing: runs logged before it existed had that value)."""
-        return [(s, float(values[s.param] if s.quiet is None else values.get(s.param, s.quiet)))
-                for s in self.switches]
+        return [(s, float(values[s.param] if s.quiet is None else values.get(s.param, s.quiet))) for s in self.switches]
 
-    def named_switches(self, values: Mapping[str, float]) -> list[tuple[Switch, float]]:
+    def named_switches(self, values: ParamValues) -> list[tuple[Switch, float]]:
         """The switches a name shows under ``values``: all but those at their ``quiet`` value."""
         return [(s, v) for s, v in self.switch_values(values) if s.named(v)]
 
-    def alias(self, values: Mapping[str, float]) -> str | None:
+    def alias(self, values: ParamValues) -> str | None:
         """The name of the configuration ``values`` sets, if it has one (:attr:`aliases`)."""
         switched = self.switch_values(values)
         return next((a.name for a in self.aliases if a.matches(switched)), None)

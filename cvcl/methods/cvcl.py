@@ -15,7 +15,7 @@ VCL; docs/method.md: "Loss terms").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cvcl.methods import Alias, Batch, Method, Switch, Term
 from cvcl.methods.mean_teacher import MT, add_mean_teacher
@@ -24,18 +24,36 @@ if TYPE_CHECKING:
     import torch
 
     from cvcl.losses.prototype import Features
-    from cvcl.models.vnet import VNetOutput
+    from cvcl.models.vnet import VNet, VNetOutput
 
 FEATURE_TAPS = ("center", "d9")  # loss.prototype_feature: the V-Net output the prototypes pool
 
-L2U = Term("loss_pcl_l2u", "labeled prototypes classify the unlabeled voxels; MSE to the teacher's softmax",
-           "consistency_terms", weight="loss.pcl_weight")
-U2L = Term("loss_pcl_u2l", "unlabeled (teacher) prototypes classify the labeled voxels; CE with the labels",
-           "consistency_terms", weight="loss.pcl_weight")
-VCL_L = Term("loss_vcl_l", "InfoNCE (nats) of hard and easy anchors in the labeled volumes (reference: labels)",
-             "contrast_terms", weight="loss.vcl_weight", projection=True)
-VCL_U = Term("loss_vcl_u", "InfoNCE (nats) of anchors in the unlabeled volumes (reference: prototype prediction)",
-             "contrast_terms", weight="loss.vcl_weight", projection=True)
+L2U = Term(
+    "loss_pcl_l2u",
+    "labeled prototypes classify the unlabeled voxels; MSE to the teacher's softmax",
+    "consistency_terms",
+    weight="loss.pcl_weight",
+)
+U2L = Term(
+    "loss_pcl_u2l",
+    "unlabeled (teacher) prototypes classify the labeled voxels; CE with the labels",
+    "consistency_terms",
+    weight="loss.pcl_weight",
+)
+VCL_L = Term(
+    "loss_vcl_l",
+    "InfoNCE (nats) of hard and easy anchors in the labeled volumes (reference: labels)",
+    "contrast_terms",
+    weight="loss.vcl_weight",
+    projection=True,
+)
+VCL_U = Term(
+    "loss_vcl_u",
+    "InfoNCE (nats) of anchors in the unlabeled volumes (reference: prototype prediction)",
+    "contrast_terms",
+    weight="loss.vcl_weight",
+    projection=True,
+)
 
 
 class Cvcl(Method):
@@ -112,19 +130,33 @@ def _contrast(batch: Batch, reference: torch.Tensor, prediction: torch.Tensor) -
     from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
 
     anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)
-    features, classes, valid = gather_features(batch.out.d9, anchors)          # (M, f), image-major
+    features, classes, valid = gather_features(batch.out.d9, anchors)  # (M, f), image-major
     # the head on the gathered voxels only: the same as projecting the volume, at a fraction of the cost
-    embeddings = batch.student.project_rows(widen(features))
-    split = batch.n_labeled * anchors.index[0].numel()                          # rows of the labeled images
-    return tuple(supervised_infonce(embeddings[rows], classes[rows], valid[rows], batch.cfg.temperature)
-                 for rows in (slice(None, split), slice(split, None)))
+    # (Batch.student is typed as any module; the methods that contrast are given a VNet)
+    embeddings = cast("VNet", batch.student).project_rows(widen(features))
+    split = batch.n_labeled * anchors.index[0].numel()  # rows of the labeled images
+
+    def infonce(rows: slice) -> torch.Tensor:
+        return supervised_infonce(embeddings[rows], classes[rows], valid[rows], batch.cfg.temperature)
+
+    return infonce(slice(None, split)), infonce(slice(split, None))
 
 
-METHOD = Cvcl(name="cvcl", description="mean teacher + class-level prototype consistency + voxel-level contrast",
-              order=3, terms=(MT, L2U, U2L, VCL_L, VCL_U),
-              switches=(Switch("mt", "loss.mt_weight", quiet=1.0), Switch("pcl", "loss.pcl_weight"),
-                        Switch("vcl", "loss.vcl_weight")),
-              aliases=(Alias("mean teacher", frozenset({"mt"})), Alias("PCL only", frozenset({"mt", "pcl"})),
-                       Alias("VCL only", frozenset({"mt", "vcl"})),
-                       # what train_CPCL_general_3D.py trains: its MT, L2U and U2L lines are commented out
-                       Alias("released code: supervised + VCL", frozenset({"vcl"}))))
+METHOD = Cvcl(
+    name="cvcl",
+    description="mean teacher + class-level prototype consistency + voxel-level contrast",
+    order=3,
+    terms=(MT, L2U, U2L, VCL_L, VCL_U),
+    switches=(
+        Switch("mt", "loss.mt_weight", quiet=1.0),
+        Switch("pcl", "loss.pcl_weight"),
+        Switch("vcl", "loss.vcl_weight"),
+    ),
+    aliases=(
+        Alias("mean teacher", frozenset({"mt"})),
+        Alias("PCL only", frozenset({"mt", "pcl"})),
+        Alias("VCL only", frozenset({"mt", "vcl"})),
+        # what train_CPCL_general_3D.py trains: its MT, L2U and U2L lines are commented out
+        Alias("released code: supervised + VCL", frozenset({"vcl"})),
+    ),
+)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from cvcl.methods import Batch, Method, Term
 
-MT = Term("loss_mt", "softmax MSE between student and teacher on the unlabeled volumes", "consistency_terms",
-          weight="loss.mt_weight")
+MT = Term(
+    "loss_mt",
+    "softmax MSE between student and teacher on the unlabeled volumes",
+    "consistency_terms",
+    weight="loss.mt_weight",
+)
 
 
 def add_mean_teacher(batch: Batch) -> None:
@@ -16,7 +20,7 @@ def add_mean_teacher(batch: Batch) -> None:
 
     if not batch.uses(MT):
         return
-    mt = softmax_mse(batch.logits[batch.n_labeled:], batch.t_logits)
+    mt = softmax_mse(batch.logits[batch.n_labeled :], batch.t_logits)
     batch.add(batch.cfg.mt_weight * batch.w * mt, {MT: mt})
 
 
@@ -25,5 +29,6 @@ class MeanTeacher(Method):
         add_mean_teacher(batch)
 
 
-METHOD = MeanTeacher(name="mean_teacher", description="student follows an EMA teacher on the unlabeled volumes",
-                     order=1, terms=(MT,))
+METHOD = MeanTeacher(
+    name="mean_teacher", description="student follows an EMA teacher on the unlabeled volumes", order=1, terms=(MT,)
+)

@@ -5,5 +5,6 @@ from __future__ import annotations
 from cvcl.methods import Method
 
 # no terms of its own: the generic objective's supervised loss is all it trains with
-METHOD = Method(name="supervised", description="V-Net on the labeled volumes only (lower bound)", order=0,
-                semi_supervised=False)
+METHOD = Method(
+    name="supervised", description="V-Net on the labeled volumes only (lower bound)", order=0, semi_supervised=False
+)

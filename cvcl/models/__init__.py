@@ -1,5 +1,6 @@
-"""Networks."""
+"""Networks: the V-Net (:mod:`cvcl.models.vnet`), its shape (:mod:`cvcl.models.config`),
+checkpoints and the class arg-max.
 
-from cvcl.models.vnet import VNet, VNetOutput
-
-__all__ = ["VNet", "VNetOutput"]
+Nothing is imported here: the settings read :mod:`cvcl.models.config` to declare ``model``, and
+that must not load torch.
+"""

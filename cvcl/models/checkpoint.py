@@ -14,15 +14,13 @@ from cvcl.models.vnet import VNet
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: str | Path, student: VNet, teacher: VNet | None, model_cfg: ModelConfig,
-                    meta: dict) -> None:
+def save_checkpoint(path: str | Path, student: VNet, teacher: VNet | None, model_cfg: ModelConfig, meta: dict) -> None:
     """Write student and teacher weights with what is needed to rebuild them (atomically)."""
     payload = {
         "format_version": FORMAT_VERSION,
         "model_config": model_cfg.as_dict(),
         "student": {k: v.detach().cpu() for k, v in student.state_dict().items()},
-        "teacher": ({k: v.detach().cpu() for k, v in teacher.state_dict().items()}
-                    if teacher is not None else None),
+        "teacher": ({k: v.detach().cpu() for k, v in teacher.state_dict().items()} if teacher is not None else None),
         "meta": meta,
     }
     with atomic_path(path) as tmp:

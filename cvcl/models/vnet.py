@@ -36,8 +36,11 @@ class ConvStage(nn.Sequential):
     def __init__(self, n: int, in_ch: int, out_ch: int, norm: str) -> None:
         layers: list[nn.Module] = []
         for i in range(n):
-            layers += [nn.Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1),
-                       _norm(norm, out_ch), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1),
+                _norm(norm, out_ch),
+                nn.ReLU(inplace=True),
+            ]
         super().__init__(*layers)
 
 
@@ -94,34 +97,53 @@ class VNet(nn.Module):
         embed_hidden: the projection head's hidden width (None: ``base_filters``).
     """
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 2, base_filters: int = 16,
-                 dropout: float = 0.5, norm: str = "batch", embed_dim: int = 64,
-                 embed_hidden: int | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_classes: int = 2,
+        base_filters: int = 16,
+        dropout: float = 0.5,
+        norm: str = "batch",
+        embed_dim: int = 64,
+        embed_hidden: int | None = None,
+    ) -> None:
         super().__init__()
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
         f = base_filters
         self.base_filters = f
-        self.enc = nn.ModuleList([ConvStage(1, in_channels, f, norm), ConvStage(2, 2 * f, 2 * f, norm),
-                                  ConvStage(3, 4 * f, 4 * f, norm), ConvStage(3, 8 * f, 8 * f, norm),
-                                  ConvStage(3, 16 * f, 16 * f, norm)])
+        self.enc = nn.ModuleList(
+            [
+                ConvStage(1, in_channels, f, norm),
+                ConvStage(2, 2 * f, 2 * f, norm),
+                ConvStage(3, 4 * f, 4 * f, norm),
+                ConvStage(3, 8 * f, 8 * f, norm),
+                ConvStage(3, 16 * f, 16 * f, norm),
+            ]
+        )
         self.down = nn.ModuleList([Down(c, 2 * c, norm) for c in (f, 2 * f, 4 * f, 8 * f)])
         self.up = nn.ModuleList([Up(2 * c, c, norm) for c in (8 * f, 4 * f, 2 * f, f)])
-        self.dec = nn.ModuleList([ConvStage(3, 8 * f, 8 * f, norm), ConvStage(3, 4 * f, 4 * f, norm),
-                                  ConvStage(2, 2 * f, 2 * f, norm), ConvStage(1, f, f, norm)])
+        self.dec = nn.ModuleList(
+            [
+                ConvStage(3, 8 * f, 8 * f, norm),
+                ConvStage(3, 4 * f, 4 * f, norm),
+                ConvStage(2, 2 * f, 2 * f, norm),
+                ConvStage(1, f, f, norm),
+            ]
+        )
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv3d(f, n_classes, 1)
         self.projection = ProjectionHead(f, embed_dim, embed_hidden) if embed_dim > 0 else None
 
     def forward(self, x: torch.Tensor) -> VNetOutput:
         skips = []
-        for stage, down in zip(self.enc[:4], self.down):
+        for stage, down in zip(self.enc[:4], self.down, strict=True):
             x = stage(x)
             skips.append(x)
             x = down(x)
         x = self.dropout(self.enc[4](x))
         center = x
-        for i, (up, stage) in enumerate(zip(self.up, self.dec)):
+        for i, (up, stage) in enumerate(zip(self.up, self.dec, strict=True)):
             x = stage(up(x) + skips[3 - i])
             if i == 2:
                 center = x

@@ -12,17 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path, write_json
-from cvcl.io.resample import resample_case
-from cvcl.io.volume import write_case
 from cvcl.preprocessing.config import PreprocessConfig
-from cvcl.preprocessing.recipe import channel_names, make_recipe
 from cvcl.sources.layouts import ORIGINS_FILE
 from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, RECIPE, case_file, read_list, write_manifest
 
@@ -30,10 +28,22 @@ if TYPE_CHECKING:
     from cvcl.datasets.spec import Dataset
 
 
-def preprocess(dataset: Dataset, raw_dir: str | Path, out_dir: str | Path, *,
-               config: PreprocessConfig | None = None, progress: bool = True) -> int:
+def preprocess(
+    dataset: Dataset,
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    config: PreprocessConfig | None = None,
+    progress: bool = True,
+) -> int:
     """Convert ``raw_dir`` into ``out_dir`` (replaced atomically) with ``dataset``'s converter;
     returns the number of cases."""
+    # imported here, not above: every stage imports this package to read the preprocess section
+    # (cvcl.settings), and these load torch, h5py and nibabel
+    from cvcl.io.resample import resample_case
+    from cvcl.io.volume import write_case
+    from cvcl.preprocessing.recipe import channel_names, make_recipe
+
     convert = dataset.iter_cases
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
@@ -44,7 +54,8 @@ def preprocess(dataset: Dataset, raw_dir: str | Path, out_dir: str | Path, *,
         listing = raw_dir / f"{subset}.list"
         if listing.exists():
             subsets.update({case_id: subset for case_id in read_list(listing)})
-    rows, spacings, channels = [], [], ("image",)
+    rows, spacings = [], []
+    channels: tuple[str, ...] = ("image",)
     with atomic_path(out_dir, directory=True) as tmp, _naming_originals(raw_dir):
         cases = convert(raw_dir, dataset.name, config)
         for case, source in tqdm(cases, desc=f"preprocess {dataset.name}", unit="case", disable=not progress):
@@ -53,14 +64,16 @@ def preprocess(dataset: Dataset, raw_dir: str | Path, out_dir: str | Path, *,
             write_case(case_file(case.case_id, tmp), case)
             spacings.append(case.geometry.spacing)
             channels = channel_names(case.image.shape[0], str(case.extra.get("modalities", "")))
-            rows.append({
-                "case_id": case.case_id,
-                "subset": subsets.get(case.case_id, ""),
-                "shape": "x".join(str(s) for s in case.shape),
-                "spacing": "x".join(f"{s:g}" for s in case.geometry.spacing),
-                "source": source,
-                "dataset": dataset.name,
-            })
+            rows.append(
+                {
+                    "case_id": case.case_id,
+                    "subset": subsets.get(case.case_id, ""),
+                    "shape": "x".join(str(s) for s in case.shape),
+                    "spacing": "x".join(f"{s:g}" for s in case.geometry.spacing),
+                    "source": source,
+                    "dataset": dataset.name,
+                }
+            )
         missing = sorted(set(subsets) - {r["case_id"] for r in rows})
         if missing:
             raise DataError(raw_dir, f"the case lists name {len(missing)} cases with no image, e.g. {missing[0]}")

@@ -14,11 +14,17 @@ def mask_box(mask: np.ndarray) -> Box | None:
     slices = bounding_box(mask)
     if slices is None:
         return None
-    return tuple(s.start for s in slices), tuple(s.stop for s in slices)
+    x, y, z = slices
+    return (x.start, y.start, z.start), (x.stop, y.stop, z.stop)
 
 
-def grow_box(box: Box, shape: tuple[int, ...], before: tuple[int, int, int], after: tuple[int, int, int],
-             min_size: tuple[int, int, int] = (0, 0, 0)) -> Box:
+def grow_box(
+    box: Box,
+    shape: tuple[int, ...],
+    before: tuple[int, int, int],
+    after: tuple[int, int, int],
+    min_size: tuple[int, int, int] = (0, 0, 0),
+) -> Box:
     """``box`` widened by ``before``/``after`` voxels per axis, then evenly to at least
     ``min_size`` (half of the shortfall on each side, as UA-MT does), clipped to ``shape``."""
     lo, hi = [], []
@@ -26,7 +32,8 @@ def grow_box(box: Box, shape: tuple[int, ...], before: tuple[int, int, int], aft
         pad = max(min_size[a] - (box[1][a] - box[0][a]), 0) // 2
         lo.append(max(box[0][a] - before[a] - pad, 0))
         hi.append(min(box[1][a] + after[a] + pad, int(shape[a])))
-    return tuple(lo), tuple(hi)
+    (x0, y0, z0), (x1, y1, z1) = lo, hi
+    return (x0, y0, z0), (x1, y1, z1)
 
 
 def crop(array: np.ndarray, box: Box) -> np.ndarray:

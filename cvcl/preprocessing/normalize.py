@@ -22,8 +22,9 @@ def zscore(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return out[0] if img.ndim == 3 else out
 
 
-def clip_and_zscore(image: np.ndarray, mask: np.ndarray | None = None,
-                    clip_percentile: float | None = None) -> np.ndarray:
+def clip_and_zscore(
+    image: np.ndarray, mask: np.ndarray | None = None, clip_percentile: float | None = None
+) -> np.ndarray:
     """:func:`zscore` after clipping each channel at ``clip_percentile`` of its ``mask`` voxels
     (no clipping when None). ``image`` is ``(C, X, Y, Z)``; returns float32."""
     image = np.asarray(image, dtype=np.float32)

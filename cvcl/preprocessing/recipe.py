@@ -14,16 +14,16 @@ repeated on a new scan: the sliding window then covers the whole scan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import median
-from typing import Sequence
 
 import numpy as np
 
 from cvcl.datasets.spec import Intensity
 from cvcl.errors import DataError
 from cvcl.io.resample import resample_case
-from cvcl.io.volume import Case, Geometry
+from cvcl.io.volume import Case, Geometry, float3
 from cvcl.preprocessing.crop import crop, mask_box
 from cvcl.preprocessing.normalize import clip_and_zscore
 
@@ -47,22 +47,30 @@ class Recipe:
     spacing: tuple[float, float, float]
 
     def as_dict(self) -> dict:
-        return {"format_version": FORMAT_VERSION, "dataset": self.dataset, "channels": list(self.channels),
-                "intensity": asdict(self.intensity),
-                "resample": list(self.resample) if self.resample is not None else None,
-                "spacing": list(self.spacing)}
+        return {
+            "format_version": FORMAT_VERSION,
+            "dataset": self.dataset,
+            "channels": list(self.channels),
+            "intensity": asdict(self.intensity),
+            "resample": list(self.resample) if self.resample is not None else None,
+            "spacing": list(self.spacing),
+        }
 
     @classmethod
-    def from_dict(cls, record: dict, where: str) -> "Recipe":
+    def from_dict(cls, record: dict, where: str) -> Recipe:
         """The recipe of a record written by :meth:`as_dict`; DataError naming ``where`` if it is not one."""
         try:
             intensity = Intensity(**record["intensity"])
             if intensity.mask not in MASKS:
                 raise ValueError(f"intensity mask {intensity.mask!r}")
             resample = record["resample"]
-            return cls(str(record["dataset"]), tuple(str(c) for c in record["channels"]), intensity,
-                       tuple(float(s) for s in resample) if resample is not None else None,
-                       tuple(float(s) for s in record["spacing"]))
+            return cls(
+                str(record["dataset"]),
+                tuple(str(c) for c in record["channels"]),
+                intensity,
+                float3(resample) if resample is not None else None,
+                float3(record["spacing"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(where, f"holds no usable preprocessing record ({type(exc).__name__}: {exc})") from None
 
@@ -75,12 +83,16 @@ def channel_names(n: int, modalities: str = "") -> tuple[str, ...]:
     return ("image",) if n == 1 else tuple(f"channel{c}" for c in range(n))
 
 
-def make_recipe(dataset: str, intensity: Intensity, channels: Sequence[str],
-                resample: Sequence[float] | None, spacings: Sequence[Sequence[float]]) -> Recipe:
+def make_recipe(
+    dataset: str,
+    intensity: Intensity,
+    channels: Sequence[str],
+    resample: Sequence[float] | None,
+    spacings: Sequence[Sequence[float]],
+) -> Recipe:
     """The recipe of a preprocess run; ``spacings`` are the processed cases' (mm per axis)."""
-    spacing = tuple(float(median(s[a] for s in spacings)) for a in range(3)) if spacings else (1.0, 1.0, 1.0)
-    return Recipe(dataset, tuple(channels), intensity,
-                  tuple(float(s) for s in resample) if resample is not None else None, spacing)
+    spacing = float3(median(s[a] for s in spacings) for a in range(3)) if spacings else (1.0, 1.0, 1.0)
+    return Recipe(dataset, tuple(channels), intensity, float3(resample) if resample is not None else None, spacing)
 
 
 def prepare(image: np.ndarray, geometry: Geometry, recipe: Recipe, case_id: str = "scan") -> Case:
@@ -92,7 +104,7 @@ def prepare(image: np.ndarray, geometry: Geometry, recipe: Recipe, case_id: str 
     shape = tuple(image.shape[-3:])
     # a full pass over the volume, made only where a step needs the non-zero voxels
     nonzero = (image != 0).any(axis=0) if intensity.crop_nonzero or intensity.mask == "nonzero" else None
-    if intensity.crop_nonzero:
+    if intensity.crop_nonzero and nonzero is not None:  # (nonzero is computed when crop_nonzero is set)
         box = mask_box(nonzero)
         if box is None:
             raise DataError(case_id, "is zero everywhere; expected a skull-stripped scan with a brain")
@@ -109,9 +121,11 @@ def spacing_mismatch(recipe: Recipe, spacing: Sequence[float], tolerance: float 
     size in voxels it was trained on); None otherwise."""
     if recipe.resample is not None:
         return None
-    off = [abs(s - t) / t > tolerance for s, t in zip(spacing, recipe.spacing)]
+    off = [abs(s - t) / t > tolerance for s, t in zip(spacing, recipe.spacing, strict=True)]
     if not any(off):
         return None
     fmt = lambda v: "x".join(f"{x:.3g}" for x in v)  # noqa: E731
-    return (f"spacing {fmt(spacing)} mm differs from the training data's {fmt(recipe.spacing)} mm by more than "
-            f"{tolerance:.0%}; the model was trained without resampling (preprocess.resample), so results may suffer")
+    return (
+        f"spacing {fmt(spacing)} mm differs from the training data's {fmt(recipe.spacing)} mm by more than "
+        f"{tolerance:.0%}; the model was trained without resampling (preprocess.resample), so results may suffer"
+    )

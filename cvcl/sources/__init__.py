@@ -12,7 +12,8 @@ here:
   and :mod:`cvcl.sources.layouts` describing how each real dataset lays out its files;
 - :mod:`cvcl.sources.protocol`: the case lists that fix a split, and the published ones the
   package ships (``data/``);
-- :mod:`cvcl.sources.synthetic`: what the two generators share.
+- :mod:`cvcl.sources.synthetic`: what the two generators share;
+- :mod:`cvcl.sources.config`: the declaration of ``download.mirror`` and ``download.local_path``.
 
 Every source's params are checked before anything is written, and ``out_dir`` is replaced only
 when the whole raw form is complete. Each also writes ``protocol.json`` (which case lists fix the
@@ -33,8 +34,9 @@ if TYPE_CHECKING:  # the source modules load heavy libraries (torch, nilearn): t
     from cvcl.sources.transfer import Fetcher
 
 
-def fetch(dataset: Dataset, params: Params, out_dir: str | Path, *, progress: bool = True,
-          fetcher: Fetcher | None = None) -> dict:
+def fetch(
+    dataset: Dataset, params: Params, out_dir: str | Path, *, progress: bool = True, fetcher: Fetcher | None = None
+) -> dict:
     """Write the raw form of ``dataset`` to ``out_dir``, replacing it only on success.
 
     ``fetcher`` (downloading sources only) overrides the cache and retry settings, for tests.

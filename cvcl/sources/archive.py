@@ -77,7 +77,9 @@ def _extract_zip(archive: Path, target: Path) -> None:
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 link = zf.read(info).decode("utf-8", "replace")
-                _refuse(archive, info.filename, f"is a symbolic link (to {link!r}); archives with links are not supported")
+                _refuse(
+                    archive, info.filename, f"is a symbolic link (to {link!r}); archives with links are not supported"
+                )
             if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no Unix type recorded
                 _refuse(archive, info.filename, "is a special file")
         for info in members:
@@ -98,7 +100,9 @@ def _extract_tar(archive: Path, target: Path) -> None:
             if why:
                 _refuse(archive, m.name, why)
             if m.issym():
-                _refuse(archive, m.name, f"is a symbolic link (to {m.linkname!r}); archives with links are not supported")
+                _refuse(
+                    archive, m.name, f"is a symbolic link (to {m.linkname!r}); archives with links are not supported"
+                )
             if m.islnk():
                 _refuse(archive, m.name, f"is a hard link (to {m.linkname!r}); archives with links are not supported")
             if m.isdev():

@@ -97,8 +97,9 @@ def find_brats_cases(root: Path) -> dict[str, dict[str, Path]]:
             raise DataError(path, f"duplicates {kinds[match['kind']].name}")
         kinds[match["kind"]] = path
     if not cases:
-        raise DataError(root, "holds no BraTS case folders (<case>/<case>_flair.nii.gz, ...); "
-                              "the dataset folder is empty")
+        raise DataError(
+            root, "holds no BraTS case folders (<case>/<case>_flair.nii.gz, ...); the dataset folder is empty"
+        )
     return dict(sorted(cases.items()))  # by case id, whichever grade folder holds the case
 
 
@@ -109,8 +110,11 @@ def nifti_root(root: Path) -> Path:
     found = sorted(p.parent for p in root.glob("*/imagesTr") if p.is_dir() and not p.parent.name.startswith("."))
     if len(found) == 1:
         return found[0]
-    raise DataError(root / "imagesTr", "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)"
-                    + (f" (several candidates: {', '.join(p.name for p in found)})" if found else ""))
+    raise DataError(
+        root / "imagesTr",
+        "not found; expected nnU-Net's raw layout (imagesTr/, labelsTr/)"
+        + (f" (several candidates: {', '.join(p.name for p in found)})" if found else ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,9 @@ def find_nifti_cases(root: Path) -> dict[str, NiftiCase]:
         numbered.sort()
         numbers = [n for n, _ in numbered]
         if numbers != list(range(len(numbers))):
-            raise DataError(images / f"{case_id}_0000.nii.gz",
-                            f"channels {numbers} are not numbered 0000, 0001, ... without gaps")
+            raise DataError(
+                images / f"{case_id}_0000.nii.gz", f"channels {numbers} are not numbered 0000, 0001, ... without gaps"
+            )
         labels = [root / "labelsTr" / f"{case_id}{suffix}" for suffix in (".nii.gz", ".nii")]
         cases[case_id] = NiftiCase(tuple(p for _, p in numbered), next((p for p in labels if p.is_file()), None))
     counts = {len(case.images) for case in cases.values()}

@@ -88,8 +88,7 @@ def write_raw(dataset: Dataset, cfg: LocalConfig, out: Path, *, progress: bool =
             else:
                 digest = copy_verified(src, dst)
             lines.append(f"{digest}  {rel}\n")
-            origins[rel] = (f"{cfg.path}/{src.relative_to(extracted).as_posix()}" if extracted is not None
-                            else str(src))
+            origins[rel] = f"{cfg.path}/{src.relative_to(extracted).as_posix()}" if extracted is not None else str(src)
         own = protocol.read_lists(plan.lists_at)
         published = protocol.shipped(dataset.published) if dataset.published is not None else None
         record = protocol.settle(out, dataset.name, plan.cases, own, str(plan.lists_at), published)
@@ -97,8 +96,9 @@ def write_raw(dataset: Dataset, cfg: LocalConfig, out: Path, *, progress: bool =
         if extracted is None:
             raise
         # name the archive, not our temporary folder: "<archive>/<member path>"
-        raise DataError(str(exc.path).replace(str(extracted), str(cfg.path)),
-                        exc.problem.replace(str(extracted), str(cfg.path))) from None
+        raise DataError(
+            str(exc.path).replace(str(extracted), str(cfg.path)), exc.problem.replace(str(extracted), str(cfg.path))
+        ) from None
     finally:
         if extracted is not None and extracted.exists():
             shutil.rmtree(extracted)

@@ -20,9 +20,10 @@ must be set to ``random`` explicitly.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from cvcl.errors import DataError
 from cvcl.workspace import LIST_NAMES, PROTOCOL_FILE, parse_ids, read_list
@@ -44,11 +45,10 @@ class CaseLists:
     def cases(self) -> list[str]:
         return [c for subset in ("train", "val", "test") for c in self.lists.get(subset, [])]
 
-    def restricted(self, keep: Iterable[str], description: str) -> "CaseLists":
+    def restricted(self, keep: Iterable[str], description: str) -> CaseLists:
         """The same lists, in the same order, with only the cases in ``keep``."""
         keep = set(keep)
-        return CaseLists(self.name, description,
-                         {k: [c for c in v if c in keep] for k, v in self.lists.items()})
+        return CaseLists(self.name, description, {k: [c for c in v if c in keep] for k, v in self.lists.items()})
 
 
 def parse_lists(texts: dict[str, str], where: str) -> dict[str, list[str]]:
@@ -84,13 +84,17 @@ def shipped(published: Published) -> CaseLists:
     """The published lists a dataset declares it follows (its ``published``, e.g. UA-MT's for
     ``la`` and ``la-nrrd``), as the package ships them in ``data/<published.folder>/``."""
     folder = SHIPPED / published.folder
-    lists = {subset: read_list(folder / f"{subset}.list")
-             for subset in ("train", "val", "test") if (folder / f"{subset}.list").is_file()}
+    lists = {
+        subset: read_list(folder / f"{subset}.list")
+        for subset in ("train", "val", "test")
+        if (folder / f"{subset}.list").is_file()
+    }
     return CaseLists(published.lists, published.description, lists)
 
 
-def write(out: Path, dataset: str, lists: CaseLists | None, *, reason: str | None = None,
-          fallback: bool = False) -> dict:
+def write(
+    out: Path, dataset: str, lists: CaseLists | None, *, reason: str | None = None, fallback: bool = False
+) -> dict:
     """Write the list files and ``protocol.json`` into ``out``; returns the protocol record.
 
     ``lists=None`` means no fixed split, ``reason`` says why; with ``fallback`` the split stage
@@ -111,8 +115,14 @@ def write(out: Path, dataset: str, lists: CaseLists | None, *, reason: str | Non
     return record
 
 
-def settle(out: Path, dataset: str, present: Iterable[str], own: dict[str, list[str]] | None,
-           own_where: str, published: CaseLists | None) -> dict:
+def settle(
+    out: Path,
+    dataset: str,
+    present: Iterable[str],
+    own: dict[str, list[str]] | None,
+    own_where: str,
+    published: CaseLists | None,
+) -> dict:
     """Choose the lists of a local copy by the rule in the module docstring and write them.
 
     ``present``: the case ids the copy holds; ``own``: the lists it brings (or None);
@@ -123,8 +133,10 @@ def settle(out: Path, dataset: str, present: Iterable[str], own: dict[str, list[
         for subset, ids in own.items():
             missing = [c for c in ids if c not in present]
             if missing:
-                raise DataError(f"{own_where}/{subset}.list",
-                                f"names {len(missing)} cases the copy does not hold, e.g. {missing[0]}")
+                raise DataError(
+                    f"{own_where}/{subset}.list",
+                    f"names {len(missing)} cases the copy does not hold, e.g. {missing[0]}",
+                )
         return write(out, dataset, CaseLists("user", f"the lists that came with the data ({own_where})", own))
     if published is None:
         return write(out, dataset, None, reason="the data brings no train.list/test.list; set split.strategy: random")
@@ -132,7 +144,8 @@ def settle(out: Path, dataset: str, present: Iterable[str], own: dict[str, list[
     if not missing:
         return write(out, dataset, published)
     total = len(published.cases())
-    reason = (f"{len(missing)} of the {total} cases of {published.description} are missing "
-              f"(e.g. {missing[0]}): a seeded random split (split.seed) replaces it")
+    reason = (
+        f"{len(missing)} of the {total} cases of {published.description} are missing "
+        f"(e.g. {missing[0]}): a seeded random split (split.seed) replaces it"
+    )
     return write(out, dataset, None, reason=reason, fallback=True)
-

@@ -31,6 +31,7 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cells: int) -
     """
     coarse = tuple(4 * max(1, cells) + 4 for _ in shape)
     low = ndi.gaussian_filter(rng.standard_normal(coarse), 1.5, mode="wrap")
-    up = F.interpolate(torch.from_numpy(low)[None, None].float(), size=tuple(shape),
-                       mode="trilinear", align_corners=True)[0, 0].numpy()
+    up = F.interpolate(
+        torch.from_numpy(low)[None, None].float(), size=tuple(shape), mode="trilinear", align_corners=True
+    )[0, 0].numpy()
     return ((up - up.mean()) / (up.std() + 1e-8)).astype(np.float32)

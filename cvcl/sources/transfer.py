@@ -23,8 +23,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from filelock import FileLock
 
@@ -71,8 +71,9 @@ def copy_verified(src: Path, dst: Path, sha256: str | None = None) -> str:
     actual = sha256_file(dst)
     if actual != expected or written.hexdigest() != expected:
         dst.unlink()
-        raise DataError(src, f"sha256 mismatch after copying to {dst}: expected {expected[:16]}..., "
-                             f"got {actual[:16]}...")
+        raise DataError(
+            src, f"sha256 mismatch after copying to {dst}: expected {expected[:16]}..., got {actual[:16]}..."
+        )
     return actual
 
 
@@ -87,8 +88,16 @@ class Fetcher:
     seconds (at most 30) before attempt ``k + 2``; ``timeout_s`` per network operation.
     """
 
-    def __init__(self, cache_dir: Path | None = None, *, retries: int = 5, backoff_s: float = 1.0,
-                 timeout_s: float = 60.0, progress=None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        *,
+        retries: int = 5,
+        backoff_s: float = 1.0,
+        timeout_s: float = 60.0,
+        progress=None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.retries, self.backoff_s, self.timeout_s = retries, backoff_s, timeout_s
         self.progress, self.sleep = progress, sleep
@@ -134,8 +143,11 @@ class Fetcher:
                 self._count(-partial.stat().st_size)
                 partial.unlink()
                 if not resumed:  # a complete fresh transfer is wrong: the source is bad
-                    raise DataError(source, f"sha256 mismatch: expected {sha256[:16]}..., got {got[:16]}...; "
-                                            "the file is corrupt or not the published one (discarded)")
+                    raise DataError(
+                        source,
+                        f"sha256 mismatch: expected {sha256[:16]}..., got {got[:16]}...; "
+                        "the file is corrupt or not the published one (discarded)",
+                    )
                 # a resumed transfer may have joined two different versions: once more from zero
 
     def _check_local_source(self, source: str, sha256: str, size: int | None) -> None:
@@ -153,8 +165,10 @@ class Fetcher:
             problem = "has the wrong sha256 (corrupt or not the published file)"
         else:
             return
-        print(f"warning: {source}: {problem}; used the verified copy in the cache instead. "
-              "Replace the mirror's file.", file=sys.stderr)
+        print(
+            f"warning: {source}: {problem}; used the verified copy in the cache instead. Replace the mirror's file.",
+            file=sys.stderr,
+        )
 
     def read_text(self, source: str) -> str | None:
         """A small text file (a case list), or None where the source has no such file."""
@@ -192,8 +206,11 @@ class Fetcher:
             except _Transient as exc:
                 if attempt == self.retries:
                     kept = partial.stat().st_size if partial.exists() else 0
-                    raise DataError(source, f"download failed after {attempt + 1} attempts ({exc}); "
-                                            f"rerun the stage to resume ({kept} bytes kept in {partial})") from None
+                    raise DataError(
+                        source,
+                        f"download failed after {attempt + 1} attempts ({exc}); "
+                        f"rerun the stage to resume ({kept} bytes kept in {partial})",
+                    ) from None
                 self.sleep(self._delay(attempt))
         raise AssertionError("unreachable")
 
@@ -246,7 +263,7 @@ class Fetcher:
         return urllib.request.Request(url, headers={"User-Agent": f"cvcl/{__version__}", **(headers or {})})
 
     def _delay(self, attempt: int) -> float:
-        return min(self.backoff_s * 2 ** attempt, 30.0)
+        return min(self.backoff_s * 2**attempt, 30.0)
 
     def _count(self, n: int) -> None:
         if self.progress is not None and n:
@@ -257,4 +274,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
         return str(exc.reason)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-

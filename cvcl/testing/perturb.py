@@ -15,12 +15,18 @@ from scipy import ndimage as ndi
 
 def _ball(shape: tuple[int, ...], centre: np.ndarray, radius: float) -> np.ndarray:
     grid = np.ogrid[tuple(slice(0, s) for s in shape)]
-    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
 
 
-def perturbed_prediction(label: np.ndarray, seed: int, *, displacement: float = 2.0,
-                         smoothness: float = 6.0, blob_radius: float = 4.0,
-                         missed_radius: float = 10.0) -> np.ndarray:
+def perturbed_prediction(
+    label: np.ndarray,
+    seed: int,
+    *,
+    displacement: float = 2.0,
+    smoothness: float = 6.0,
+    blob_radius: float = 4.0,
+    missed_radius: float = 10.0,
+) -> np.ndarray:
     """A prediction-like mask ``(X, Y, Z)`` bool made from a non-empty binary ``label`` of the same shape.
 
     Args:

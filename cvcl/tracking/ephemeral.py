@@ -53,8 +53,16 @@ class EphemeralServer:
     """``cvcl server`` on a free loopback port, with its state in ``state``;
     ``user``/``password`` is the account :meth:`api` and :meth:`env` use."""
 
-    def __init__(self, state: Path, pg_user: str | None, admin_password: str, user: str, password: str,
-                 workers: int = 1, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        state: Path,
+        pg_user: str | None,
+        admin_password: str,
+        user: str,
+        password: str,
+        workers: int = 1,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.state, self.pg_user, self.port, self.args = state, pg_user, free_port(), tuple(args)
         self.admin_password, self.user, self.password, self.workers = admin_password, user, password, workers
         self.uri = f"http://127.0.0.1:{self.port}"
@@ -65,15 +73,32 @@ class EphemeralServer:
         """Start it and wait (at most ``timeout_s`` seconds) until it answers /health."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
-        cmd = [sys.executable, "-m", "cvcl.commands", "server", "--state-dir", str(self.state),
-               "--port", str(self.port), "--workers", str(self.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cvcl.commands",
+            "server",
+            "--state-dir",
+            str(self.state),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         cmd += ["--pg-user", self.pg_user] if self.pg_user else []
         cmd += list(self.args)
         with open(self.log, "a") as log:
             # its own session: Ctrl-C in a terminal reaches the caller only, which stops the
             # server in order; and :meth:`stop` can reach mlflow's workers if the wrapper is gone
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -102,28 +127,39 @@ class EphemeralServer:
 
     def add_user(self, user: str, password: str) -> None:
         """docs/tracking.md's way to add a teammate: the admin posts to the users API."""
-        created = requests.post(f"{self.uri}/api/2.0/mlflow/users/create", auth=("admin", self.admin_password),
-                                json={"username": user, "password": password}, timeout=30)
+        created = requests.post(
+            f"{self.uri}/api/2.0/mlflow/users/create",
+            auth=("admin", self.admin_password),
+            json={"username": user, "password": password},
+            timeout=30,
+        )
         if created.status_code != 200:
             raise ServerError(f"adding the user {user!r} failed (HTTP {created.status_code}): {created.text[:300]}")
 
     def api(self, endpoint: str, body: dict | None = None, **params) -> dict:
         """A REST call as :attr:`user`: GET with ``params``, or POST of ``body``."""
         url, auth = f"{self.uri}/api/2.0/mlflow/{endpoint}", (self.user, self.password)
-        response = (requests.post(url, json=body, auth=auth, timeout=30) if body is not None
-                    else requests.get(url, params=params, auth=auth, timeout=30))
+        response = (
+            requests.post(url, json=body, auth=auth, timeout=30)
+            if body is not None
+            else requests.get(url, params=params, auth=auth, timeout=30)
+        )
         response.raise_for_status()
         return response.json()
 
     def env(self, user: str | None = None, password: str | None = None) -> dict[str, str]:
         """What a teammate exports to log to this server (as :attr:`user` unless told)."""
-        return {"MLFLOW_TRACKING_URI": self.uri, "MLFLOW_TRACKING_USERNAME": user or self.user,
-                "MLFLOW_TRACKING_PASSWORD": password or self.password}
+        return {
+            "MLFLOW_TRACKING_URI": self.uri,
+            "MLFLOW_TRACKING_USERNAME": user or self.user,
+            "MLFLOW_TRACKING_PASSWORD": password or self.password,
+        }
 
 
 @contextlib.contextmanager
-def ephemeral_server(admin_password: str, user: str, password: str, workers: int = 1,
-                     args: tuple[str, ...] = ()) -> Iterator[EphemeralServer]:
+def ephemeral_server(
+    admin_password: str, user: str, password: str, workers: int = 1, args: tuple[str, ...] = ()
+) -> Iterator[EphemeralServer]:
     """A started team server (``args``: more options of ``cvcl server``) with the
     account ``user``; stopped, with its database, and its
     folder deleted on exit (an error or Ctrl-C included). :class:`ServerError` where PostgreSQL

@@ -17,9 +17,9 @@ import copy
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ def _tracking() -> Iterator:
     try:
         yield mlflow
     finally:
-        mlflow.set_tracking_uri(old_global)
+        # None puts back "unset", which MLflow handles though it types the URI as str | Path
+        mlflow.set_tracking_uri(old_global)  # type: ignore[arg-type]
         if old_env is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
@@ -67,25 +68,36 @@ def log_model(run: Run, network: torch.nn.Module, metadata: dict) -> str:
 
     from cvcl.models.vnet import VNetLogits
 
-    vnet = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).eval()
+    # Module.to takes memory_format (torch.nn.Module.to's docs); its typed overloads leave it out
+    vnet = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     channels, classes = metadata["model_config"]["in_channels"], metadata["model_config"]["n_classes"]
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1, -1), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes, -1, -1, -1), "logits")]))
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes, -1, -1, -1), "logits")]),
+    )
     experiment_id = with_retries(lambda: run.client.get_run(run.run_id)).info.experiment_id
     with _tracking() as mlflow:
         # created here, in the run's experiment: the fluent API would put it in the active one
-        logged = mlflow.initialize_logged_model(name=MODEL_NAME, source_run_id=run.run_id,
-                                                experiment_id=experiment_id,
-                                                tags={"cvcl.method": str(metadata.get("method", ""))})
+        logged = mlflow.initialize_logged_model(
+            name=MODEL_NAME,
+            source_run_id=run.run_id,
+            experiment_id=experiment_id,
+            tags={"cvcl.method": str(metadata.get("method", ""))},
+        )
         # pickled, not MLflow's pt2 export: that needs an example input and traces fixed shapes,
         # where a sliding window and the whole-volume use need any size; MLflow warns of pickle
         # each time, which says nothing new to a stage's reader
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         info = mlflow.pytorch.log_model(
-            VNetLogits(vnet), name=MODEL_NAME, model_id=logged.model_id, run_id=run.run_id,
-            signature=signature, metadata={METADATA_KEY: metadata}, serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"])
+            VNetLogits(vnet),
+            name=MODEL_NAME,
+            model_id=logged.model_id,
+            run_id=run.run_id,
+            signature=signature,
+            metadata={METADATA_KEY: metadata},
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+        )
     return info.model_uri
 
 
@@ -117,8 +129,10 @@ def load_mlflow_model(uri: str) -> MlflowModel:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(uri, f"cannot be read from the tracking store {tracking_uri()} ({first})") from None
         if not (local / "MLmodel").is_file():
-            raise DataError(uri, "is not an MLflow model (no MLmodel file); expected runs:/<run_id>/model "
-                                 "or models:/<name>/<version>")
+            raise DataError(
+                uri,
+                "is not an MLflow model (no MLmodel file); expected runs:/<run_id>/model or models:/<name>/<version>",
+            )
         metadata = (Model.load(str(local)).metadata or {}).get(METADATA_KEY)
         if not metadata:
             raise DataError(uri, "was not logged by this project's infer stage (no 'cvcl' metadata)")
@@ -147,8 +161,9 @@ class Registered:
         return f"models:/{self.name}/{self.version}"
 
 
-def register_best(experiment: str, metric: str, name: str, filter_string: str = "",
-                  lower_is_better: bool | None = None) -> Registered:
+def register_best(
+    experiment: str, metric: str, name: str, filter_string: str = "", lower_is_better: bool | None = None
+) -> Registered:
     """Register the model of the FINISHED run of ``experiment`` (matching ``filter_string``, MLflow's
     search syntax) with the best ``metric`` as a new version of registered model ``name``.
 
@@ -161,30 +176,51 @@ def register_best(experiment: str, metric: str, name: str, filter_string: str = 
     if found is None:
         names = [e.name for e in with_retries(lambda: client.search_experiments(max_results=200))]
         raise DataError(experiment, f"no such experiment in {tracking_uri()} (there: {', '.join(names) or 'none'})")
-    lower = lower_is_better if lower_is_better is not None else (
-        metric.split("_std")[0] in LOWER_IS_BETTER or metric.endswith("_std"))
+    lower = (
+        lower_is_better
+        if lower_is_better is not None
+        else (metric.split("_std")[0] in LOWER_IS_BETTER or metric.endswith("_std"))
+    )
     query = " and ".join(f for f in ("attributes.status = 'FINISHED'", filter_string.strip()) if f)
     from mlflow.exceptions import MlflowException
 
     try:
-        runs = with_retries(lambda: client.search_runs(
-            [found.experiment_id], query, order_by=[f"metrics.`{metric}` {'ASC' if lower else 'DESC'}"],
-            max_results=1000))
+        runs = with_retries(
+            lambda: client.search_runs(
+                [found.experiment_id],
+                query,
+                order_by=[f"metrics.`{metric}` {'ASC' if lower else 'DESC'}"],
+                max_results=1000,
+            )
+        )
     except MlflowException as exc:
-        raise DataError(filter_string or experiment, f"is not a usable run filter ({str(exc).splitlines()[0]})") from None
+        raise DataError(
+            filter_string or experiment, f"is not a usable run filter ({str(exc).splitlines()[0]})"
+        ) from None
     scored = [r for r in runs if metric in r.data.metrics]
     if not scored:
-        hint = ("; runs log val_dice with validation cases: set split.val and train.val_every"
-                if metric == "val_dice" else "")
-        raise DataError(experiment, f"has no FINISHED run with metric {metric!r}"
-                                    + (f" matching {filter_string!r}" if filter_string else "") + hint)
+        hint = (
+            "; runs log val_dice with validation cases: set split.val and train.val_every"
+            if metric == "val_dice"
+            else ""
+        )
+        raise DataError(
+            experiment,
+            f"has no FINISHED run with metric {metric!r}"
+            + (f" matching {filter_string!r}" if filter_string else "")
+            + hint,
+        )
     for run in scored:  # search results carry each run's outputs: no request per run
         if run.outputs is not None and run.outputs.model_outputs:
             with _tracking() as mlflow:
-                version = mlflow.register_model(f"runs:/{run.info.run_id}/{MODEL_NAME}", name,
-                                                tags={"cvcl.selected_by": metric,
-                                                      "cvcl.value": f"{run.data.metrics[metric]:.6g}"})
-            return Registered(name, str(version.version), run.info.run_id, run.info.run_name,
-                              run.data.metrics[metric])
-    raise DataError(experiment, f"none of its {len(scored)} runs with {metric!r} has a logged model "
-                                "(runs logged before models were: rerun their infer stage)")
+                version = mlflow.register_model(
+                    f"runs:/{run.info.run_id}/{MODEL_NAME}",
+                    name,
+                    tags={"cvcl.selected_by": metric, "cvcl.value": f"{run.data.metrics[metric]:.6g}"},
+                )
+            return Registered(name, str(version.version), run.info.run_id, run.info.run_name, run.data.metrics[metric])
+    raise DataError(
+        experiment,
+        f"none of its {len(scored)} runs with {metric!r} has a logged model "
+        "(runs logged before models were: rerun their infer stage)",
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -15,7 +15,7 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
-def run_name(method: str, labeled: int, seed: int, values: Mapping[str, float]) -> str:
+def run_name(method: str, labeled: int, seed: int, values: Mapping[str, float | int | str]) -> str:
     """``cvcl-l16-pcl1-vcl1-s2``: the method, the labeled count, the method's switches
     (:attr:`cvcl.methods.Method.switches`, read from ``values``: dotted parameter names ->
     values, e.g. ``LossConfig.as_params()``; one at its ``quiet`` value is left out, so

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from cvcl.tracking.records import (HASH_TAG, METRICS_PER_CALL, RecordError, RunRecord, read_record,
-                                   record_files, write_record)
+from cvcl.tracking.records import (
+    HASH_TAG,
+    METRICS_PER_CALL,
+    RecordError,
+    RunRecord,
+    read_record,
+    record_files,
+    write_record,
+)
 
 
 @dataclass(frozen=True)
@@ -29,29 +38,33 @@ def _import_one(client: Any, experiment: str, experiment_id: str, path: Path, re
     from cvcl.tracking.store import with_retries
 
     digest = record.sha256()
-    found = with_retries(lambda: client.search_runs([experiment_id], f"tags.`{HASH_TAG}` = '{digest}'",
-                                                    max_results=50))
+    found = with_retries(lambda: client.search_runs([experiment_id], f"tags.`{HASH_TAG}` = '{digest}'", max_results=50))
     done = [r for r in found if r.info.status != "RUNNING"]
     if done:
         return Imported(path, done[0].info.run_id, False)
     for r in found:  # an import killed midway leaves its run RUNNING: replace it whole
-        with_retries(lambda: client.delete_run(r.info.run_id))
+        with_retries(partial(client.delete_run, r.info.run_id))
     tags = {**record.tags, HASH_TAG: digest, "cvcl.imported_from": path.name}
-    created = with_retries(lambda: client.create_run(experiment_id, start_time=record.start_ms, tags=tags,
-                                                     run_name=record.run_name))
+    created = with_retries(
+        lambda: client.create_run(experiment_id, start_time=record.start_ms, tags=tags, run_name=record.run_name)
+    )
     run_id = created.info.run_id
     try:
         run = Run(client, run_id, experiment, record.run_name)
         run.log_params(record.params)  # values formatted as the train stage's start_run formats them
         if record.dataset is not None:
-            run.log_dataset(record.dataset["name"], record.dataset.get("version"),
-                            record.dataset.get("source") or "unknown")
-        points = [Metric(key, value, record.step_ms.get(step, record.end_ms), step)
-                  for key, curve in record.curves.items() for step, value in curve]
+            run.log_dataset(
+                record.dataset["name"], record.dataset.get("version"), record.dataset.get("source") or "unknown"
+            )
+        points = [
+            Metric(key, value, record.step_ms.get(step, record.end_ms), step)
+            for key, curve in record.curves.items()
+            for step, value in curve
+        ]
         points += [Metric(key, value, record.end_ms, 0) for key, value in record.metrics.items()]
         for i in range(0, len(points), METRICS_PER_CALL):
-            chunk = points[i:i + METRICS_PER_CALL]
-            with_retries(lambda: client.log_batch(run_id, metrics=chunk))
+            chunk = points[i : i + METRICS_PER_CALL]
+            with_retries(partial(client.log_batch, run_id, metrics=chunk))
         if record.artifacts:
             with tempfile.TemporaryDirectory() as tmp:
                 for rel, text in record.artifacts.items():
@@ -68,8 +81,9 @@ def _import_one(client: Any, experiment: str, experiment_id: str, path: Path, re
     return Imported(path, run_id, True)
 
 
-def import_records(paths: Iterable[str | Path], experiment: str | None = None,
-                   say: Callable[[str], None] = print) -> list[Imported]:
+def import_records(
+    paths: Iterable[str | Path], experiment: str | None = None, say: Callable[[str], None] = print
+) -> list[Imported]:
     """Log each record named by ``paths`` (:func:`record_files`) into the project's MLflow store
     as one run of ``experiment`` (default: the record's own), skipping records already there.
 
@@ -90,9 +104,11 @@ def import_records(paths: Iterable[str | Path], experiment: str | None = None,
             ids[name] = experiment_id(client, name)
         result = _import_one(client, name, ids[name], path, record)
         if result.created:
-            say(f"{path}: imported as run {record.run_name} ({result.run_id}) of experiment {name}: "
+            say(
+                f"{path}: imported as run {record.run_name} ({result.run_id}) of experiment {name}: "
                 f"{record.status}, {len(record.params)} params, {record.n_points()} curve points, "
-                f"{len(record.metrics)} metrics, {len(record.artifacts)} artifacts")
+                f"{len(record.metrics)} metrics, {len(record.artifacts)} artifacts"
+            )
         else:
             say(f"{path}: skipped (already imported), run {result.run_id} of experiment {name}")
         results.append(result)
@@ -115,7 +131,7 @@ def _record_of(client: Any, run: Any) -> RunRecord:
     metrics: dict[str, float] = {}
     step_ms: dict[int, int] = {}
     for key in sorted(run.data.metrics):
-        history = sorted(with_retries(lambda: client.get_metric_history(run_id, key)), key=lambda m: m.step)
+        history = sorted(with_retries(partial(client.get_metric_history, run_id, key)), key=lambda m: m.step)
         if len(history) > 1 or any(m.step != 0 for m in history):
             curves[key] = [(int(m.step), float(m.value)) for m in history]
             for m in history:
@@ -127,7 +143,7 @@ def _record_of(client: Any, run: Any) -> RunRecord:
     with tempfile.TemporaryDirectory() as tmp:
         for name in _TEXT_ARTIFACTS:
             if name in listed:
-                local = with_retries(lambda: client.download_artifacts(run_id, name, tmp))
+                local = with_retries(partial(client.download_artifacts, run_id, name, tmp))
                 artifacts[name] = Path(local).read_text()
     dataset = None
     inputs = getattr(run, "inputs", None)
@@ -135,34 +151,50 @@ def _record_of(client: Any, run: Any) -> RunRecord:
         found = inputs.dataset_inputs[0].dataset
         dataset = {"name": found.name, "version": found.digest, "source": found.source}
     tags = {k: v for k, v in run.data.tags.items() if k not in _SKIPPED_TAGS}
-    return RunRecord(run.data.tags.get("mlflow.runName") or run_id, "", run.info.status, int(run.info.start_time),
-                     int(run.info.end_time or run.info.start_time), dict(run.data.params), tags, metrics, curves,
-                     step_ms, artifacts, dataset)
+    return RunRecord(
+        run.data.tags.get("mlflow.runName") or run_id,
+        "",
+        run.info.status,
+        int(run.info.start_time),
+        int(run.info.end_time or run.info.start_time),
+        dict(run.data.params),
+        tags,
+        metrics,
+        curves,
+        step_ms,
+        artifacts,
+        dataset,
+    )
 
 
-def export_records(experiment: str, out: str | Path, filter_string: str = "",
-                   say: Callable[[str], None] = print) -> list[Path]:
+def export_records(
+    experiment: str, out: str | Path, filter_string: str = "", say: Callable[[str], None] = print
+) -> list[Path]:
     """Write each FINISHED run of ``experiment`` (and ``filter_string``, an MLflow search filter)
     as a record ``<out>/<run name>-<run id[:8]>.json`` that :func:`import_records` logs back,
     params, curves, metrics and per-case scores intact. Files already there are rewritten."""
-    from cvcl.tracking.store import with_retries
-
     from cvcl.tracking.run import store_client
+    from cvcl.tracking.store import with_retries
 
     client = store_client()
     found = with_retries(lambda: client.get_experiment_by_name(experiment))
     if found is None:
         raise RecordError("--experiment", f"no experiment {experiment!r} in the store")
     query = " and ".join(f for f in ("attributes.status = 'FINISHED'", filter_string) if f)
-    runs = with_retries(lambda: client.search_runs([found.experiment_id], query, max_results=5000,
-                                                   order_by=["attributes.start_time ASC"]))
+    runs = with_retries(
+        lambda: client.search_runs(
+            [found.experiment_id], query, max_results=5000, order_by=["attributes.start_time ASC"]
+        )
+    )
     written = []
     for run in runs:
         record = _record_of(client, run)
         record = RunRecord(**{**record.__dict__, "experiment": experiment})
         path = Path(out) / f"{record.run_name}-{run.info.run_id[:8]}.json"
         write_record(path, record)
-        say(f"{path}: {record.run_name}, {len(record.params)} params, {record.n_points()} curve points, "
-            f"{len(record.metrics)} metrics, {len(record.artifacts)} artifacts")
+        say(
+            f"{path}: {record.run_name}, {len(record.params)} params, {record.n_points()} curve points, "
+            f"{len(record.metrics)} metrics, {len(record.artifacts)} artifacts"
+        )
         written.append(path)
     return written

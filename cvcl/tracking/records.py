@@ -7,10 +7,11 @@ training there writes a record with the standard library only (:class:`RunRecord
     cvcl records import <folder or record files> [--experiment NAME]
 
 (``make import-runs RECORDS=<folder>``, :mod:`cvcl.tracking.record_store`) logs each record as
-one run of the store that :func:`cvcl.tracking.store.tracking_uri` names: the run name, params, tags, every point of every
-curve with its step, the final metrics, the artifacts (``per_case.csv``), the original start
-and end times and the final status, as if the run had been logged where it trained. Importing a
-record again does nothing: each run carries the record's content hash (:data:`HASH_TAG`).
+one run of the store that :func:`cvcl.tracking.store.tracking_uri` names: the run name, params,
+tags, every point of every curve with its step, the final metrics, the artifacts
+(``per_case.csv``), the original start and end times and the final status, as if the run had
+been logged where it trained. Importing a record again does nothing: each run carries the
+record's content hash (:data:`HASH_TAG`).
 
 The other way, ``cvcl records export --experiment cvcl-la --out results/``
 writes an experiment's finished runs as records: a results table's runs travel with the
@@ -29,18 +30,19 @@ import math
 import re
 import subprocess
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from cvcl.errors import DataError
 from cvcl.io.atomic import write_text
 
 SCHEMA = "cvcl.run_record/1"
 DEFAULT_EXPERIMENT = "cvcl-la-gpu"
-RECORD_TAG = "cvcl.record"             # what wrote the record: "gpu_check"
-HASH_TAG = "cvcl.record_sha256"        # the content hash an imported run carries (idempotent import)
+RECORD_TAG = "cvcl.record"  # what wrote the record: "gpu_check"
+HASH_TAG = "cvcl.record_sha256"  # the content hash an imported run carries (idempotent import)
 REACHED_TAG = "cvcl.iterations_reached"  # "<reached> of <planned>", and why a run stopped early
 STATUSES = ("FINISHED", "KILLED", "FAILED")  # the terminal statuses MLflow knows
 METRICS_PER_CALL = 1000  # MLflow's limit on the metrics of one log_batch call
@@ -87,11 +89,21 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as JSON values (the file's content)."""
-        return {"schema": SCHEMA, "run_name": self.run_name, "experiment": self.experiment, "status": self.status,
-                "start_ms": self.start_ms, "end_ms": self.end_ms, "dataset": self.dataset, "params": self.params,
-                "tags": self.tags, "metrics": self.metrics,
-                "curves": {k: [[s, v] for s, v in points] for k, points in self.curves.items()},
-                "step_ms": [[s, t] for s, t in sorted(self.step_ms.items())], "artifacts": self.artifacts}
+        return {
+            "schema": SCHEMA,
+            "run_name": self.run_name,
+            "experiment": self.experiment,
+            "status": self.status,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "dataset": self.dataset,
+            "params": self.params,
+            "tags": self.tags,
+            "metrics": self.metrics,
+            "curves": {k: [[s, v] for s, v in points] for k, points in self.curves.items()},
+            "step_ms": [[s, t] for s, t in sorted(self.step_ms.items())],
+            "artifacts": self.artifacts,
+        }
 
     def sha256(self) -> str:
         """The hash of the content (canonical JSON), whatever the file's layout or name."""
@@ -124,6 +136,7 @@ def write_record(path: str | Path, record: RunRecord) -> Path:
 
 def _parse(data: Any, where: Path) -> RunRecord:
     """A :class:`RunRecord` from the file's JSON, every field checked (types, MLflow's key rule)."""
+
     def need(ok: Any, problem: str) -> None:
         if not ok:
             raise RecordError(where, f"not a valid run record: {problem}")
@@ -134,8 +147,10 @@ def _parse(data: Any, where: Path) -> RunRecord:
         need(isinstance(data.get(name), str) and data[name].strip(), f"{name} is missing or empty")
     need(data.get("status") in STATUSES, f"status {data.get('status')!r} is not one of {', '.join(STATUSES)}")
     start, end = data.get("start_ms"), data.get("end_ms")
-    need(isinstance(start, int) and isinstance(end, int) and 0 <= start <= end,
-         f"start_ms {start!r} and end_ms {end!r} are not times in ms with start <= end")
+    need(
+        isinstance(start, int) and isinstance(end, int) and 0 <= start <= end,
+        f"start_ms {start!r} and end_ms {end!r} are not times in ms with start <= end",
+    )
     sections = {}
     for name in ("params", "tags", "metrics", "curves", "artifacts"):
         value = data.get(name)
@@ -147,23 +162,46 @@ def _parse(data: Any, where: Path) -> RunRecord:
     need(all(_is_number(v) for v in sections["metrics"].values()), "metrics: a value is not a number")
     curves = {}
     for key, points in sections["curves"].items():
-        need(isinstance(points, list) and all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and p[0] >= 0 and _is_number(p[1])
-            for p in points), f"curves: {key!r} is not a list of [step, value] pairs")
+        need(
+            isinstance(points, list)
+            and all(
+                isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and p[0] >= 0 and _is_number(p[1])
+                for p in points
+            ),
+            f"curves: {key!r} is not a list of [step, value] pairs",
+        )
         curves[key] = [(s, float(v)) for s, v in points]
     step_ms = data.get("step_ms", [])
-    need(isinstance(step_ms, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) for x in p)
-                                           for p in step_ms), "step_ms is not a list of [step, ms] pairs")
+    need(
+        isinstance(step_ms, list)
+        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) for x in p) for p in step_ms),
+        "step_ms is not a list of [step, ms] pairs",
+    )
     for rel, text in sections["artifacts"].items():
         parts = PurePosixPath(rel).parts
-        need(parts and not PurePosixPath(rel).is_absolute() and ".." not in parts and isinstance(text, str),
-             f"artifacts: {rel!r} is not a relative path with text")
+        need(
+            parts and not PurePosixPath(rel).is_absolute() and ".." not in parts and isinstance(text, str),
+            f"artifacts: {rel!r} is not a relative path with text",
+        )
     dataset = data.get("dataset")
-    need(dataset is None or (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)),
-         "dataset is neither null nor an object with a name")
-    return RunRecord(data["run_name"], data["experiment"], data["status"], start, end, sections["params"],
-                     sections["tags"], {k: float(v) for k, v in sections["metrics"].items()}, curves,
-                     {s: t for s, t in step_ms}, sections["artifacts"], dataset)
+    need(
+        dataset is None or (isinstance(dataset, dict) and isinstance(dataset.get("name"), str)),
+        "dataset is neither null nor an object with a name",
+    )
+    return RunRecord(
+        data["run_name"],
+        data["experiment"],
+        data["status"],
+        start,
+        end,
+        sections["params"],
+        sections["tags"],
+        {k: float(v) for k, v in sections["metrics"].items()},
+        curves,
+        {s: t for s, t in step_ms},
+        sections["artifacts"],
+        dataset,
+    )
 
 
 def read_record(path: str | Path) -> RunRecord:
@@ -176,8 +214,11 @@ def read_record(path: str | Path) -> RunRecord:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RecordError(path, f"not a valid run record: not JSON ({exc.msg} at line {exc.lineno} "
-                                f"column {exc.colno}; truncated or corrupt?)") from None
+        raise RecordError(
+            path,
+            f"not a valid run record: not JSON ({exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}; truncated or corrupt?)",
+        ) from None
     return _parse(data, path)
 
 
@@ -194,8 +235,13 @@ def run_tags(source: str, device: str, kind: str, root: str | Path | None = None
     """The tags of a recorded run: MLflow's source tags for ``source`` (the script, relative to
     the repository root ``root``), the commit when git knows one, ``cvcl.device``, the date
     (UTC, ``cvcl.date``) and what wrote the record (:data:`RECORD_TAG` = ``kind``)."""
-    tags = {"mlflow.source.name": source, "mlflow.source.type": "LOCAL", "cvcl.device": device,
-            "cvcl.date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), RECORD_TAG: kind}
+    tags = {
+        "mlflow.source.name": source,
+        "mlflow.source.type": "LOCAL",
+        "cvcl.device": device,
+        "cvcl.date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        RECORD_TAG: kind,
+    }
     try:  # a copy of the working tree without .git (a rented GPU machine) has no commit to name
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         tags["git_commit"] = tags["mlflow.source.git.commit"] = head.stdout.strip()
@@ -210,8 +256,15 @@ class RunRecorder:
     The start time is taken when the recorder is made; :meth:`write` takes the end time.
     """
 
-    def __init__(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str], *,
-                 experiment: str = DEFAULT_EXPERIMENT, dataset: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        *,
+        experiment: str = DEFAULT_EXPERIMENT,
+        dataset: Mapping[str, Any] | None = None,
+    ) -> None:
         self.run_name, self.experiment = run_name, experiment
         self.params, self.tags = dict(params), {k: str(v) for k, v in tags.items()}
         self.dataset = dict(dataset) if dataset is not None else None
@@ -246,16 +299,24 @@ class RunRecorder:
         """The run as it stands, ending now with ``status`` (one of :data:`STATUSES`)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        return RunRecord(self.run_name, self.experiment, status, self.start_ms, max(now_ms(), self.start_ms),
-                         dict(self.params), dict(self.tags), dict(self.metrics),
-                         {k: list(v) for k, v in self.curves.items()}, dict(self.step_ms), dict(self.artifacts),
-                         self.dataset)
+        return RunRecord(
+            self.run_name,
+            self.experiment,
+            status,
+            self.start_ms,
+            max(now_ms(), self.start_ms),
+            dict(self.params),
+            dict(self.tags),
+            dict(self.metrics),
+            {k: list(v) for k, v in self.curves.items()},
+            dict(self.step_ms),
+            dict(self.artifacts),
+            self.dataset,
+        )
 
     def write(self, path: str | Path, status: str = "FINISHED") -> Path:
         """Write the run, ending now with ``status``, to ``path`` (atomically)."""
         return write_record(path, self.record(status))
-
-
 
 
 def record_files(paths: Iterable[str | Path]) -> list[Path]:

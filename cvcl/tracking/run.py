@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def _add_missing_defaults(client, experiment) -> None:
 
     for key, value in missing_defaults(experiment.tags, int(time.time() * 1000)).items():
         try:
-            with_retries(lambda: client.set_experiment_tag(experiment.experiment_id, key, value))
+            with_retries(partial(client.set_experiment_tag, experiment.experiment_id, key, value))
         except MlflowException as exc:
             print(f"note: could not set the tag {key} of experiment {experiment.name}: {str(exc)[:200]}")
             return
@@ -168,7 +169,7 @@ class Run:
             raise ParamConflict(", ".join(sorted(conflicts)))
         new = [Param(k, v) for k, v in values.items() if k not in logged]
         for i in range(0, len(new), 100):
-            with_retries(lambda: self.client.log_batch(self.run_id, params=new[i:i + 100]))
+            with_retries(partial(self.client.log_batch, self.run_id, params=new[i : i + 100]))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -177,8 +178,9 @@ class Run:
         if items:
             with_retries(lambda: self.client.log_batch(self.run_id, tags=items))
 
-    def log_dataset(self, name: str, version: str | None, source: str | Path = PROCESSED,
-                    context: str = "training") -> None:
+    def log_dataset(
+        self, name: str, version: str | None, source: str | Path = PROCESSED, context: str = "training"
+    ) -> None:
         """Log the data the run used as an MLflow dataset input: the UI's Dataset column then
         shows ``name (version)``. ``version`` is the data's content hash (DVC's, from
         :func:`cvcl.tracking.naming.data_version`); MLflow keeps 36 characters of it, the length
@@ -186,8 +188,12 @@ class Run:
         from mlflow.entities import Dataset, DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        dataset = Dataset(name=name, digest=(version or "unversioned")[:36], source_type="local",
-                          source=json.dumps({"uri": Path(source).as_posix()}))
+        dataset = Dataset(
+            name=name,
+            digest=(version or "unversioned")[:36],
+            source_type="local",
+            source=json.dumps({"uri": Path(source).as_posix()}),
+        )
         item = DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
         with_retries(lambda: self.client.log_inputs(self.run_id, datasets=[item]))
 
@@ -210,8 +216,8 @@ class Run:
         self._flushed_at = time.monotonic()
         while self._pending:
             chunk = self._pending[:BATCH]
-            with_retries(lambda: self.client.log_batch(self.run_id, metrics=chunk))
-            del self._pending[:len(chunk)]  # only once stored: a server that stays away loses nothing here
+            with_retries(partial(self.client.log_batch, self.run_id, metrics=chunk))
+            del self._pending[: len(chunk)]  # only once stored: a server that stays away loses nothing here
 
     # -- artifacts and status ----------------------------------------------------------
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -227,8 +233,15 @@ class Run:
 
     def to_file(self, path: str | Path) -> None:
         """Record the run for the next stage (its id, and what recreates it elsewhere)."""
-        write_json(path, {"run_id": self.run_id, "experiment": self.experiment, "run_name": self.name,
-                          "tracking_uri": public_uri(tracking_uri())})
+        write_json(
+            path,
+            {
+                "run_id": self.run_id,
+                "experiment": self.experiment,
+                "run_name": self.name,
+                "tracking_uri": public_uri(tracking_uri()),
+            },
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -258,14 +271,15 @@ def close_abandoned_runs(client, experiment_id: str) -> list[str]:
         if pid == os.getpid() or _alive(pid):
             continue
         why = f"process {pid} on {host} ended without closing the run (killed); closed by process {os.getpid()}"
-        with_retries(lambda: client.set_tag(r.info.run_id, "cvcl.end_reason", why))
-        with_retries(lambda: client.set_terminated(r.info.run_id, RunStatus.to_string(RunStatus.KILLED)))
+        with_retries(partial(client.set_tag, r.info.run_id, "cvcl.end_reason", why))
+        with_retries(partial(client.set_terminated, r.info.run_id, RunStatus.to_string(RunStatus.KILLED)))
         closed.append(r.info.run_id)
     return closed
 
 
-def start_run(dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str], *,
-              dataset_version: str | None = None) -> Run:
+def start_run(
+    dataset: str, run_name: str, params: dict[str, Any], tags: dict[str, str], *, dataset_version: str | None = None
+) -> Run:
     """Create a run in the dataset's experiment (:func:`experiment_name`) with params and tags, status RUNNING
     (runs of the experiment abandoned by killed stages are closed first).
 
@@ -330,7 +344,7 @@ def _fork(source: Run, reason: str, params: dict[str, Any]) -> Run:
     if old.inputs is not None and old.inputs.dataset_inputs:
         with_retries(lambda: client.log_inputs(run.run_id, datasets=list(old.inputs.dataset_inputs)))
     for key in old.data.metrics:
-        history = with_retries(lambda: client.get_metric_history(source.run_id, key))
+        history = with_retries(partial(client.get_metric_history, source.run_id, key))
         run._pending += [Metric(m.key, m.value, m.timestamp, m.step) for m in history]
         run.flush()
     with tempfile.TemporaryDirectory() as tmp:
@@ -357,9 +371,12 @@ def open_run(run_file: str | Path, stage_params: dict[str, Any]) -> Run:
     if not _exists(run):
         # The store does not know the run (a fresh clone restoring DVC outputs, a deleted
         # mlflow.db): start a new one rather than fail; the tag says what happened.
-        return start_run(record.get("experiment", "cvcl-unknown").removeprefix("cvcl-"),
-                         record.get("run_name") or "recovered", stage_params,
-                         {"cvcl.recovered_from": record["run_id"]})
+        return start_run(
+            record.get("experiment", "cvcl-unknown").removeprefix("cvcl-"),
+            record.get("run_name") or "recovered",
+            stage_params,
+            {"cvcl.recovered_from": record["run_id"]},
+        )
     try:
         run.log_params(stage_params)
     except ParamConflict as conflict:

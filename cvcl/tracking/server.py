@@ -51,11 +51,15 @@ def pg_binary(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                      key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    versions = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if not versions:
-        raise ServerError(f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql), "
-                          "or pass --backend-uri postgresql://... of an existing database")
+        raise ServerError(
+            f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql), "
+            "or pass --backend-uri postgresql://... of an existing database"
+        )
     return versions[-1]
 
 
@@ -78,8 +82,9 @@ class LocalPostgres:
     def _check(self, what: str, proc: subprocess.CompletedProcess) -> None:
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
-            raise ServerError(f"{what} failed in {self.folder}: {lines[-1] if lines else f'exit {proc.returncode}'}"
-                              f" (log: {self.log})")
+            raise ServerError(
+                f"{what} failed in {self.folder}: {lines[-1] if lines else f'exit {proc.returncode}'} (log: {self.log})"
+            )
 
     def uri(self, database: str) -> str:
         """The SQLAlchemy URI of ``database`` in this cluster, through its socket."""
@@ -88,49 +93,71 @@ class LocalPostgres:
     def _prepare_folder(self) -> None:
         socket = self.folder / f".s.PGSQL.{PG_PORT}"
         if len(str(socket)) > SOCKET_PATH_MAX:
-            raise ServerError(f"{self.folder}: too long a path for PostgreSQL's socket ({len(str(socket))} "
-                              f"characters, at most {SOCKET_PATH_MAX}); choose a shorter --state-dir")
+            raise ServerError(
+                f"{self.folder}: too long a path for PostgreSQL's socket ({len(str(socket))} "
+                f"characters, at most {SOCKET_PATH_MAX}); choose a shorter --state-dir"
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)  # the socket in it admits without a password: its owner only
         if self.os_user:
             entry = pwd.getpwnam(self.os_user)
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
             if self._run("test", "-w", str(self.folder)).returncode != 0:
-                raise ServerError(f"PostgreSQL runs as user {self.os_user}, who cannot reach {self.folder}: "
-                                  "choose a --state-dir whose parent folders that user may enter")
+                raise ServerError(
+                    f"PostgreSQL runs as user {self.os_user}, who cannot reach {self.folder}: "
+                    "choose a --state-dir whose parent folders that user may enter"
+                )
 
     def start(self) -> None:
         """Create the cluster if it does not exist yet, and start it."""
         self._prepare_folder()
         if not (self.data / "PG_VERSION").is_file():
             # trust on the socket alone: the folder is the owner's only, and TCP is switched off
-            self._check("initdb", self._run(pg_binary("initdb"), "-D", str(self.data), "-U", DB_USER,
-                                            "-E", "UTF8", "--locale=C", "--auth-local=trust",
-                                            "--auth-host=reject"))
-            settings = (f"\n# set by cvcl.tracking.server\nlisten_addresses = ''\n"
-                        f"unix_socket_directories = '{self.folder}'\nport = {PG_PORT}\n")
+            self._check(
+                "initdb",
+                self._run(
+                    pg_binary("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    DB_USER,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--auth-local=trust",
+                    "--auth-host=reject",
+                ),
+            )
+            settings = (
+                f"\n# set by cvcl.tracking.server\nlisten_addresses = ''\n"
+                f"unix_socket_directories = '{self.folder}'\nport = {PG_PORT}\n"
+            )
             with open(self.data / "postgresql.conf", "a") as conf:
                 conf.write(settings)
         if self.running():
             return
-        self._check("starting PostgreSQL", self._run(pg_binary("pg_ctl"), "-D", str(self.data), "-l",
-                                                     str(self.log), "-w", "-t", "120", "start"))
+        self._check(
+            "starting PostgreSQL",
+            self._run(pg_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "120", "start"),
+        )
 
     def running(self) -> bool:
         return self._run(pg_binary("pg_ctl"), "-D", str(self.data), "status").returncode == 0
 
     def stop(self) -> None:
         if self.running():
-            self._check("stopping PostgreSQL", self._run(pg_binary("pg_ctl"), "-D", str(self.data),
-                                                         "-m", "fast", "-w", "stop"))
+            self._check(
+                "stopping PostgreSQL", self._run(pg_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            )
 
     def create_database(self, name: str) -> None:
         """Create database ``name`` unless it exists."""
         import psycopg
 
         # autocommit: CREATE DATABASE cannot run inside a transaction
-        with psycopg.connect(host=str(self.folder), port=PG_PORT, user=DB_USER, dbname="postgres",
-                             autocommit=True) as con:
+        with psycopg.connect(
+            host=str(self.folder), port=PG_PORT, user=DB_USER, dbname="postgres", autocommit=True
+        ) as con:
             if con.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
                 con.execute(f'CREATE DATABASE "{name}"')
 
@@ -159,9 +186,11 @@ def network_warning(host: str, mlflow_args: Sequence[str]) -> str | None:
         loopback = name.lower() == "localhost"
     if loopback or any("certfile" in arg for arg in mlflow_args):
         return None
-    return (f"warning: serving {host} beyond this machine over plain http://: passwords cross the network "
-            "in clear text; put the server behind HTTPS (a reverse proxy such as nginx or Caddy with a "
-            "certificate, reaching it on 127.0.0.1) or reach it through ssh -L")
+    return (
+        f"warning: serving {host} beyond this machine over plain http://: passwords cross the network "
+        "in clear text; put the server behind HTTPS (a reverse proxy such as nginx or Caddy with a "
+        "certificate, reaching it on 127.0.0.1) or reach it through ssh -L"
+    )
 
 
 def permission_note(default_permission: str) -> str | None:
@@ -169,14 +198,17 @@ def permission_note(default_permission: str) -> str | None:
     experiment as at least the default, so a READ grant cannot make anyone read-only under it."""
     if default_permission not in ("EDIT", "MANAGE"):
         return None
-    return (f"note: --default-permission {default_permission}: every user may {default_permission.lower()} "
-            "every experiment, and a READ grant on one does not lower that (MLflow takes the default "
-            "as a floor); for read-only users start with --default-permission READ and grant EDIT "
-            "per experiment")
+    return (
+        f"note: --default-permission {default_permission}: every user may {default_permission.lower()} "
+        "every experiment, and a READ grant on one does not lower that (MLflow takes the default "
+        "as a floor); for read-only users start with --default-permission READ and grant EDIT "
+        "per experiment"
+    )
 
 
-def write_auth_config(path: Path, database_uri: str, default_permission: str, admin: str,
-                      auth_cache_s: int = 60) -> None:
+def write_auth_config(
+    path: Path, database_uri: str, default_permission: str, admin: str, auth_cache_s: int = 60
+) -> None:
     """MLflow's basic-auth configuration (the ini file ``MLFLOW_AUTH_CONFIG_PATH`` names).
 
     ``auth_cache_s``: how long a worker remembers a checked login. MLflow hashes the password
@@ -185,12 +217,14 @@ def write_auth_config(path: Path, database_uri: str, default_permission: str, ad
     price: a changed or revoked password may still work on the other workers for that long.
     """
     path.touch(mode=0o600)  # an external database URI may hold a password
-    path.write_text("[mlflow]\n"
-                    f"default_permission = {default_permission}\n"
-                    f"database_uri = {database_uri}\n"
-                    f"admin_username = {admin}\n"
-                    f"auth_cache_ttl_seconds = {int(auth_cache_s)}\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    path.write_text(
+        "[mlflow]\n"
+        f"default_permission = {default_permission}\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {admin}\n"
+        f"auth_cache_ttl_seconds = {int(auth_cache_s)}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
 
 
 def _artifacts(value: str) -> str:
@@ -208,8 +242,10 @@ def _pg_user(name: str | None) -> str | None:
     try:
         pwd.getpwnam(name or "postgres")
     except KeyError:
-        raise ServerError(f"PostgreSQL refuses to run as root and there is no user {name or 'postgres'!r}: "
-                          "pass --pg-user with an existing unprivileged user") from None
+        raise ServerError(
+            f"PostgreSQL refuses to run as root and there is no user {name or 'postgres'!r}: "
+            "pass --pg-user with an existing unprivileged user"
+        ) from None
     return name or "postgres"
 
 
@@ -245,12 +281,14 @@ class ServerConfig:
 
 def server_env(state: Path, admin: str) -> dict[str, str]:
     """This environment plus what MLflow's auth app needs, its secrets kept in ``state``."""
-    env = {**os.environ,
-           "MLFLOW_AUTH_CONFIG_PATH": str(state / "basic_auth.ini"),
-           "MLFLOW_AUTH_ADMIN_USERNAME": admin,
-           "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password", "MLFLOW_AUTH_ADMIN_PASSWORD"),
-           # signs the login form's CSRF token: the same across restarts and workers
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(state / "secret_key", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(state / "basic_auth.ini"),
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password", "MLFLOW_AUTH_ADMIN_PASSWORD"),
+        # signs the login form's CSRF token: the same across restarts and workers
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret(state / "secret_key", "MLFLOW_FLASK_SERVER_SECRET_KEY"),
+    }
     # MLflow's job runner serves its GenAI features (scorers, trace rollups), which no stage
     # uses; off, it costs no extra processes
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -287,6 +325,7 @@ def serve(config: ServerConfig) -> int:
         cluster.start()
     try:
         if cluster is None:
+            assert config.backend_uri is not None  # no local cluster: the server at --backend-uri
             backend, auth = config.backend_uri, config.auth_uri or config.backend_uri
         else:
             for name in ("mlflow", "mlflow_auth"):
@@ -294,16 +333,35 @@ def serve(config: ServerConfig) -> int:
             backend, auth = cluster.uri("mlflow"), config.auth_uri or cluster.uri("mlflow_auth")
         admin = os.environ.get("MLFLOW_AUTH_ADMIN_USERNAME") or "admin"
         write_auth_config(state / "basic_auth.ini", auth, config.default_permission, admin, config.auth_cache_seconds)
-        cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "cvcl-basic-auth",
-               "--backend-store-uri", backend, "--serve-artifacts",
-               "--artifacts-destination", _artifacts(config.artifacts or str(state / "artifacts")),
-               "--host", config.host, "--port", str(config.port), "--workers", str(config.workers),
-               *config.mlflow_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            "cvcl-basic-auth",
+            "--backend-store-uri",
+            backend,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            _artifacts(config.artifacts or str(state / "artifacts")),
+            "--host",
+            config.host,
+            "--port",
+            str(config.port),
+            "--workers",
+            str(config.workers),
+            *config.mlflow_args,
+        ]
         shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-        password = ("MLFLOW_AUTH_ADMIN_PASSWORD" if os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
-                    else state / "admin_password")
-        print(f"MLflow tracking server on http://{shown}:{config.port}; admin user {admin!r} "
-              f"(first password: {password}); state in {state}", flush=True)
+        password = (
+            "MLFLOW_AUTH_ADMIN_PASSWORD" if os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD") else state / "admin_password"
+        )
+        print(
+            f"MLflow tracking server on http://{shown}:{config.port}; admin user {admin!r} "
+            f"(first password: {password}); state in {state}",
+            flush=True,
+        )
         if note := permission_note(config.default_permission):
             print(note, flush=True)
         if warning := network_warning(config.host, config.mlflow_args):

@@ -51,7 +51,7 @@ def tracking_uri() -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 @contextlib.contextmanager
@@ -160,25 +160,34 @@ def with_retries(call: Callable[[], T], attempts: int = 8, base_delay: float = 0
             result = call()
         except Exception as exc:
             if _locked(exc) and attempt + 1 < attempts:
-                time.sleep(base_delay * (2 ** attempt) * (0.5 + random.random()))
+                time.sleep(base_delay * (2**attempt) * (0.5 + random.random()))
                 continue
             if not transient(exc):
                 raise
             now = time.monotonic()
             if waited_since is None:
                 waited_since = now
-                print(f"note: the MLflow tracking server {tracking_uri()} is away ({_one_line(exc)}); "
-                      f"retrying for up to {server_wait_s():.0f} s (CVCL_TRACKING_WAIT_S)", file=sys.stderr, flush=True)
+                print(
+                    f"note: the MLflow tracking server {tracking_uri()} is away ({_one_line(exc)}); "
+                    f"retrying for up to {server_wait_s():.0f} s (CVCL_TRACKING_WAIT_S)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if now - waited_since >= server_wait_s():
                 raise TrackingServerError(
-                    tracking_uri(), f"away for {now - waited_since:.0f} s ({_one_line(exc)}); the checkpoint keeps "
-                    "the run: restart the server and rerun the stage to resume it") from None
+                    tracking_uri(),
+                    f"away for {now - waited_since:.0f} s ({_one_line(exc)}); the checkpoint keeps "
+                    "the run: restart the server and rerun the stage to resume it",
+                ) from None
             time.sleep(min(pause, max(0.0, waited_since + server_wait_s() - now)) * (0.75 + 0.5 * random.random()))
             pause = min(pause * 2, 30.0)
             continue
         if waited_since is not None:
-            print(f"note: the MLflow tracking server answers again after {time.monotonic() - waited_since:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"note: the MLflow tracking server answers again after {time.monotonic() - waited_since:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         return result
     raise AssertionError("unreachable")
 
@@ -217,24 +226,39 @@ def check_server(uri: str, timeout_s: float = 60.0) -> None:
     from mlflow.utils.rest_utils import http_request
 
     try:
-        response = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
-                                params={"max_results": 1}, max_retries=2, backoff_factor=1, timeout=timeout_s)
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            params={"max_results": 1},
+            max_retries=2,
+            backoff_factor=1,
+            timeout=timeout_s,
+        )
     except Exception as exc:  # requests' connection errors, wrapped by MLflow in its own type
         text = " ".join(str(exc).split())
-        reason = (_errno(text) or
-                  (f"no answer within {timeout_s:.0f} s" if "timed out" in text.lower() else text[:150]))
-        raise TrackingServerError(uri, f"cannot be reached ({reason}); start it (make server) "
-                                       "or fix MLFLOW_TRACKING_URI") from None
+        reason = _errno(text) or (f"no answer within {timeout_s:.0f} s" if "timed out" in text.lower() else text[:150])
+        raise TrackingServerError(
+            uri, f"cannot be reached ({reason}); start it (make server) or fix MLFLOW_TRACKING_URI"
+        ) from None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if response.status_code == 401:
-        problem = (f"MLFLOW_TRACKING_USERNAME/PASSWORD (user {user!r}) were refused (HTTP 401)" if user
-                   else "it needs a login (HTTP 401) and MLFLOW_TRACKING_USERNAME is not set")
-        raise TrackingServerError(uri, f"{problem}; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                                       "to your account on this server (its admin adds accounts)")
+        problem = (
+            f"MLFLOW_TRACKING_USERNAME/PASSWORD (user {user!r}) were refused (HTTP 401)"
+            if user
+            else "it needs a login (HTTP 401) and MLFLOW_TRACKING_USERNAME is not set"
+        )
+        raise TrackingServerError(
+            uri,
+            f"{problem}; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "to your account on this server (its admin adds accounts)",
+        )
     if response.status_code == 403:
-        raise TrackingServerError(uri, f"user {user!r} may not read experiments (HTTP 403); "
-                                       "ask the server's admin for a permission")
+        raise TrackingServerError(
+            uri, f"user {user!r} may not read experiments (HTTP 403); ask the server's admin for a permission"
+        )
     if response.status_code != 200:
         text = " ".join(response.text.split())[:200]
-        raise TrackingServerError(uri, f"answered HTTP {response.status_code} ({text}); is this an MLflow "
-                                       "tracking server?")
+        raise TrackingServerError(
+            uri, f"answered HTTP {response.status_code} ({text}); is this an MLflow tracking server?"
+        )

@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by MLflow's UI (ExperimentKind in its bundle)
 MODEL_TRAINING = "custom_model_development"  # the kind the UI shows as "Machine learning"
@@ -38,22 +38,43 @@ DEFAULTS_VERSION = "1"
 # The view's columns in order, with pixel widths that fit them in a 1400-pixel window with the
 # sidebar collapsed (the run name carries the seed). The UI keeps widths only for columns it is
 # given an order for; run name, created and duration are always shown, the others are chosen.
-VIEW_COLUMNS = {"attributes.`Run Name`": 175, "runDateAndNestInfo": 115, "attributes.`Dataset`": 180,
-                "duration": 70, "attributes.`Source`": 85, "metrics.`dice`": 75, "params.`method`": 105,
-                "params.`labeled`": 70, "params.`loss.pcl_weight`": 115, "params.`loss.vcl_weight`": 115,
-                "params.`loss.consistency`": 115}
+VIEW_COLUMNS = {
+    "attributes.`Run Name`": 175,
+    "runDateAndNestInfo": 115,
+    "attributes.`Dataset`": 180,
+    "duration": 70,
+    "attributes.`Source`": 85,
+    "metrics.`dice`": 75,
+    "params.`method`": 105,
+    "params.`labeled`": 70,
+    "params.`loss.pcl_weight`": 115,
+    "params.`loss.vcl_weight`": 115,
+    "params.`loss.consistency`": 115,
+}
 _ALWAYS_SHOWN = {"attributes.`Run Name`", "runDateAndNestInfo", "duration"}
 
 
 def runs_view_state() -> dict:
     """The runs-table state of the saved view: MLflow 3.17's fields, as its UI saves them."""
     return {
-        "searchFilter": "", "orderByKey": "metrics.`dice`", "orderByAsc": False, "startTime": "ALL",
-        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+        "searchFilter": "",
+        "orderByKey": "metrics.`dice`",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
         "selectedColumns": [c for c in VIEW_COLUMNS if c not in _ALWAYS_SHOWN],
-        "columnOrder": list(VIEW_COLUMNS), "columnWidths": dict(VIEW_COLUMNS), "runsHiddenMode": "FIRST_10_RUNS",
-        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
-        "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+        "columnOrder": list(VIEW_COLUMNS),
+        "columnWidths": dict(VIEW_COLUMNS),
+        "runsHiddenMode": "FIRST_10_RUNS",
+        "viewMaximized": False,
+        "runListHidden": False,
+        "isAccordionReordered": False,
+        "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True,
+        "groupBy": None,
+        "groupsExpanded": {},
         "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
     }
 
@@ -61,8 +82,12 @@ def runs_view_state() -> dict:
 def runs_view_tag(created_ms: int) -> tuple[str, str]:
     """(key, value) of the experiment tag that holds the saved view. The UI accepts the state as
     plain JSON as well as deflated: plain stays readable in the tag."""
-    envelope = {"name": RUNS_VIEW_NAME, "createdAt": created_ms, "updatedAt": created_ms,
-                "state": json.dumps(runs_view_state(), separators=(",", ":"))}
+    envelope = {
+        "name": RUNS_VIEW_NAME,
+        "createdAt": created_ms,
+        "updatedAt": created_ms,
+        "state": json.dumps(runs_view_state(), separators=(",", ":")),
+    }
     return RUNS_VIEW_TAG, json.dumps(envelope, separators=(",", ":"))
 
 

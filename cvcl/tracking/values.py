@@ -46,8 +46,10 @@ def clean_text(kind: str, key: str, text: str, limit: int) -> tuple[str, str | N
     done = []
     escaped = _escaped(text)
     if escaped != text:
-        done.append(f"not valid UTF-8 text or holds NUL (which PostgreSQL refuses), logged with those "
-                    f"characters escaped: {escaped[:PREVIEW]!r}{'...' if len(escaped) > PREVIEW else ''}")
+        done.append(
+            f"not valid UTF-8 text or holds NUL (which PostgreSQL refuses), logged with those "
+            f"characters escaped: {escaped[:PREVIEW]!r}{'...' if len(escaped) > PREVIEW else ''}"
+        )
     if len(escaped) > limit:
         done.append(f"{len(escaped)} characters, kept the first {limit} (MLflow's limit)")
         escaped = escaped[:limit]
@@ -71,8 +73,10 @@ def clean_metric(key: str, value: object, step: int = 0) -> tuple[float | None, 
     if math.isnan(number):
         return number, f"metric {key}: NaN at step {step}, stored as NaN (tables read it as missing)"
     if math.isinf(number):
-        return None, (f"metric {key}: {number} at step {step} not logged (MLflow would store it as "
-                      f"{'-' if number < 0 else ''}1.8e308, a finite number)")
+        return None, (
+            f"metric {key}: {number} at step {step} not logged (MLflow would store it as "
+            f"{'-' if number < 0 else ''}1.8e308, a finite number)"
+        )
     return number, None
 
 

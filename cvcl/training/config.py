@@ -6,39 +6,44 @@ from dataclasses import dataclass
 
 from cvcl.errors import ParamError
 from cvcl.methods import LossConfig
-from cvcl.models.vnet import check_patch
 from cvcl.params import Params
-from cvcl.settings import default
+from cvcl.settings import setting
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (``train`` in params.yaml)."""
+    """Optimisation and where it runs (``train`` in params.yaml)."""
 
-    iterations: int = default("train.iterations")
-    batch_size: int = default("train.batch_size")
-    labeled_bs: int = default("train.labeled_bs")
-    patch: tuple[int, int, int] = default("train.patch")
-    optimizer: str = default("train.optimizer")
-    lr: float = default("train.lr")
-    momentum: float = default("train.momentum")
-    weight_decay: float = default("train.weight_decay")
-    lr_power: float = default("train.lr_power")
-    ema_decay: float = default("train.ema_decay")
-    workers: int = default("train.workers")
-    threads: int = default("train.threads")
-    device: str = default("train.device")
-    amp: bool = default("train.amp")
-    channels_last: bool = default("train.channels_last")
-    val_every: int = default("train.val_every")
-    checkpoint: str = default("train.checkpoint")
-    val_weights: str = default("train.val_weights")
-    split_bn: bool = default("train.split_bn")
-    checkpoint_every: int = default("train.checkpoint_every")
-    deterministic: bool = default("train.deterministic")
+    iterations: int = setting(1000, "training iterations", min=1)
+    batch_size: int = setting(4, "labeled + unlabeled volumes per step", min=1)
+    labeled_bs: int = setting(2, "labeled volumes per step", min=1)
+    patch: tuple[int, int, int] = setting((48, 48, 32), "training patch in voxels, each divisible by 16", min=16)
+    optimizer: str = setting("sgd", "the optimizer", choices=("sgd", "adam"))
+    lr: float = setting(0.01, "learning rate", min=0.0, min_exclusive=True)
+    momentum: float = setting(0.9, "SGD momentum (Adam: beta1)", min=0.0, max=1.0)
+    weight_decay: float = setting(0.0001, "weight decay", min=0.0)
+    lr_power: float = setting(0.9, "poly decay exponent", min=0.0)
+    ema_decay: float = setting(0.99, "teacher EMA decay", min=0.0, max=1.0)
+    workers: int = setting(0, "DataLoader worker processes", min=0, execution=True)
+    threads: int = setting(0, "torch CPU threads (0: torch's default)", min=0, execution=True)
+    device: str = setting("auto", "where to train: auto | cpu | cuda | cuda:N", execution=True)
+    amp: bool = setting(True, "mixed precision (CUDA only)")
+    channels_last: bool = setting(True, "channels_last_3d memory format (CUDA only)")
+    val_every: int = setting(0, "validate every N iterations on the val split (0: never)", min=0)
+    checkpoint: str = setting("last", "the weights kept: last | best_val", choices=("last", "best_val"))
+    val_weights: str = setting(
+        "student", "the network the validation scores: student | teacher", choices=("student", "teacher")
+    )
+    split_bn: bool = setting(False, "the student forwards labeled and unlabeled halves separately")
+    checkpoint_every: int = setting(100, "save the training state every N iterations (0: never)", min=0, execution=True)
+    deterministic: bool = setting(False, "CUDA: reproducible kernels, no cuDNN autotuning", execution=True)
 
 
 def train_config(params: Params) -> TrainConfig:
+    """Read and check ``train.*``: ParamError on a value out of range, a labeled share larger than
+    the batch, or a patch the V-Net cannot take."""
+    from cvcl.models.vnet import check_patch  # torch: not when the settings read this module
+
     p = "train"
     cfg = params.config(TrainConfig, p)
     if cfg.labeled_bs > cfg.batch_size:
@@ -48,4 +53,5 @@ def train_config(params: Params) -> TrainConfig:
 
 
 def loss_config(params: Params) -> LossConfig:
+    """Read and check ``loss.*``."""
     return params.config(LossConfig, "loss")

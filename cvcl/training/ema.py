@@ -19,11 +19,11 @@ def update_ema(teacher: nn.Module, student: nn.Module, decay: float, step: int) 
     during training the teacher runs in train mode and uses batch statistics, as in UA-MT.
     """
     alpha = ema_alpha(step, decay)
-    t_params = [p for p in teacher.parameters()]
+    t_params: list[torch.Tensor] = [p for p in teacher.parameters()]
     s_params = [p.detach() for p in student.parameters()]
     torch._foreach_mul_(t_params, alpha)
     torch._foreach_add_(t_params, s_params, alpha=1.0 - alpha)
-    for t_buf, s_buf in zip(teacher.buffers(), student.buffers()):
+    for t_buf, s_buf in zip(teacher.buffers(), student.buffers(), strict=True):
         t_buf.copy_(s_buf)
 
 

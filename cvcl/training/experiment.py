@@ -14,15 +14,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from cvcl import methods, workspace
 from cvcl.data.dataset import PatchDataset
 from cvcl.device import select_device
 from cvcl.errors import ParamError
 from cvcl.io.atomic import atomic_path
+from cvcl.methods import LossConfig
 from cvcl.models.checkpoint import save_checkpoint
 from cvcl.models.config import ModelConfig, model_config
 from cvcl.params import Params
-from cvcl.settings import EXECUTION
+from cvcl.settings import EXECUTION, ExperimentConfig, params_keys
 from cvcl.tracking.naming import data_version, run_name
 from cvcl.tracking.run import (
     Run,
@@ -39,7 +42,11 @@ from cvcl.training.resume import stage_store
 from cvcl.training.trainer import train
 from cvcl.training.validation import make_validator
 
-TRACKED = ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
+# The sections the train stage reads. Their keys, as params.yaml holds them, are the run's MLflow
+# params and, but for the execution ones, its resume identity; dvc.yaml's train stage declares
+# the same keys as its params (tests/test_settings.py).
+TRAIN_SECTIONS = (ExperimentConfig, ModelConfig, TrainConfig, LossConfig)
+TRACKED = params_keys(TRAIN_SECTIONS)  # ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,11 @@ class Trained:
 def check_split(method: str, split: dict, cfg: TrainConfig) -> None:
     """Refuse a split the method cannot train on, naming the parameter to change."""
     if methods.get(method).semi_supervised and not split["unlabeled"]:
-        raise ParamError("labeled", len(split["labeled"]),
-                         f"fewer than the {len(split['labeled'])} training cases: method {method} needs unlabeled cases")
+        raise ParamError(
+            "labeled",
+            len(split["labeled"]),
+            f"fewer than the {len(split['labeled'])} training cases: method {method} needs unlabeled cases",
+        )
     if cfg.val_every and not split["val"]:
         raise ParamError("train.val_every", cfg.val_every, "0 when the split has no validation cases (set split.val)")
 
@@ -64,13 +74,50 @@ def check_split(method: str, split: dict, cfg: TrainConfig) -> None:
 def check_patch(cfg: TrainConfig, dataset: PatchDataset, model_cfg: ModelConfig) -> None:
     """Refuse a patch larger than every volume, or too small for instance norm's bottleneck."""
     largest = [max(s[a] for s in dataset.shapes()) for a in range(3)]
-    if any(p > m for p, m in zip(cfg.patch, largest)):
-        raise ParamError("train.patch", list(cfg.patch),
-                         f"a patch no larger than the largest volume, {'x'.join(map(str, largest))} voxels")
+    if any(p > m for p, m in zip(cfg.patch, largest, strict=True)):
+        raise ParamError(
+            "train.patch",
+            list(cfg.patch),
+            f"a patch no larger than the largest volume, {'x'.join(map(str, largest))} voxels",
+        )
     if model_cfg.norm == "instance" and max(cfg.patch) < 32:
-        raise ParamError("train.patch", list(cfg.patch),
-                         "a size of 32 or more along one axis with model.norm=instance "
-                         "(the 1/16 bottleneck needs more than one voxel to normalise)")
+        raise ParamError(
+            "train.patch",
+            list(cfg.patch),
+            "a size of 32 or more along one axis with model.norm=instance "
+            "(the 1/16 bottleneck needs more than one voxel to normalise)",
+        )
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything :func:`cvcl.training.trainer.train` takes but the callbacks, built from the
+    params as the train stage builds them (``benchmarks/gpu_check.py`` trains through it too)."""
+
+    method: str
+    cfg: TrainConfig
+    losses: LossConfig
+    device: torch.device
+    dataset: PatchDataset
+    model_cfg: ModelConfig
+    objective: Objective
+
+
+def training_setup(params: Params, split: dict, processed: Path) -> Setup:
+    """The checked settings, the device, the patch dataset of ``split``'s labeled (and, for a
+    semi-supervised method, unlabeled) cases in ``processed``, the V-Net's shape and the
+    method's objective. ParamError naming the parameter when the split or the patch does not suit."""
+    method = params.get("method")
+    cfg = train_config(params)
+    losses = loss_config(params)
+    check_split(method, split, cfg)
+    device = select_device(cfg.device)
+    semi = methods.get(method).semi_supervised
+    dataset = PatchDataset(processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
+    model_cfg = model_config(params, dataset.in_channels)
+    check_patch(cfg, dataset, model_cfg)
+    objective = Objective(method, losses, cfg.iterations, split_bn=cfg.split_bn)
+    return Setup(method, cfg, losses, device, dataset, model_cfg, objective)
 
 
 def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
@@ -81,22 +128,15 @@ def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def run_training(params: Params, split: dict, processed: Path = workspace.PROCESSED,
-                 split_file: Path = workspace.SPLIT) -> Trained:
+def run_training(
+    params: Params, split: dict, processed: Path = workspace.PROCESSED, split_file: Path = workspace.SPLIT
+) -> Trained:
     """Train ``params``' method on ``split`` and write the train stage's outputs."""
-    method = params.get("method")
     dataset_name = params.get("dataset")
     seed = params.get("seed")
-    cfg = train_config(params)
-    losses = loss_config(params)
-    check_split(method, split, cfg)
-    device = select_device(cfg.device)
-    semi = methods.get(method).semi_supervised
-    dataset = PatchDataset(processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
-    model_cfg = model_config(params, dataset.in_channels)
-    check_patch(cfg, dataset, model_cfg)
-    objective = Objective(method, losses, cfg.iterations, split_bn=cfg.split_bn)
-    validate = make_validator(processed, split["val"], params, device) if cfg.val_every else None
+    setup = training_setup(params, split, processed)
+    method, cfg, losses, model_cfg = setup.method, setup.cfg, setup.losses, setup.model_cfg
+    validate = make_validator(processed, split["val"], params, setup.device) if cfg.val_every else None
 
     name = run_name(method, len(split["labeled"]), seed, losses.as_params())
     tags = {"dataset": dataset_name, "method": method, "split_protocol": split["protocol"]}
@@ -114,8 +154,10 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
         print(f"train: resuming from iteration {state['step']} of {cfg.iterations} ({store.path})")
     else:
         if store.others():
-            print(f"train: starting from iteration 0: no checkpoint for these params, data and code "
-                  f"({len(store.others())} of other inputs kept in {store.folder.parent})")
+            print(
+                f"train: starting from iteration 0: no checkpoint for these params, data and code "
+                f"({len(store.others())} of other inputs kept in {store.folder.parent})"
+            )
         run = start_run(dataset_name, name, params.flat(TRACKED), tags, dataset_version=version)
         rows, val_rows, logged = [], [], -1
 
@@ -143,21 +185,41 @@ def run_training(params: Params, split: dict, processed: Path = workspace.PROCES
 
     with stage_status(run):
         start = time.perf_counter()
-        result = train(dataset, model_cfg, cfg, objective, device, seed, on_step=on_step, validate=validate,
-                       checkpoints=store, resume=state, extra_state=extra_state)
+        result = train(
+            setup.dataset,
+            model_cfg,
+            cfg,
+            setup.objective,
+            setup.device,
+            seed,
+            on_step=on_step,
+            validate=validate,
+            checkpoints=store,
+            resume=state,
+            extra_state=extra_state,
+        )
         seconds = time.perf_counter() - start
         trained = cfg.iterations - result.resumed_from
         run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / max(trained, 1)})
-        meta = {"method": method, "iterations": cfg.iterations, "seed": seed, "dataset": dataset_name,
-                "labeled": split["labeled"], "best_step": result.best_step, "best_val_dice": result.best_val,
-                "patch": list(cfg.patch), "preprocessing": workspace.read_recipe(processed)}
+        meta = {
+            "method": method,
+            "iterations": cfg.iterations,
+            "seed": seed,
+            "dataset": dataset_name,
+            "labeled": split["labeled"],
+            "best_step": result.best_step,
+            "best_val_dice": result.best_val,
+            "patch": list(cfg.patch),
+            "preprocessing": workspace.read_recipe(processed),
+        }
         _write_outputs(run, result, model_cfg, meta, rows, val_rows)
     store.clear()
     return Trained(method, cfg.iterations, seconds, run.run_id)
 
 
-def _write_outputs(run: Run, result, model_cfg: ModelConfig, meta: dict, rows: list[dict],
-                   val_rows: list[dict]) -> None:
+def _write_outputs(
+    run: Run, result, model_cfg: ModelConfig, meta: dict, rows: list[dict], val_rows: list[dict]
+) -> None:
     save_checkpoint(workspace.MODEL, result.student, result.teacher, model_cfg, meta)
     columns = [c for c in methods.log_columns() if c == "step" or c in rows[0]]
     write_csv(workspace.TRAIN_LOG, columns, rows)

@@ -41,8 +41,9 @@ class Objective:
     default" shows what the shared statistics cost).
     """
 
-    def __init__(self, method: str, cfg: LossConfig, total_iterations: int, n_classes: int = 2,
-                 split_bn: bool = False) -> None:
+    def __init__(
+        self, method: str, cfg: LossConfig, total_iterations: int, n_classes: int = 2, split_bn: bool = False
+    ) -> None:
         self.spec = methods.get(method)  # ParamError naming the methods when unknown
         self.method, self.cfg, self.total, self.n_classes = method, cfg, total_iterations, n_classes
         self.split_bn = split_bn
@@ -67,8 +68,15 @@ class Objective:
         halves = (student(images[:n_labeled]), student(images[n_labeled:]))
         return VNetOutput(**{f.name: torch.cat([getattr(h, f.name) for h in halves]) for f in fields(VNetOutput)})
 
-    def __call__(self, student: nn.Module, teacher: nn.Module | None, images: torch.Tensor,
-                 labels: torch.Tensor, n_labeled: int, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        n_labeled: int,
+        step: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.cfg
         out = self._student(student, images, n_labeled)
         logits = out.logits.float()
@@ -76,14 +84,30 @@ class Objective:
         terms = {methods.SUPERVISED_TERM.name: sup.detach()}
         if not self.needs_teacher or n_labeled == images.shape[0]:
             return sup, terms
+        assert teacher is not None, f"{self.method} needs a teacher"
 
         w = consistency_weight(step, cfg.consistency, cfg.rampup_epochs, self.ramp_iterations)
         terms["consistency_weight"] = torch.tensor(w, device=logits.device)
         with torch.no_grad():
             t_out = teacher(teacher_input_noise(images[n_labeled:], cfg.teacher_noise))
-        batch = methods.Batch(cfg=cfg, values=self._values, student=student, teacher=teacher, out=out,
-                              logits=logits, t_out=t_out, t_logits=t_out.logits.float(), images=images,
-                              labels=labels, n_labeled=n_labeled, step=step, w=w,
-                              total_iterations=self.total, n_classes=self.n_classes, total=sup, terms=terms)
+        batch = methods.Batch(
+            cfg=cfg,
+            values=self._values,
+            student=student,
+            teacher=teacher,
+            out=out,
+            logits=logits,
+            t_out=t_out,
+            t_logits=t_out.logits.float(),
+            images=images,
+            labels=labels,
+            n_labeled=n_labeled,
+            step=step,
+            w=w,
+            total_iterations=self.total,
+            n_classes=self.n_classes,
+            total=sup,
+            terms=terms,
+        )
         self.spec.add_terms(batch)
         return batch.total, batch.terms

@@ -19,8 +19,8 @@ import hashlib
 import json
 import random
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -72,7 +72,9 @@ class CheckpointStore:
     def others(self) -> list[Path]:
         """Checkpoints of other inputs kept beside this one (interrupted runs of other params)."""
         parent = self.folder.parent
-        return [p for p in parent.iterdir() if p != self.folder and (p / STATE_FILE).is_file()] if parent.is_dir() else []
+        return (
+            [p for p in parent.iterdir() if p != self.folder and (p / STATE_FILE).is_file()] if parent.is_dir() else []
+        )
 
 
 def rng_state() -> dict:
@@ -92,7 +94,12 @@ def set_rng_state(state: dict) -> None:
 
 def stage_store(root: Path, params_flat: dict, split: Path, processed: Path, every: int) -> CheckpointStore:
     """The checkpoint folder of the train stage for these inputs, under ``root/.cvcl``."""
-    key = inputs_key([json.dumps(params_flat, sort_keys=True, default=str), split.read_bytes(),
-                      (processed / MANIFEST).read_bytes(),
-                      *(f.read_bytes() for f in code_files(Path.cwd()))])
+    key = inputs_key(
+        [
+            json.dumps(params_flat, sort_keys=True, default=str),
+            split.read_bytes(),
+            (processed / MANIFEST).read_bytes(),
+            *(f.read_bytes() for f in code_files(Path.cwd())),
+        ]
+    )
     return CheckpointStore(root / ".cvcl" / "checkpoints" / key, every)

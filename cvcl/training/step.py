@@ -18,6 +18,7 @@ import torch
 from cvcl.device import amp_dtype, autocast, memory_format
 from cvcl.errors import CvclError
 from cvcl.models.config import ModelConfig, build_model
+from cvcl.models.vnet import VNet
 from cvcl.training.config import TrainConfig
 from cvcl.training.ema import make_teacher, update_ema
 from cvcl.training.objective import Objective
@@ -31,8 +32,9 @@ class TrainingDiverged(CvclError):
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (the paper), or Adam (``momentum`` is then beta1)."""
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                                weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay
+        )
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
@@ -51,17 +53,17 @@ class TrainStep:
         self.format = memory_format(device, cfg.channels_last)
         self.dtype = amp_dtype(device, cfg.amp)
         with_head = objective.needs_projection
-        self.student = build_model(model_cfg, with_head).to(device, memory_format=self.format).train()
-        self.teacher = None
+        self.student: VNet = build_model(model_cfg, with_head).to(device, memory_format=self.format).train()  # type: ignore[call-overload]  # torch's stubs lack memory_format on Module.to
+        self.teacher: VNet | None = None
         if objective.needs_teacher:
-            self.teacher = make_teacher(self.student, lambda: build_model(model_cfg, with_head))
-            self.teacher = self.teacher.to(device, memory_format=self.format)
+            teacher = make_teacher(self.student, lambda: build_model(model_cfg, with_head))
+            self.teacher = teacher.to(device, memory_format=self.format)  # type: ignore[call-overload]  # torch's stubs lack memory_format on Module.to
             self.teacher.train()  # batch statistics and dropout, as in UA-MT
         self.optimizer = make_optimizer(self.student, cfg)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self._params = [p for p in self.student.parameters() if p.requires_grad]
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, step: int) -> dict[str, torch.Tensor | float]:
         """One iteration on ``images (B, C, X, Y, Z)`` and ``labels (B, X, Y, Z)`` (first
         ``labeled_bs`` labeled). Returns detached 0-d tensors on the device: ``loss``, each
         term, ``grad_norm`` (of the unscaled gradient, before the step) and, with a float16
@@ -83,19 +85,24 @@ class TrainStep:
         self.scaler.update()
         if self.teacher is not None:
             update_ema(self.teacher, self.student, self.cfg.ema_decay, step)
-        values = {"loss": total.detach().float(), **{k: v.detach().float() for k, v in terms.items()},
-                  "grad_norm": grad_norm.detach().float()}
+        values: dict[str, torch.Tensor | float] = {
+            "loss": total.detach().float(),
+            **{k: v.detach().float() for k, v in terms.items()},
+            "grad_norm": grad_norm.detach().float(),
+        }
         if scale is not None:
             values["amp_scale"] = scale
         values["lr"] = lr
         return values
 
-
     def state_dict(self) -> dict:
         """Everything the next iteration depends on, except the random generators."""
-        return {"student": self.student.state_dict(),
-                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+        return {
+            "student": self.student.state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.student.load_state_dict(state["student"])
@@ -134,16 +141,22 @@ class DivergenceGuard:
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"train: step {step}: loss term {name} = {value} (non-finite); training stopped. "
-                    f"Terms at this step: {_terms(record)}")
+                    f"Terms at this step: {_terms(record)}"
+                )
         if math.isfinite(record.get("grad_norm", 0.0)):
             self.skipped = 0
             return
         self.skipped += 1
         if not self.scaled or self.skipped >= self.max_skipped:
-            why = (f" for {self.skipped} consecutive steps (AMP loss scale now {record.get('amp_scale', 0):.3g})"
-                   if self.scaled else "")
-            raise TrainingDiverged(f"train: step {step}: the total gradient is non-finite{why}, though every loss "
-                                   f"term is finite; training stopped. Terms: {_terms(record)}")
+            why = (
+                f" for {self.skipped} consecutive steps (AMP loss scale now {record.get('amp_scale', 0):.3g})"
+                if self.scaled
+                else ""
+            )
+            raise TrainingDiverged(
+                f"train: step {step}: the total gradient is non-finite{why}, though every loss "
+                f"term is finite; training stopped. Terms: {_terms(record)}"
+            )
 
 
 def _terms(record: dict[str, float]) -> str:

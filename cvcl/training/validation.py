@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from cvcl.evaluation.metrics import case_metrics
-from cvcl.inference.predictor import InferConfig, predict_volume
+from cvcl.evaluation.scoring import ScoringCase, score_rows
+from cvcl.inference.predictor import InferConfig, Predictor
 from cvcl.io.volume import read_case
 from cvcl.params import Params
 from cvcl.workspace import case_file
 
 
-def make_validator(processed_dir: str | Path, case_ids: Sequence[str], params: Params,
-                   device: torch.device) -> Callable[[torch.nn.Module], float]:
-    """A function ``student -> mean Dice`` over the validation cases.
+def make_validator(
+    processed_dir: str | Path, case_ids: Sequence[str], params: Params, device: torch.device
+) -> Callable[[torch.nn.Module], float]:
+    """A function ``network -> mean Dice`` (a fraction) over the validation cases.
 
     Windows are the training patch with half-patch strides: cheaper than the test protocol,
-    and validation only has to rank checkpoints.
+    and validation only has to rank checkpoints. The cases are scored on the network grid
+    (voxel distances), in float32 and the default memory format whatever the training's AMP
+    and channels_last: validation has always run so, and its figures stay comparable.
     """
     patch = tuple(params.get("train.patch"))
-    cfg = InferConfig(patch=patch, stride=tuple(max(1, p // 2) for p in patch), batch_size=2)
-    cases = [read_case(case_file(c, processed_dir)) for c in case_ids]
+    cfg = InferConfig(patch=patch, stride=tuple(max(1, p // 2) for p in patch), batch_size=2, amp=False)
+    cases = [ScoringCase.on_grid(read_case(case_file(c, processed_dir)), "network") for c in case_ids]
 
-    def validate(student: torch.nn.Module) -> float:
-        student.eval()
-        scores = [case_metrics(predict_volume(student, c.image, cfg, device) > 0, c.label > 0)["dice"]
-                  for c in cases]
-        return float(np.mean(scores))
+    def validate(network: torch.nn.Module) -> float:
+        network.eval()  # the trainer puts it back in the mode training had it in
+        predictor = Predictor(network, cfg, device, torch.contiguous_format)
+        return float(np.mean([row["dice"] for row in score_rows(predictor, cases)]))
 
     return validate

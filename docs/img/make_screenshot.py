@@ -23,18 +23,20 @@ import tempfile
 import time
 import types
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 # method, pcl, vcl, Dice, Jaccard, HD95, ASD: the README's means (CPU demo, 4 labeled)
-CONFIGS = [("supervised", 1.0, 0.05, 0.8220, 0.7138, 16.62, 5.28),
-           ("mean_teacher", 1.0, 0.05, 0.8811, 0.7936, 12.29, 3.65),
-           ("cvcl", 1.0, 0.0, 0.8494, 0.7491, 13.78, 4.38),
-           ("cvcl", 0.0, 0.05, 0.9057, 0.8329, 7.58, 2.11),
-           ("cvcl", 1.0, 0.05, 0.8890, 0.8096, 10.36, 3.00)]
+CONFIGS = [
+    ("supervised", 1.0, 0.05, 0.8220, 0.7138, 16.62, 5.28),
+    ("mean_teacher", 1.0, 0.05, 0.8811, 0.7936, 12.29, 3.65),
+    ("cvcl", 1.0, 0.0, 0.8494, 0.7491, 13.78, 4.38),
+    ("cvcl", 0.0, 0.05, 0.9057, 0.8329, 7.58, 2.11),
+    ("cvcl", 1.0, 0.05, 0.8890, 0.8096, 10.36, 3.00),
+]
 SEEDS = (1, 2)
 
 
@@ -58,12 +60,23 @@ def seed_store(folder: Path) -> str:
             weights = {"loss.pcl_weight": pcl, "loss.vcl_weight": vcl}
             params = {**base, "method": method, "seed": seed, **weights}
             name = run_name(method, params["labeled"], seed, weights)
-            run = start_run(params["dataset"], name, params, {"dataset": params["dataset"], "method": method},
-                            dataset_version=version)
+            run = start_run(
+                params["dataset"],
+                name,
+                params,
+                {"dataset": params["dataset"], "method": method},
+                dataset_version=version,
+            )
             shift = 0.01 * (seed - 1.5)
             with stage_status(run):
-                run.log_metrics({"dice": round(dice + shift, 4), "jaccard": round(jaccard + shift, 4),
-                                 "hd95": round(hd95 - 10 * shift, 2), "asd": round(asd - 2 * shift, 2)})
+                run.log_metrics(
+                    {
+                        "dice": round(dice + shift, 4),
+                        "jaccard": round(jaccard + shift, 4),
+                        "hd95": round(hd95 - 10 * shift, 2),
+                        "asd": round(asd - 2 * shift, 2),
+                    }
+                )
     return uri
 
 
@@ -74,8 +87,12 @@ def serve(uri: str) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mlflow = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen([str(mlflow), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(mlflow), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -104,8 +121,10 @@ def shoot(base: str, experiment_id: str, out: Path) -> None:
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 800})
             # MLflow's assistant panel opens itself on a first visit and takes a third of the window
-            context.add_init_script("localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
-                                    "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')")
+            context.add_init_script(
+                "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
+                "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')"
+            )
             page = context.new_page()
             page.goto(runs_url(base, experiment_id), wait_until="domcontentloaded", timeout=120_000)
             page.get_by_text("loss.consistency").first.wait_for(timeout=90_000)

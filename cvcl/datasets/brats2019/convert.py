@@ -19,8 +19,8 @@ here the box holds every brain voxel.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -42,8 +42,10 @@ def _require(case_id: str, files: dict[str, Path], kinds: tuple[str, ...]) -> No
     for kind in kinds:
         if kind not in files:
             what = "segmentation" if kind == BRATS_SEG else f"{kind} modality"
-            raise DataError(folder / f"{case_id}_{kind}.nii.gz",
-                            f"not found: case {case_id} lacks its {what} (it has: {', '.join(sorted(files))})")
+            raise DataError(
+                folder / f"{case_id}_{kind}.nii.gz",
+                f"not found: case {case_id} lacks its {what} (it has: {', '.join(sorted(files))})",
+            )
 
 
 def convert_case(case_id: str, files: dict[str, Path], modalities: tuple[str, ...], source: str) -> Case:
@@ -62,6 +64,7 @@ def convert_case(case_id: str, files: dict[str, Path], modalities: tuple[str, ..
             if not np.allclose(geo.affine, geometry.affine, atol=1e-3):
                 raise DataError(files[kind], f"affine differs from the {modalities[0]}'s: not co-registered")
         channels.append(data)
+    assert geometry is not None  # modalities is not empty
     seg, _ = read_nifti(files[BRATS_SEG])
     check_same_shape(files[BRATS_SEG], channels[0].shape, seg.shape)
     check_label(files[BRATS_SEG], seg, BRATS_LABELS)
@@ -72,8 +75,14 @@ def convert_case(case_id: str, files: dict[str, Path], modalities: tuple[str, ..
     assert box is not None  # check_image rejected all-zero volumes
     image, brain, tumour = crop(image, box), crop(brain, box), crop(tumour, box)
     image = clip_and_zscore(image, brain, CLIP_PERCENTILE)
-    return Case(case_id, image, tumour.astype(np.uint8), geometry.cropped(box[0], seg.shape), source,
-                extra={"modalities": ",".join(modalities)})
+    return Case(
+        case_id,
+        image,
+        tumour.astype(np.uint8),
+        geometry.cropped(box[0], seg.shape),
+        source,
+        extra={"modalities": ",".join(modalities)},
+    )
 
 
 def iter_cases(raw_dir: Path, source: str, config: PreprocessConfig | None = None) -> Iterator[tuple[Case, str]]:

@@ -12,8 +12,8 @@ values. Re-z-scoring the crop would change the input distribution the papers' nu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -31,8 +31,11 @@ def read_release_case(path: Path, case_id: str, source: str) -> Case:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("image", "label") if k not in f]
             if missing:
-                raise DataError(path, f"has no {' or '.join(repr(k) for k in missing)} dataset; "
-                                      "expected UA-MT's mri_norm2.h5 (image, label)")
+                raise DataError(
+                    path,
+                    f"has no {' or '.join(repr(k) for k in missing)} dataset; "
+                    "expected UA-MT's mri_norm2.h5 (image, label)",
+                )
             image = f["image"][()]
             label = f["label"][()]
     except OSError as exc:  # h5py reports truncation and corruption as OSError

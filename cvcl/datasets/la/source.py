@@ -64,9 +64,16 @@ def read_manifest(path: Path = MANIFEST) -> dict[str, ReleaseFile]:
     """The manifest's cases by id, in its (list) order."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {r["case_id"]: ReleaseFile(r["case_id"], r["split"], int(r["bytes"]), r["sha256"].lower(),
-                                      tuple(int(s) for s in r["shape"].split("x")))
-            for r in rows}
+    return {
+        r["case_id"]: ReleaseFile(r["case_id"], r["split"], int(r["bytes"]), r["sha256"].lower(), _shape(r["shape"]))
+        for r in rows
+    }
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    """A manifest's shape, ``112x112x80``, as voxels per axis."""
+    x, y, z = (int(s) for s in text.split("x"))
+    return x, y, z
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,12 @@ def config(params: Params) -> LAConfig:
     name = "download.mirror"
     mirror = params.get(name)
     if mirror is not None and not is_url(mirror) and not Path(mirror).is_dir():
-        raise ParamError(name, mirror, "null (the public URL), an http(s):// URL base or an existing folder "
-                                       f"with the LA release layout ({LA_RELEASE_DIR}/<case>/{LA_H5})")
+        raise ParamError(
+            name,
+            mirror,
+            "null (the public URL), an http(s):// URL base or an existing folder "
+            f"with the LA release layout ({LA_RELEASE_DIR}/<case>/{LA_H5})",
+        )
     return LAConfig(mirror)
 
 
@@ -104,34 +115,44 @@ def plan(cfg: LAConfig, fetcher: Fetcher, published: Published) -> tuple[str, li
     if cfg.mirror is None:
         return PUBLIC_BASE, list(manifest.values()), release
     base = cfg.mirror
-    texts = {name: fetcher.read_text(_join(base, name)) for name in ("train.list", "test.list")}
-    texts = {k: v for k, v in texts.items() if v is not None}
+    fetched = {name: fetcher.read_text(_join(base, name)) for name in ("train.list", "test.list")}
+    texts = {k: v for k, v in fetched.items() if v is not None}
     if not texts:
         return base, list(manifest.values()), release
     lists = protocol.parse_lists(texts, where=base)
     for subset, ids in lists.items():
         for case_id in ids:
             if case_id not in manifest:
-                raise DataError(_join(base, f"{subset}.list"),
-                                f"names case {case_id}, which is not in the LA release manifest")
+                raise DataError(
+                    _join(base, f"{subset}.list"), f"names case {case_id}, which is not in the LA release manifest"
+                )
             if manifest[case_id].split != subset:
-                raise DataError(_join(base, f"{subset}.list"),
-                                f"names case {case_id}, a {manifest[case_id].split} case of the release")
+                raise DataError(
+                    _join(base, f"{subset}.list"),
+                    f"names case {case_id}, a {manifest[case_id].split} case of the release",
+                )
     wanted = {c for ids in lists.values() for c in ids}
     cases = [f for f in manifest.values() if f.case_id in wanted]
     description = f"{release.description}, restricted to the {len(cases)} cases of the mirror's lists"
     return base, cases, release.restricted(wanted, description)
 
 
-def write_raw(cfg: LAConfig, published: Published, out: Path, *, progress: bool = True,
-              fetcher: Fetcher | None = None) -> dict:
+def write_raw(
+    cfg: LAConfig, published: Published, out: Path, *, progress: bool = True, fetcher: Fetcher | None = None
+) -> dict:
     """Fetch, verify and lay out the release, split by ``published``, in the (empty, temporary)
     folder ``out``."""
     fetcher = fetcher or Fetcher()
     base, cases, lists = plan(cfg, fetcher, published)
     lines, origins = [], {}
-    with tqdm(total=sum(f.bytes for f in cases), desc="download la", unit="B", unit_scale=True,
-              unit_divisor=1024, disable=not progress) as bar:
+    with tqdm(
+        total=sum(f.bytes for f in cases),
+        desc="download la",
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not progress,
+    ) as bar:
         fetcher.progress = bar
         try:
             for f in cases:

@@ -23,8 +23,8 @@ predictions are written back into the full NRRD grid and overlay ``lgemri.nrrd``
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -72,8 +72,13 @@ def convert_case(case_id: str, image_path: Path, label_path: Path, cfg: CropConf
         raise DataError(label_path, "has no atrium voxels (255); cannot crop around the atrium")
     normalised = zscore(image)  # over the whole scan, before the crop
     box = atrium_box(case_id, atrium, cfg)
-    return Case(case_id, crop(normalised, box)[None].copy(), crop(atrium, box).astype(np.uint8),
-                geometry.cropped(box[0], image.shape), source)
+    return Case(
+        case_id,
+        crop(normalised, box)[None].copy(),
+        crop(atrium, box).astype(np.uint8),
+        geometry.cropped(box[0], image.shape),
+        source,
+    )
 
 
 def iter_cases(raw_dir: Path, source: str, config: PreprocessConfig | None = None) -> Iterator[tuple[Case, str]]:

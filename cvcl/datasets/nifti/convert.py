@@ -11,8 +11,8 @@ Images are z-scored over the whole volume; labels must already be binary {0, 1}.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -37,6 +37,7 @@ def convert_case(raw_dir: Path, case_id: str, files: NiftiCase, source: str) -> 
             raise DataError(path, f"shape {data.shape} differs from channel 0 {channels[0].shape}")
         geometry = geometry or geo
         channels.append(data)
+    assert geometry is not None  # a case has at least one image (find_nifti_cases)
     label_path = files.label
     if label_path is None:
         raise DataError(raw_dir / "labelsTr" / f"{case_id}.nii.gz", "not found (every image needs a label)")

@@ -37,12 +37,12 @@ import numpy as np
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
-from cvcl.io.volume import write_nifti
+from cvcl.datasets.synthetic_brats import SyntheticBraTSConfig
+from cvcl.io.volume import int3, write_nifti
 from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.layouts import BRATS_MODALITIES, BRATS_SEG
 from cvcl.sources.synthetic import random_rotation, smooth_field
-from cvcl.settings import default
 
 TEMPLATE_SPACING = 2.0  # mm: the grid the template maps are kept on (load_template)
 
@@ -58,17 +58,6 @@ CONTRAST = {
 }
 
 
-@dataclass(frozen=True)
-class SyntheticBraTSConfig:
-    """Size of the synthetic BraTS set; ``spacing`` in mm (isotropic), 2 mm = the template's grid."""
-
-    n_train: int = default("download.synthetic_brats.n_train")
-    n_val: int = default("download.synthetic_brats.n_val")
-    n_test: int = default("download.synthetic_brats.n_test")
-    spacing: float = default("download.synthetic_brats.spacing")
-    seed: int = default("download.synthetic_brats.seed")
-
-
 def config(params: Params) -> SyntheticBraTSConfig:
     p = "download.synthetic_brats"
     return params.config(SyntheticBraTSConfig, p)
@@ -77,8 +66,11 @@ def config(params: Params) -> SyntheticBraTSConfig:
 def case_ids(cfg: SyntheticBraTSConfig) -> dict[str, list[str]]:
     """Case ids per subset (``train``, ``val``, ``test``), in list order."""
     ids = [f"synbrats_{i:03d}" for i in range(cfg.n_train + cfg.n_val + cfg.n_test)]
-    lists = {"train": ids[:cfg.n_train], "val": ids[cfg.n_train:cfg.n_train + cfg.n_val],
-             "test": ids[cfg.n_train + cfg.n_val:]}
+    lists = {
+        "train": ids[: cfg.n_train],
+        "val": ids[cfg.n_train : cfg.n_train + cfg.n_val],
+        "test": ids[cfg.n_train + cfg.n_val :],
+    }
     return {k: v for k, v in lists.items() if v}
 
 
@@ -115,21 +107,27 @@ def load_template() -> Template:
     t1 = datasets.load_mni152_template(resolution=1)
     affine = np.asarray(t1.affine, dtype=np.float64) @ np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = (np.asarray(t1.affine) @ [0.5, 0.5, 0.5, 1.0])[:3]  # centre of the first 2x2x2 block
-    return Template(_halve(np.asarray(t1.get_fdata(), dtype=np.float32)), get(datasets.load_mni152_gm_template),
-                    get(datasets.load_mni152_wm_template), get(datasets.load_mni152_brain_mask), affine)
+    return Template(
+        _halve(np.asarray(t1.get_fdata(), dtype=np.float32)),
+        get(datasets.load_mni152_gm_template),
+        get(datasets.load_mni152_wm_template),
+        get(datasets.load_mni152_brain_mask),
+        affine,
+    )
 
 
 def case_grid(cfg: SyntheticBraTSConfig, template: Template) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and RAS affine of the output grid: the template's field of view at ``cfg.spacing``."""
     extent = np.asarray(template.t1.shape) * TEMPLATE_SPACING
-    shape = tuple(int(round(e / cfg.spacing)) for e in extent)
+    shape = int3(int(round(e / cfg.spacing)) for e in extent)
     affine = template.affine.copy()
     affine[:3, :3] = np.diag([cfg.spacing] * 3)
     return shape, affine
 
 
-def _warp(template: Template, shape: tuple[int, int, int], spacing: float,
-          rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _warp(
+    template: Template, shape: tuple[int, int, int], spacing: float, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """The template maps resampled onto the case grid through a random smooth deformation."""
     centre = np.asarray(template.t1.shape) * TEMPLATE_SPACING / 2  # mm, in template voxel frame
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) * spacing for s in shape], indexing="ij"))
@@ -148,8 +146,9 @@ def _warp(template: Template, shape: tuple[int, int, int], spacing: float,
     return maps
 
 
-def _tumour(maps: dict[str, np.ndarray], brain: np.ndarray, spacing: float, rng: np.random.Generator,
-            high_grade: bool) -> np.ndarray:
+def _tumour(
+    maps: dict[str, np.ndarray], brain: np.ndarray, spacing: float, rng: np.random.Generator, high_grade: bool
+) -> np.ndarray:
     """BraTS labels (0, 1, 2, 4) of a tumour grown in the white matter of ``brain``."""
     shape = brain.shape
     depth = ndi.distance_transform_edt(brain) * spacing  # mm from the brain's surface
@@ -202,8 +201,12 @@ def generate_case(index: int, cfg: SyntheticBraTSConfig) -> tuple[dict[str, np.n
     # template texture: the real T1's deviation from its own tissue model, shared by all modalities
     wm_level = float(np.median(maps["t1"][wm > 0.9])) if (wm > 0.9).any() else 1.0
     texture = np.clip(maps["t1"] / max(wm_level, 1e-6) - (0.3 * csf + 0.72 * gm + wm), -0.3, 0.3)
-    tumour_parts = {"oedema": seg == 2, "necrosis": (seg == 1) & high_grade,
-                    "enhancing": seg == 4, "lgg_core": (seg == 1) & (not high_grade)}
+    tumour_parts = {
+        "oedema": seg == 2,
+        "necrosis": (seg == 1) & high_grade,
+        "enhancing": seg == 4,
+        "lgg_core": (seg == 1) & (not high_grade),
+    }
     images = {}
     for m, modality in enumerate(BRATS_MODALITIES):
         jitter = {t: c[m] * rng.uniform(0.94, 1.06) for t, c in CONTRAST.items()}
@@ -233,6 +236,4 @@ def write_raw(cfg: SyntheticBraTSConfig, out: Path, *, progress: bool = True) ->
         for modality, image in images.items():
             write_nifti(folder / f"{case_id}_{modality}.nii.gz", image, affine)
         write_nifti(folder / f"{case_id}_{BRATS_SEG}.nii.gz", seg, affine)
-    return protocol.write(out, "synthetic-brats",
-                          protocol.CaseLists("generator", "the generator's lists", lists))
-
+    return protocol.write(out, "synthetic-brats", protocol.CaseLists("generator", "the generator's lists", lists))

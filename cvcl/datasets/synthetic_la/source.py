@@ -20,29 +20,17 @@ Raw form written by :func:`write_raw` (nnU-Net's raw convention plus LA-style li
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 from tqdm import tqdm
 
-from cvcl.io.volume import write_nifti
+from cvcl.datasets.synthetic_la import SyntheticLAConfig
+from cvcl.io.volume import int3, write_nifti
 from cvcl.params import Params
-from cvcl.settings import default
 from cvcl.sources import protocol
 from cvcl.sources.synthetic import random_rotation, smooth_field
-
-
-@dataclass(frozen=True)
-class SyntheticLAConfig:
-    """Size of the synthetic dataset. ``shape`` is in voxels (X, Y, Z), ``spacing`` in mm."""
-
-    n_train: int = default("download.synthetic.n_train")
-    n_test: int = default("download.synthetic.n_test")
-    shape: tuple[int, int, int] = default("download.synthetic.shape")
-    spacing: tuple[float, float, float] = default("download.synthetic.spacing")
-    seed: int = default("download.synthetic.seed")
 
 
 def config(params: Params) -> SyntheticLAConfig:
@@ -53,7 +41,7 @@ def config(params: Params) -> SyntheticLAConfig:
 def case_ids(cfg: SyntheticLAConfig) -> tuple[list[str], list[str]]:
     """Training and test case ids, in list order."""
     ids = [f"synla_{i:03d}" for i in range(cfg.n_train + cfg.n_test)]
-    return ids[: cfg.n_train], ids[cfg.n_train:]
+    return ids[: cfg.n_train], ids[cfg.n_train :]
 
 
 def case_affine(cfg: SyntheticLAConfig) -> np.ndarray:
@@ -65,8 +53,14 @@ def case_affine(cfg: SyntheticLAConfig) -> np.ndarray:
 
 
 # -- shape primitives ---------------------------------------------------------------------
-def _ellipsoid(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rot: np.ndarray,
-               deform: np.ndarray | None = None, amount: float = 0.0) -> np.ndarray:
+def _ellipsoid(
+    grid: np.ndarray,
+    centre: np.ndarray,
+    radii: np.ndarray,
+    rot: np.ndarray,
+    deform: np.ndarray | None = None,
+    amount: float = 0.0,
+) -> np.ndarray:
     """Mask of a rotated ellipsoid; ``deform`` (a smooth field) bends its surface by ``amount``."""
     local = np.einsum("ij,j...->i...", rot.T, grid - centre[:, None, None, None])
     r = np.sqrt(np.sum((local / radii[:, None, None, None]) ** 2, axis=0))
@@ -77,20 +71,20 @@ def _ellipsoid(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray, rot: np.
 def _tube(shape: tuple[int, int, int], points: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Mask of a tube swept by spheres of ``radii`` centred on ``points`` (``(K, 3)`` voxels)."""
     mask = np.zeros(shape, dtype=bool)
-    for p, r in zip(points, radii):
+    for p, r in zip(points, radii, strict=True):
         lo = np.maximum(np.floor(p - r).astype(int), 0)
         hi = np.minimum(np.ceil(p + r).astype(int) + 1, shape)
         if np.any(hi <= lo):
             continue
-        sub = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        sub = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         d2 = (sub[0] - p[0]) ** 2 + (sub[1] - p[1]) ** 2 + (sub[2] - p[2]) ** 2
-        mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] |= d2 <= r * r
+        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] |= d2 <= r * r
     return mask
 
 
 def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int) -> np.ndarray:
     t = np.linspace(0.0, 1.0, n)[:, None]
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -104,7 +98,7 @@ def generate_case(index: int, cfg: SyntheticLAConfig) -> tuple[np.ndarray, np.nd
     Deterministic in ``(cfg.seed, index)``.
     """
     rng = np.random.default_rng([cfg.seed, index])
-    shape = tuple(int(s) for s in cfg.shape)
+    shape = int3(cfg.shape)
     extent = np.asarray(shape, dtype=float)
     grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
 
@@ -132,10 +126,13 @@ def generate_case(index: int, cfg: SyntheticLAConfig) -> tuple[np.ndarray, np.nd
     d_local = _unit(np.array([rng.choice([-1, 1]) * 0.7, 0.7, rng.uniform(-0.2, 0.4)]))
     d = rot @ d_local
     surface = centre + d * float(np.linalg.norm(radii * d_local))
-    neck = _tube(shape, _bezier(surface - 2 * d, surface + d, surface + 3 * d, 8),
-                 np.full(8, 0.03 * extent.min()))
-    lobe = _ellipsoid(grid, surface + d * rng.uniform(4, 6) * extent.min() / 72,
-                      rng.uniform(0.05, 0.08, 3) * extent, random_rotation(rng, (40, 40, 40)))
+    neck = _tube(shape, _bezier(surface - 2 * d, surface + d, surface + 3 * d, 8), np.full(8, 0.03 * extent.min()))
+    lobe = _ellipsoid(
+        grid,
+        surface + d * rng.uniform(4, 6) * extent.min() / 72,
+        rng.uniform(0.05, 0.08, 3) * extent,
+        random_rotation(rng, (40, 40, 40)),
+    )
     label = chamber | veins | neck | lobe
 
     # Wall: a dark shell with patchy enhancement.
@@ -163,8 +160,9 @@ def generate_case(index: int, cfg: SyntheticLAConfig) -> tuple[np.ndarray, np.nd
             scale = rng.uniform(0.9, 1.4)
             part_radii = radii * scale * rng.uniform(0.85, 1.15, 3)
             part_centre = centre + direction * float(np.linalg.norm(radii + part_radii)) * 0.55
-            part = _ellipsoid(grid, part_centre, part_radii, random_rotation(rng, (30, 30, 30)),
-                              smooth_field(rng, shape, 3), 0.1)
+            part = _ellipsoid(
+                grid, part_centre, part_radii, random_rotation(rng, (30, 30, 30)), smooth_field(rng, shape, 3), 0.1
+            )
         distractors |= part & ~keep_out
 
     # Intensities (arbitrary units, roughly 0..1 before bias and noise).
@@ -192,23 +190,30 @@ def generate_dataset(out_dir: str | Path, cfg: SyntheticLAConfig, *, progress: b
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
     train, test = case_ids(cfg)
     affine = case_affine(cfg)
-    for index, case_id in enumerate(tqdm(train + test, desc="generate synthetic-la", unit="case",
-                                         disable=not progress)):
+    for index, case_id in enumerate(
+        tqdm(train + test, desc="generate synthetic-la", unit="case", disable=not progress)
+    ):
         image, label = generate_case(index, cfg)
         write_nifti(out / "imagesTr" / f"{case_id}_0000.nii.gz", image, affine)
         write_nifti(out / "labelsTr" / f"{case_id}.nii.gz", label, affine)
     (out / "train.list").write_text("\n".join(train) + "\n")
     (out / "test.list").write_text("\n".join(test) + "\n")
-    (out / "dataset.json").write_text(json.dumps({
-        "name": "synthetic-la",
-        # the generator's module when the data were first published: kept, so data/raw stays the same
-        "description": "Procedural LA-like LGE-MRI volumes (cvcl.sources.synthetic_la)",
-        "channel_names": {"0": "LGE-MRI"},
-        "labels": {"background": 0, "left_atrium": 1},
-        "numTraining": len(train) + len(test),
-        "file_ending": ".nii.gz",
-        "generator": {"seed": cfg.seed, "shape": list(cfg.shape), "spacing": list(cfg.spacing)},
-    }, indent=2) + "\n")
+    (out / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "synthetic-la",
+                # the generator's module when the data were first published: kept, so data/raw stays the same
+                "description": "Procedural LA-like LGE-MRI volumes (cvcl.sources.synthetic_la)",
+                "channel_names": {"0": "LGE-MRI"},
+                "labels": {"background": 0, "left_atrium": 1},
+                "numTraining": len(train) + len(test),
+                "file_ending": ".nii.gz",
+                "generator": {"seed": cfg.seed, "shape": list(cfg.shape), "spacing": list(cfg.spacing)},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def write_raw(cfg: SyntheticLAConfig, out: Path, *, progress: bool = True) -> dict:
