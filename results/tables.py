@@ -19,13 +19,17 @@ from cvcl import analysis
 
 
 def pairs_to_compare(runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(the chain's pairs, every other config against the chain's configs and CVCL)."""
+    """(the chain's pairs, every other config against the chain's configs and CVCL, and CVCL
+    against the chain's first member)."""
     chain = analysis.chain_pairs(runs)
     members = {c for pair in chain for c in pair}
     cvcl = analysis.full_cvcl_config(runs)
     others = sorted(set(runs["config"]) - members)
     extra = [(other, base) for other in others for base in sorted(members) if base != cvcl]
     extra += [(cvcl, other) for other in others if cvcl is not None]
+    extra += [
+        (cvcl, base) for base in sorted(members) if cvcl is not None and base != cvcl and (cvcl, base) not in chain
+    ]
     return chain, extra
 
 
