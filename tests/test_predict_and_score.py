@@ -26,7 +26,6 @@ from cvcl.io.resample import resample_case
 from cvcl.io.volume import Case, Geometry, original_affine, read_case, to_original_grid, write_case, write_nifti
 from cvcl.models.checkpoint import save_checkpoint
 from cvcl.models.config import ModelConfig, build_model
-from cvcl.params import Params
 from cvcl.training.validation import make_validator
 from tests.conftest import ball
 
@@ -95,8 +94,7 @@ def test_the_loop_scores_the_sliding_window_prediction(network, case_file):
 
 
 def test_validation_is_the_loop_on_the_network_grid(network, case_file):
-    params = Params({"train": {"patch": [16, 16, 16]}})
-    dice = make_validator(case_file.parent, ["c"], params, CPU)(network)
+    dice = make_validator(case_file.parent, ["c"], (16, 16, 16), CPU)(network)
     case = read_case(case_file)
     half = InferConfig(patch=(16, 16, 16), stride=(8, 8, 8), batch_size=2, amp=False)
     rows = score_rows(_predictor(network, half), [ScoringCase.on_grid(case, "network")])

@@ -136,7 +136,7 @@ def run_training(
     seed = params.get("seed")
     setup = training_setup(params, split, processed)
     method, cfg, losses, model_cfg = setup.method, setup.cfg, setup.losses, setup.model_cfg
-    validate = make_validator(processed, split["val"], params, setup.device) if cfg.val_every else None
+    validate = make_validator(processed, split["val"], cfg.patch, setup.device) if cfg.val_every else None
 
     name = run_name(method, len(split["labeled"]), seed, losses.as_params())
     tags = {"dataset": dataset_name, "method": method, "split_protocol": split["protocol"]}
