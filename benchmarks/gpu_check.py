@@ -51,7 +51,8 @@ from cvcl.device import memory_format
 from cvcl.evaluation.report import PER_CASE_FIELDS
 from cvcl.evaluation.scoring import ScoringCase, score_rows
 from cvcl.evaluation.summary import summarize
-from cvcl.inference.predictor import InferConfig, Predictor
+from cvcl.inference.config import InferConfig
+from cvcl.inference.predictor import Predictor
 from cvcl.io.volume import read_case, write_case
 from cvcl.params import Params
 from cvcl.sources.layouts import find_la_h5_cases

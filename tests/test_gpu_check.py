@@ -18,6 +18,17 @@ pytestmark = [
 ]
 
 
+def gpu_check(out, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``benchmarks/gpu_check.py --data <LA sample> --tiny ARGS --out OUT`` from the repository root."""
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "--data", str(LA_SAMPLE), "--tiny", *args, "--out", str(out)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def small_run(out, *args: str) -> subprocess.CompletedProcess:
+    """gpu_check without the benchmark, on 2 labeled and 2 unlabeled cases."""
+    return gpu_check(out, "--skip-bench", "--labeled", "2", "--unlabeled", "2", *args)
+
+
 def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store):
     from mlflow import MlflowClient
 
@@ -25,28 +36,7 @@ def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store)
     from cvcl.tracking.records import read_record
 
     variants = ["supervised", "cvcl:loss.vcl_weight=0.6"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/gpu_check.py",
-            "--data",
-            str(LA_SAMPLE),
-            "--tiny",
-            "--skip-bench",
-            "--labeled",
-            "2",
-            "--unlabeled",
-            "2",
-            "--variants",
-            *variants,
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = small_run(tmp_path, "--variants", *variants)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert json.loads(proc.stdout.strip().splitlines()[-1])["overrides"] == report["overrides"]
@@ -85,23 +75,7 @@ def test_gpu_check_trains_infers_and_scores_each_variant(tmp_path, mlflow_store)
 
 
 def test_a_bad_variant_is_refused_with_one_line(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/gpu_check.py",
-            "--data",
-            str(LA_SAMPLE),
-            "--tiny",
-            "--variants",
-            "fixmatch",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = gpu_check(tmp_path, "--variants", "fixmatch", timeout=120)
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: --variants")
 
 
@@ -109,30 +83,7 @@ def test_a_run_the_deadline_cuts_short_is_recorded_killed(tmp_path):
     from cvcl.tracking.records import REACHED_TAG, read_record
 
     # a deadline 6 ms after the start: each child is past it at its first iteration
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/gpu_check.py",
-            "--data",
-            str(LA_SAMPLE),
-            "--tiny",
-            "--skip-bench",
-            "--labeled",
-            "2",
-            "--unlabeled",
-            "2",
-            "--variants",
-            "supervised",
-            "--minutes",
-            "0.0001",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = small_run(tmp_path, "--variants", "supervised", "--minutes", "0.0001")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = read_record(tmp_path / "runs" / "supervised.json")
     assert record.status == "KILLED" and record.tags[REACHED_TAG] == "1 of 4, cut short by the --minutes deadline"

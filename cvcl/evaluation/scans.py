@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from cvcl.errors import DataError
 from cvcl.evaluation.scoring import ScoringCase, predict_and_score
-from cvcl.inference.predictor import InferConfig
+from cvcl.inference.config import InferConfig
 from cvcl.inference.scans import Scan, write_prediction
 from cvcl.inference.segment import TrainedModel, prepare_scan, scan_predictor
 from cvcl.io.formats import VOLUME_SUFFIXES, read_volume

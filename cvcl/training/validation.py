@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from cvcl.evaluation.scoring import ScoringCase, score_rows
-from cvcl.inference.predictor import InferConfig, Predictor
+from cvcl.inference.config import InferConfig
+from cvcl.inference.predictor import Predictor
 from cvcl.io.volume import read_case
 from cvcl.workspace import case_file
 
