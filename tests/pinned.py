@@ -7,11 +7,11 @@ behaviour, regenerate the record and say why in the commit:
 
     python -m tests.pinned --write
 
-Floating-point sums differ between CPU families in the last bits, and over a few hundred steps
-those bits grow past the comparison's tolerance: the shipped record is made on the CI's CPU
-(AMD EPYC). On another machine, compare a refactor with the code before it instead: write that
-code's record to a file of your own (``CVCL_PINNED=/tmp/base.json python -m tests.pinned --write``
-in a checkout of it) and run the test with the same ``CVCL_PINNED``.
+The stages run through ``tests/portable.py``: PyTorch's CPU kernels sum in an order that depends
+on the CPU's instruction set (AVX2 on one machine, AVX-512 on the next), and over a few training
+steps those last bits grow past the comparison's tolerance, so the record is made with portable
+numerics that give the same bits on any x86-64 CPU (slower, which the tiny params allow).
+``CVCL_PINNED=/tmp/base.json`` reads and writes another file, to compare two checkouts.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 
 from tests.conftest import ROOT
 from tests.helpers import run, set_params, stage_workspace
+from tests.portable import ENV as PORTABLE_ENV
 
 PINNED = Path(os.environ.get("CVCL_PINNED", ROOT / "tests" / "data" / "pinned_outputs.json"))
 METHODS = ("supervised", "mean_teacher", "ua_mt", "cvcl")
@@ -41,8 +42,12 @@ def produce(tmp: Path) -> dict:
     """Run the stages in a throw-away workspace under ``tmp``; returns the record."""
     ws = stage_workspace(tmp / "ws")
     set_params(ws, {"train": {"threads": 1}})
-    for stage in ("download", "preprocess", "split"):
-        run(["python", "-m", f"stages.{stage}"], ws)
+
+    def stage(name: str) -> None:
+        run(["python", str(ROOT / "tests" / "portable.py"), f"stages.{name}"], ws, extra_env=PORTABLE_ENV)
+
+    for name in ("download", "preprocess", "split"):
+        stage(name)
     with open(ws / "data" / "processed" / "manifest.csv", newline="") as f:
         manifest = list(csv.DictReader(f))
     record = {
@@ -52,8 +57,8 @@ def produce(tmp: Path) -> dict:
     }
     for method in METHODS:
         set_params(ws, {"method": method})
-        for stage in ("train", "infer", "evaluate"):
-            run(["python", "-m", f"stages.{stage}"], ws)
+        for name in ("train", "infer", "evaluate"):
+            stage(name)
         with open(ws / "models" / "train_log.csv", newline="") as f:
             reader = csv.DictReader(f)
             log = [_floats(r) for r in reader]

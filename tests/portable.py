@@ -1,0 +1,41 @@
+"""Run a module (``python tests/portable.py stages.train``) with CPU numerics that do not depend
+on which x86 CPU runs it, for the pinned record (tests/pinned.py).
+
+PyTorch picks its kernels by the CPU's instruction set: ATen's vectorised loops (AVX2 or
+AVX-512), oneDNN's convolutions and MKL's GEMM each sum in a different order on an AMD EPYC
+than on an Intel Xeon, and those last-bit differences grow past any useful tolerance within a
+few training steps. Here ATen runs its portable loops (``ATEN_CPU_CAPABILITY=default``),
+convolutions go through im2col + GEMM instead of oneDNN, MKL runs its conditional-numerical-
+reproducibility path (``MKL_CBWR=COMPATIBLE``) and everything runs on one thread. The first two
+and the last are environment variables that must be set before torch loads: :data:`ENV`.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+
+ENV = {
+    "ATEN_CPU_CAPABILITY": "default",
+    "MKL_CBWR": "COMPATIBLE",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def main() -> None:
+    missing = {k: v for k, v in ENV.items() if os.environ.get(k) != v}
+    if missing:
+        sys.exit(f"tests/portable.py: set {missing} in the environment before Python starts")
+    import torch
+
+    torch.backends.mkldnn.enabled = False
+    module = sys.argv[1]
+    sys.argv = [module, *sys.argv[2:]]
+    sys.path[0] = os.getcwd()  # the workspace (stages/, cvcl/), not tests/
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
