@@ -58,7 +58,8 @@ from cvcl.params import Params
 from cvcl.sources.layouts import find_la_h5_cases
 from cvcl.tracking.naming import run_name
 from cvcl.tracking.records import REACHED_TAG, RunRecorder, run_tags
-from cvcl.training.experiment import TRACKED, training_setup
+from cvcl.training.config import TRACKED, training_settings
+from cvcl.training.experiment import training_setup
 from cvcl.training.trainer import train
 from cvcl.workspace import case_file, read_list
 
@@ -166,7 +167,7 @@ def run_child(args) -> None:
     split = json.loads(Path(args.split).read_text())
     method, extra = parse_variant(args.child)
     params = preset_params({**json.loads(args.overrides), **extra, "method": method})
-    setup = training_setup(params, split, Path(args.processed))
+    setup = training_setup(training_settings(params), split, Path(args.processed))
     cfg, device = setup.cfg, setup.device
     # the scoring runs as training did: its AMP and memory format (amp_dtype is None on a CPU)
     infer = InferConfig(

@@ -69,7 +69,7 @@ from cvcl.params import load_params
 from cvcl.tracking.ephemeral import ephemeral_server
 from cvcl.tracking.run import Run, stage_status, start_run
 from cvcl.tracking.store import check_server, quiet_mlflow_logs
-from cvcl.training.experiment import TRACKED
+from cvcl.training.config import TRACKED
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")

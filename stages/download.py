@@ -4,12 +4,13 @@ from cvcl import datasets, workspace
 from cvcl.entrypoint import run_stage
 from cvcl.params import load_params
 from cvcl.sources import fetch
+from cvcl.sources.config import source_settings
 
 
 def main() -> None:
     params = load_params()
     dataset = datasets.get(params.get("dataset"))
-    record = fetch(dataset, params, workspace.RAW)
+    record = fetch(dataset, source_settings(params, dataset.settings), workspace.RAW)
     lists = record.get("lists") or f"none ({record.get('reason')})"
     print(f"download: {dataset.name} -> {workspace.RAW}/ (split lists: {lists})")
 

@@ -6,7 +6,8 @@ import time
 
 from cvcl import workspace
 from cvcl.entrypoint import run_stage
-from cvcl.inference.predictor import Predictor, infer_config
+from cvcl.inference.config import infer_config
+from cvcl.inference.predictor import Predictor
 from cvcl.io.atomic import atomic_path
 from cvcl.params import load_params
 from cvcl.tracking.model import log_model

@@ -3,12 +3,13 @@
 from cvcl import workspace
 from cvcl.entrypoint import run_stage
 from cvcl.params import load_params
+from cvcl.training.config import training_settings
 from cvcl.training.experiment import run_training
 
 
 def main() -> None:
-    params = load_params()
-    trained = run_training(params, workspace.read_split())
+    settings = training_settings(load_params())
+    trained = run_training(settings, workspace.read_split())
     print(
         f"train: {trained.method}, {trained.iterations} iterations in {trained.seconds:.0f} s -> "
         f"{workspace.MODEL}; MLflow run {trained.run_id}"

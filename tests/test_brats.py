@@ -17,6 +17,7 @@ from cvcl.params import Params
 from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import PreprocessConfig, preprocess_config
 from cvcl.sources import fetch, protocol
+from cvcl.sources.config import DownloadConfig, SourceSettings
 from tests.conftest import ball
 
 SHAPE = (48, 52, 40)
@@ -62,7 +63,7 @@ def source(tmp_path, rng):
 def download(local, out):
     return fetch(
         datasets.get("brats2019"),
-        Params({"dataset": "brats2019", "download": {"local_path": str(local)}}),
+        SourceSettings(DownloadConfig(local_path=str(local))),
         out,
         progress=False,
     )

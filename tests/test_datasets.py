@@ -14,6 +14,7 @@ from cvcl.errors import ParamError
 from cvcl.params import Params
 from cvcl.settings import SETTINGS
 from cvcl.sources import protocol
+from cvcl.sources.config import SourceSettings, source_settings
 from tests.conftest import ROOT
 
 ORDER = ("synthetic-la", "synthetic-brats", "la", "la-nrrd", "brats2019", "nifti")
@@ -70,7 +71,9 @@ def test_a_name_like_none_gets_no_suggestion():
 
 def test_training_cases_before_preprocessing():
     params = Params({"download": {"synthetic": {"n_train": 40}, "synthetic_brats": {"n_train": 12}}})
-    counts = {name: datasets.get(name).training_cases(params) for name in ORDER}
+    counts = {
+        name: datasets.get(name).training_cases(source_settings(params, datasets.get(name).settings)) for name in ORDER
+    }
     # synthetic-brats reads its own section, not download.synthetic (once a real bug)
     assert counts == {
         "synthetic-la": 40,
@@ -80,6 +83,22 @@ def test_training_cases_before_preprocessing():
         "brats2019": 250,
         "nifti": None,
     }
+
+
+def test_a_dataset_declares_its_own_section_where_the_settings_table_finds_it():
+    import importlib
+
+    from cvcl.settings import SECTIONS
+
+    table = dict(SECTIONS)
+    owners = {}
+    for name in ORDER:
+        own = datasets.get(name).settings
+        if own:
+            module, cls = table[own[0]].split(":")
+            assert getattr(importlib.import_module(module), cls) is own[1], name
+            owners[name] = own[0]
+    assert owners == {"synthetic-la": "download.synthetic", "synthetic-brats": "download.synthetic_brats"}
 
 
 @pytest.mark.parametrize("dataset,n", [("la", 80), ("brats2019", 250), ("synthetic-brats", 12)])
@@ -97,7 +116,7 @@ TOY = '''
 from cvcl.datasets.spec import Dataset
 
 
-def writer(dataset, params, progress, fetcher):
+def writer(dataset, settings, progress, fetcher):
     return lambda out: {"dataset": "toy"}
 
 
@@ -106,7 +125,7 @@ def iter_cases(raw_dir, source, config):
 
 
 DATASET = Dataset(name="toy", description="a toy", order=99, labels=(0, 1, 2), writer=writer,
-                  iter_cases=iter_cases, training_cases=lambda params: 7)
+                  iter_cases=iter_cases, training_cases=lambda settings: 7)
 '''
 
 
@@ -119,7 +138,7 @@ def test_adding_a_dataset_is_adding_one_folder(tmp_path, monkeypatch, fresh_regi
     monkeypatch.setattr(datasets, "__path__", [*datasets.__path__, str(tmp_path)])
     assert datasets.names() == (*ORDER, "toy")
     toy = datasets.get("toy")
-    assert toy.labels == (0, 1, 2) and toy.training_cases(Params({})) == 7
+    assert toy.labels == (0, 1, 2) and toy.training_cases(SourceSettings()) == 7
     assert "toy" in SETTINGS["dataset"].allowed()
     assert Params({"dataset": "toy"}).get("dataset") == "toy"
 

@@ -10,8 +10,8 @@ from cvcl import datasets
 from cvcl.datasets.la import UA_MT
 from cvcl.datasets.la import source as la
 from cvcl.errors import DataError, ParamError
-from cvcl.params import Params
 from cvcl.sources import fetch
+from cvcl.sources.config import DownloadConfig, SourceSettings
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR
 from cvcl.sources.transfer import Fetcher
 from tests.conftest import LA_SAMPLE
@@ -35,7 +35,7 @@ def sha256(path):
 
 
 def params(mirror):
-    return Params({"dataset": "la", "download": {"mirror": mirror}})
+    return SourceSettings(DownloadConfig(mirror=mirror))
 
 
 @pytest.fixture

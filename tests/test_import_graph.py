@@ -195,3 +195,19 @@ def test_the_dataset_contract_is_a_leaf_of_the_data_side():
                 reached.add(target)
                 todo.append(target)
     assert not {m for m in reached if _under(m, (DATASETS,))}, sorted(reached)
+
+
+# Who may hold params.yaml's Params: the commands (each a stage-like entry) and the ``config``
+# modules, whose builders a stage calls once at its entry to get typed configs; everything
+# below is handed those configs.
+def _reads_params(module: str) -> bool:
+    return module.startswith("cvcl.commands.") or module.endswith(".config") or module == "cvcl.params"
+
+
+def test_below_the_stages_only_the_config_builders_read_params():
+    holders = sorted(m for m, targets in GRAPH.items() if "cvcl.params" in targets and not _reads_params(m))
+    assert holders == [], f"these modules take Params instead of their typed configs: {holders}"
+    # and the rule sees the builders (it would pass vacuously if the graph missed them)
+    assert {"cvcl.training.config", "cvcl.inference.config", "cvcl.sources.config"} <= {
+        m for m, targets in GRAPH.items() if "cvcl.params" in targets
+    }

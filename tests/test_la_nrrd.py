@@ -12,10 +12,10 @@ import SimpleITK as sitk
 from cvcl import datasets
 from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import read_case, to_original_grid, write_nifti
-from cvcl.params import Params
 from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import CropConfig, PreprocessConfig
 from cvcl.sources import fetch
+from cvcl.sources.config import DownloadConfig, SourceSettings
 from cvcl.workspace import read_manifest
 from tests.conftest import ball
 
@@ -71,7 +71,7 @@ def source(tmp_path, rng):
 def download(local, out):
     return fetch(
         datasets.get("la-nrrd"),
-        Params({"dataset": "la-nrrd", "download": {"local_path": str(local)}}),
+        SourceSettings(DownloadConfig(local_path=str(local))),
         out,
         progress=False,
     )
@@ -211,7 +211,7 @@ def test_an_image_without_its_label_stops_the_download(tmp_path, rng):
 
 def test_local_path_is_required_and_must_exist(tmp_path):
     with pytest.raises(ParamError, match="download.local_path = None"):
-        fetch(datasets.get("la-nrrd"), Params({"dataset": "la-nrrd", "download": {}}), tmp_path / "raw")
+        fetch(datasets.get("la-nrrd"), SourceSettings(), tmp_path / "raw")
     with pytest.raises(ParamError, match="does not exist"):
         download(tmp_path / "missing", tmp_path / "raw")
     assert not (tmp_path / "raw").exists()

@@ -14,10 +14,10 @@ from cvcl import datasets
 from cvcl.data.split import make_split
 from cvcl.errors import DataError, ParamError
 from cvcl.io.volume import nifti_image, read_case
-from cvcl.params import Params
 from cvcl.preprocessing import preprocess
 from cvcl.sources import fetch
 from cvcl.sources.archive import safe_extract
+from cvcl.sources.config import DownloadConfig, SourceSettings
 
 AFFINE = np.array([[-0.8, 0, 0, 10], [0, -0.8, 0, 20], [0, 0, 2.0, -30], [0, 0, 0, 1]])
 
@@ -43,9 +43,7 @@ def nnunet_folder(root, rng, cases=("c0", "c1", "c2"), lists=True):
 
 
 def download(local, out):
-    return fetch(
-        datasets.get("nifti"), Params({"dataset": "nifti", "download": {"local_path": str(local)}}), out, progress=False
-    )
+    return fetch(datasets.get("nifti"), SourceSettings(DownloadConfig(local_path=str(local))), out, progress=False)
 
 
 def test_nifti_folder_is_copied_verified_with_its_lists(tmp_path, rng):

@@ -151,7 +151,8 @@ def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo
     split; the predictions open over their scans (SimpleITK) and follow the training preprocessing."""
     from scipy.spatial.transform import Rotation
 
-    from cvcl.datasets.synthetic_la.source import config, generate_case
+    from cvcl.datasets.synthetic_la import SyntheticLAConfig
+    from cvcl.datasets.synthetic_la.source import generate_case
     from cvcl.io.volume import nifti_image
     from cvcl.params import load_params
 
@@ -160,7 +161,7 @@ def test_the_trained_model_segments_a_scan_in_no_split_through_its_runs_uri(repo
     scans.mkdir()
     labels.mkdir()
     # a new patient: a case the generator makes beyond the dataset, on an oblique, anisotropic grid
-    cfg = config(load_params(repo / "params.yaml"))
+    cfg = load_params(repo / "params.yaml").config(SyntheticLAConfig, "download.synthetic")
     image, label = generate_case(40, cfg)
     oblique = np.eye(4)
     oblique[:3, :3] = Rotation.from_euler("xyz", [25, -10, 40], degrees=True).as_matrix() @ np.diag([1.1, 1.3, 1.6])

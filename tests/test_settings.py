@@ -205,7 +205,7 @@ def test_the_docs_params_table_shows_declared_keys_with_their_defaults():
 
 
 def test_the_train_stage_tracks_the_keys_dvc_yaml_declares_for_it():
-    from cvcl.training.experiment import TRACKED, TRAIN_SECTIONS
+    from cvcl.training.config import TRACKED, TRAIN_SECTIONS
 
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     assert TRACKED == stage["params"] == params_keys(TRAIN_SECTIONS)

@@ -11,6 +11,7 @@ from cvcl.params import Params
 from cvcl.preprocessing import preprocess
 from cvcl.preprocessing.config import PreprocessConfig
 from cvcl.sources import fetch
+from cvcl.sources.config import source_settings
 
 CFG = SyntheticBraTSConfig(n_train=2, n_val=1, n_test=1, spacing=4.0, seed=11)
 PARAMS = Params(
@@ -19,12 +20,15 @@ PARAMS = Params(
         "download": {"synthetic_brats": {"n_train": 2, "n_val": 1, "n_test": 1, "spacing": 4.0, "seed": 11}},
     }
 )
+DATASET = datasets.get("synthetic-brats")
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("synbrats") / "raw"
-    fetch(datasets.get("synthetic-brats"), PARAMS, out, progress=False)
+    settings = source_settings(PARAMS, DATASET.settings)
+    assert settings.generator == CFG  # its own section, read as the stage reads it
+    fetch(DATASET, settings, out, progress=False)
     return out
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cvcl import datasets, workspace
 from cvcl.params import load_params
+from cvcl.sources.config import source_settings
 
 
 def training_cases(root: Path = Path(".")) -> int:
@@ -28,7 +29,8 @@ def training_cases(root: Path = Path(".")) -> int:
         return counted
     params = load_params(root / "params.yaml")
     dataset = params.get("dataset")
-    counted = datasets.get(dataset).training_cases(params)
+    declared = datasets.get(dataset)
+    counted = declared.training_cases(source_settings(params, declared.settings))
     if counted is not None:
         return counted
     raise SystemExit(

@@ -18,7 +18,7 @@ from cvcl.datasets.spec import Converter, CopyPlan, Dataset, Layout, MakeWriter,
 
 if TYPE_CHECKING:
     from cvcl.io.volume import Case
-    from cvcl.params import Params
+    from cvcl.sources.config import SourceSettings
     from cvcl.sources.transfer import Fetcher
 
 
@@ -34,13 +34,12 @@ def converter(module: str) -> Converter:
 
 def generated(module: str) -> MakeWriter:
     """The writer of a generated dataset: the source ``module`` (e.g.
-    ``"cvcl.datasets.synthetic_la.source"``) checks its params section with ``config(params)``
-    and generates with ``write_raw(cfg, out)``."""
+    ``"cvcl.datasets.synthetic_la.source"``) generates with ``write_raw(cfg, out)``, ``cfg`` the
+    dataset's own section (``settings.generator``)."""
 
-    def writer(dataset: Dataset, params: Params, progress: bool, fetcher: Fetcher | None) -> Writer:
+    def writer(dataset: Dataset, settings: SourceSettings, progress: bool, fetcher: Fetcher | None) -> Writer:
         source = importlib.import_module(module)  # torch, nilearn: only when generating
-        cfg = source.config(params)
-        return lambda out: source.write_raw(cfg, out, progress=progress)
+        return lambda out: source.write_raw(settings.generator, out, progress=progress)
 
     return writer
 
@@ -55,19 +54,19 @@ def layout(module: str) -> Layout:
     return plan
 
 
-def local_copy(dataset: Dataset, params: Params, progress: bool, fetcher: Fetcher | None) -> Writer:
+def local_copy(dataset: Dataset, settings: SourceSettings, progress: bool, fetcher: Fetcher | None) -> Writer:
     """The writer of a dataset read from the user's copy at ``download.local_path``: it copies
     the files ``dataset.layout`` names (:mod:`cvcl.sources.local`)."""
     from cvcl.sources import local
 
-    cfg = local.config(params)
+    cfg = local.config(settings.download, dataset.name)
     return lambda out: local.write_raw(dataset, cfg, out, progress=progress)
 
 
-def published_training_cases(published: Published) -> Callable[[Params], int]:
+def published_training_cases(published: Published) -> Callable[[SourceSettings], int]:
     """``training_cases`` of a dataset following ``published``: the length of its ``train.list``."""
 
-    def count(params: Params) -> int:
+    def count(settings: SourceSettings) -> int:
         from cvcl.sources import protocol
 
         return len(protocol.shipped(published).lists["train"])

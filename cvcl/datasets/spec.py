@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cvcl.io.volume import Case
-    from cvcl.params import Params
+    from cvcl.sources.config import SourceSettings
     from cvcl.sources.transfer import Fetcher
 
 # Writes the raw form into an empty (temporary) folder; returns the protocol record it wrote.
 Writer = Callable[[Path], dict]
-# (dataset, params, progress, fetcher) -> the Writer, once the dataset's params are checked. The
-# dataset is the one declaring the writer: a shared writer (a local copy) reads its layout there.
-MakeWriter = Callable[["Dataset", "Params", bool, "Fetcher | None"], Writer]
+# (dataset, settings, progress, fetcher) -> the Writer, once the settings are checked. The dataset
+# is the one declaring the writer: a shared writer (a local copy) reads its layout there.
+MakeWriter = Callable[["Dataset", "SourceSettings", bool, "Fetcher | None"], Writer]
 # (raw_dir, dataset name, preprocess config) -> (case, its raw image path relative to raw_dir), per
 # case. The config is a cvcl.preprocessing.config.PreprocessConfig, not named here: the download
 # stage reads this module and must not depend on the converters.
@@ -82,12 +82,15 @@ class Dataset:
 
     - ``name``: the value of ``dataset`` in params.yaml; ``description``: one line saying what it is;
     - ``labels``: the label values of its processed cases (after the converter's mapping);
-    - ``writer(dataset, params, progress, fetcher)``: checks the dataset's params (raising
-      :class:`~cvcl.errors.ParamError`) and returns the :data:`Writer` of its raw form, so a bad
-      value stops the download stage before anything is written; ``fetcher`` overrides the
-      cache and retries of downloading sources (tests);
+    - ``writer(dataset, settings, progress, fetcher)``: checks the
+      :class:`~cvcl.sources.config.SourceSettings` (raising :class:`~cvcl.errors.ParamError`)
+      and returns the :data:`Writer` of its raw form, so a bad value stops the download stage
+      before anything is written; ``fetcher`` overrides the cache and retries of downloading
+      sources (tests);
     - ``iter_cases``: the :data:`Converter` from raw form to processed cases;
-    - ``training_cases(params)``: training cases before preprocessing (None: unknown until then);
+    - ``training_cases(settings)``: training cases before preprocessing (None: unknown until then);
+    - ``settings``: ``(section, dataclass)`` of the dataset's own params (a generator's), declared
+      in its folder; None when ``download``'s own keys are all it reads;
     - ``published``: the shipped lists its cases follow, or None;
     - ``layout(root)``: for a dataset read from a local copy (``download.local_path``), the files
       of the copy at ``root`` that make its raw form (:func:`cvcl.sources.local.write_raw`);
@@ -101,7 +104,8 @@ class Dataset:
     labels: tuple[int, ...]
     writer: MakeWriter
     iter_cases: Converter
-    training_cases: Callable[[Params], int | None]
+    training_cases: Callable[[SourceSettings], int | None]
+    settings: tuple[str, type] | None = None
     published: Published | None = None
     layout: Layout | None = None
     intensity: Intensity = Intensity()

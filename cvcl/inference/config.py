@@ -7,8 +7,13 @@ declaration through :mod:`cvcl.settings` when it checks params.yaml's keys.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
+from cvcl.errors import ParamError
 from cvcl.settings import default, setting
+
+if TYPE_CHECKING:
+    from cvcl.params import Params
 
 
 @dataclass(frozen=True)
@@ -40,3 +45,23 @@ class InferConfig:
         return {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if k not in ("device", "amp")
         }
+
+
+def check_window(patch: tuple[int, ...], stride: tuple[int, ...], patch_name: str, stride_name: str) -> None:
+    """ParamError naming the parameter (or option) when the V-Net cannot take ``patch`` or the
+    windows of ``stride`` would skip voxels."""
+    from cvcl.models.vnet import check_patch  # torch: not when the settings read this module
+
+    check_patch(patch, patch_name)
+    if any(s > p for s, p in zip(stride, patch, strict=True)):
+        raise ParamError(
+            stride_name, list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)"
+        )
+
+
+def infer_config(params: Params) -> InferConfig:
+    """Read and check ``train.patch`` and the ``infer`` section (ParamError on a bad value)."""
+    patch = tuple(params.get("train.patch"))
+    stride = tuple(params.get("infer.stride"))
+    check_window(patch, stride, "train.patch", "infer.stride")
+    return params.config(InferConfig, "infer", patch=patch, stride=stride)

@@ -13,33 +13,12 @@ from tqdm import tqdm
 
 from cvcl import workspace
 from cvcl.device import amp_dtype, configure_backend, memory_format, select_device
-from cvcl.errors import ParamError
 from cvcl.inference.config import InferConfig
 from cvcl.inference.sliding_window import sliding_window_probs
 from cvcl.io.resample import resize_probabilities
 from cvcl.io.volume import Case, Grid, original_affine, read_case, to_original_grid, write_nifti
 from cvcl.models.checkpoint import load_model
 from cvcl.models.labels import class_argmax
-from cvcl.models.vnet import check_patch
-from cvcl.params import Params
-
-
-def check_window(patch: tuple[int, ...], stride: tuple[int, ...], patch_name: str, stride_name: str) -> None:
-    """ParamError naming the parameter (or option) when the V-Net cannot take ``patch`` or the
-    windows of ``stride`` would skip voxels."""
-    check_patch(patch, patch_name)
-    if any(s > p for s, p in zip(stride, patch, strict=True)):
-        raise ParamError(
-            stride_name, list(stride), f"steps no larger than the patch {list(patch)} (else voxels are skipped)"
-        )
-
-
-def infer_config(params: Params) -> InferConfig:
-    """Read and check ``train.patch`` and the ``infer`` section (ParamError on a bad value)."""
-    patch = tuple(params.get("train.patch"))
-    stride = tuple(params.get("infer.stride"))
-    check_window(patch, stride, "train.patch", "infer.stride")
-    return params.config(InferConfig, "infer", patch=patch, stride=stride)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from cvcl.errors import DataError
-from cvcl.inference.config import InferConfig
-from cvcl.inference.predictor import Predictor, check_window
+from cvcl.inference.config import InferConfig, check_window
+from cvcl.inference.predictor import Predictor
 from cvcl.inference.scans import Scan, read_preprocessed, read_scan
 from cvcl.io.resample import resample_case
 from cvcl.io.volume import Case

@@ -1,6 +1,6 @@
 """Datasets in their native (raw) form: the acquisition machinery the dataset folders share.
 
-``fetch(dataset, params, out_dir)`` writes the raw form of a :class:`~cvcl.datasets.spec.Dataset`
+``fetch(dataset, settings, out_dir)`` writes the raw form of a :class:`~cvcl.datasets.spec.Dataset`
 (the download stage asks :mod:`cvcl.datasets` for it) into ``out_dir``; its converter then turns
 that into processed cases (:func:`cvcl.preprocessing.preprocess`). How each dataset's raw form is
 made is its own folder's ``source.py`` (``cvcl/datasets/<name>/``); what several of them use is
@@ -26,22 +26,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cvcl.io.atomic import atomic_path
-from cvcl.params import Params
 
 if TYPE_CHECKING:  # the source modules load heavy libraries (torch, nilearn): the dataset's
     # writer imports them on use, so that stages importing only cvcl.sources.layouts stay light
     from cvcl.datasets.spec import Dataset
+    from cvcl.sources.config import SourceSettings
     from cvcl.sources.transfer import Fetcher
 
 
 def fetch(
-    dataset: Dataset, params: Params, out_dir: str | Path, *, progress: bool = True, fetcher: Fetcher | None = None
+    dataset: Dataset,
+    settings: SourceSettings,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    fetcher: Fetcher | None = None,
 ) -> dict:
     """Write the raw form of ``dataset`` to ``out_dir``, replacing it only on success.
+
+    ``settings``: ``download``'s keys and the dataset's own section, as
+    :func:`cvcl.sources.config.source_settings` reads them from params.yaml.
 
     ``fetcher`` (downloading sources only) overrides the cache and retry settings, for tests.
     Returns the protocol record written to ``out_dir/protocol.json``.
     """
-    write = dataset.writer(dataset, params, progress, fetcher)  # validate before anything is written
+    write = dataset.writer(dataset, settings, progress, fetcher)  # validate before anything is written
     with atomic_path(out_dir, directory=True) as tmp:
         return write(tmp)

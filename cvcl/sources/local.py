@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from cvcl.errors import DataError, ParamError
-from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.archive import SUFFIXES, is_archive, safe_extract
 from cvcl.sources.layouts import ORIGINS_FILE
@@ -36,6 +35,7 @@ from cvcl.sources.transfer import copy_verified, sha256_file
 
 if TYPE_CHECKING:
     from cvcl.datasets.spec import Dataset
+    from cvcl.sources.config import DownloadConfig
 
 EXTRACT_DIR = ".extract"  # inside the temporary output; removed before it is renamed into place
 
@@ -47,13 +47,14 @@ class LocalConfig:
     path: Path
 
 
-def config(params: Params) -> LocalConfig:
-    """``download.local_path``, checked to exist before anything is written."""
+def config(download: DownloadConfig, dataset: str) -> LocalConfig:
+    """``download.local_path``, checked to exist before anything is written (``dataset``: the
+    name of the dataset reading it, for the message)."""
     name = "download.local_path"
-    value = params.get(name)
+    value = download.local_path
     expected = "a folder or an archive (" + ", ".join(SUFFIXES) + ") holding the dataset"
     if value is None:
-        raise ParamError(name, value, expected + f" (dataset {params.raw('dataset')!r} reads a local copy)")
+        raise ParamError(name, value, expected + f" (dataset {dataset!r} reads a local copy)")
     path = Path(value)
     if not (path.is_dir() or is_archive(path)):
         raise ParamError(name, value, expected + ("; it does not exist" if not path.exists() else ""))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cvcl.errors import ParamError
 from cvcl.methods import LossConfig
+from cvcl.models.config import ModelConfig, model_config
 from cvcl.params import Params
-from cvcl.settings import setting
+from cvcl.settings import EXECUTION, ExperimentConfig, params_keys, setting
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,39 @@ def train_config(params: Params) -> TrainConfig:
 def loss_config(params: Params) -> LossConfig:
     """Read and check ``loss.*``."""
     return params.config(LossConfig, "loss")
+
+
+# The sections the train stage reads. Their keys, as params.yaml holds them, are the run's MLflow
+# params and, but for the execution ones, its resume identity; dvc.yaml's train stage declares
+# the same keys as its params (tests/test_settings.py).
+TRAIN_SECTIONS = (ExperimentConfig, ModelConfig, TrainConfig, LossConfig)
+TRACKED = params_keys(TRAIN_SECTIONS)  # ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything the train stage reads from params.yaml, read and checked once at its entry
+    and passed down (nothing below the stage reads params.yaml)."""
+
+    experiment: ExperimentConfig
+    train: TrainConfig
+    losses: LossConfig
+    model: ModelConfig  # in_channels and n_classes: the defaults until the data decides them
+    tracked: dict[str, Any]  # TRACKED's keys flattened (``train.lr``): the run's MLflow params
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The tracked params but the execution ones: a change in where or how fast training
+        runs is no reason to start afresh, so these decide which checkpoint resumes."""
+        return {k: v for k, v in self.tracked.items() if k not in EXECUTION}
+
+
+def training_settings(params: Params) -> TrainingSettings:
+    """Read and check the train stage's sections (ParamError naming the first bad key)."""
+    return TrainingSettings(
+        experiment=params.config(ExperimentConfig, ""),
+        train=train_config(params),
+        losses=loss_config(params),
+        model=model_config(params, in_channels=1),
+        tracked=params.flat(TRACKED),
+    )

@@ -1,6 +1,6 @@
 """One training as the ``train`` stage runs it: checks, resume, MLflow run, trainer, outputs.
 
-:func:`run_training` takes the params and the split and writes the checkpoint, the training
+:func:`run_training` takes the stage's settings and the split and writes the checkpoint, the training
 curves (``models/train_log.csv``, ``models/val_log.csv``) and the MLflow run record
 (``models/mlflow_run.json``) that the later stages log to. A run interrupted by a crash or a
 kill resumes from its last checkpoint when rerun with the same inputs
@@ -10,6 +10,7 @@ kill resumes from its last checkpoint when rerun with the same inputs
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,7 @@ from cvcl.errors import ParamError
 from cvcl.io.atomic import atomic_path
 from cvcl.methods import LossConfig
 from cvcl.models.checkpoint import save_checkpoint
-from cvcl.models.config import ModelConfig, model_config
-from cvcl.params import Params
-from cvcl.settings import EXECUTION, ExperimentConfig, params_keys
+from cvcl.models.config import ModelConfig
 from cvcl.tracking.naming import data_version, run_name
 from cvcl.tracking.run import (
     Run,
@@ -36,17 +35,11 @@ from cvcl.tracking.run import (
     start_run,
 )
 from cvcl.tracking.store import project_root
-from cvcl.training.config import TrainConfig, loss_config, train_config
+from cvcl.training.config import TrainConfig, TrainingSettings
 from cvcl.training.objective import Objective
 from cvcl.training.resume import stage_store
 from cvcl.training.trainer import train
 from cvcl.training.validation import make_validator
-
-# The sections the train stage reads. Their keys, as params.yaml holds them, are the run's MLflow
-# params and, but for the execution ones, its resume identity; dvc.yaml's train stage declares
-# the same keys as its params (tests/test_settings.py).
-TRAIN_SECTIONS = (ExperimentConfig, ModelConfig, TrainConfig, LossConfig)
-TRACKED = params_keys(TRAIN_SECTIONS)  # ["dataset", "labeled", "seed", "method", "model", "train", "loss"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +85,7 @@ def check_patch(cfg: TrainConfig, dataset: PatchDataset, model_cfg: ModelConfig)
 @dataclass(frozen=True)
 class Setup:
     """Everything :func:`cvcl.training.trainer.train` takes but the callbacks, built from the
-    params as the train stage builds them (``benchmarks/gpu_check.py`` trains through it too)."""
+    settings as the train stage builds them (``benchmarks/gpu_check.py`` trains through it too)."""
 
     method: str
     cfg: TrainConfig
@@ -103,18 +96,16 @@ class Setup:
     objective: Objective
 
 
-def training_setup(params: Params, split: dict, processed: Path) -> Setup:
-    """The checked settings, the device, the patch dataset of ``split``'s labeled (and, for a
-    semi-supervised method, unlabeled) cases in ``processed``, the V-Net's shape and the
-    method's objective. ParamError naming the parameter when the split or the patch does not suit."""
-    method = params.get("method")
-    cfg = train_config(params)
-    losses = loss_config(params)
+def training_setup(settings: TrainingSettings, split: dict, processed: Path) -> Setup:
+    """The device, the patch dataset of ``split``'s labeled (and, for a semi-supervised method,
+    unlabeled) cases in ``processed``, the V-Net's shape (its input channels from the data) and
+    the method's objective. ParamError naming the parameter when the split or the patch does not suit."""
+    method, cfg, losses = settings.experiment.method, settings.train, settings.losses
     check_split(method, split, cfg)
     device = select_device(cfg.device)
     semi = methods.get(method).semi_supervised
     dataset = PatchDataset(processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
-    model_cfg = model_config(params, dataset.in_channels)
+    model_cfg = dataclasses.replace(settings.model, in_channels=dataset.in_channels)
     check_patch(cfg, dataset, model_cfg)
     objective = Objective(method, losses, cfg.iterations, split_bn=cfg.split_bn)
     return Setup(method, cfg, losses, device, dataset, model_cfg, objective)
@@ -129,12 +120,14 @@ def write_csv(path: Path, header: list[str], rows: list[dict]) -> None:
 
 
 def run_training(
-    params: Params, split: dict, processed: Path = workspace.PROCESSED, split_file: Path = workspace.SPLIT
+    settings: TrainingSettings,
+    split: dict,
+    processed: Path = workspace.PROCESSED,
+    split_file: Path = workspace.SPLIT,
 ) -> Trained:
-    """Train ``params``' method on ``split`` and write the train stage's outputs."""
-    dataset_name = params.get("dataset")
-    seed = params.get("seed")
-    setup = training_setup(params, split, processed)
+    """Train the settings' method on ``split`` and write the train stage's outputs."""
+    dataset_name, seed = settings.experiment.dataset, settings.experiment.seed
+    setup = training_setup(settings, split, processed)
     method, cfg, losses, model_cfg = setup.method, setup.cfg, setup.losses, setup.model_cfg
     validate = make_validator(processed, split["val"], cfg.patch, setup.device) if cfg.val_every else None
 
@@ -143,9 +136,7 @@ def run_training(
     version = data_version()
     if version:
         tags["data_version"] = version
-    # a change in where or how fast training runs is no reason to start afresh
-    inputs = {k: v for k, v in params.flat(TRACKED).items() if k not in EXECUTION}
-    store = stage_store(project_root(), inputs, split_file, processed, cfg.checkpoint_every)
+    store = stage_store(project_root(), settings.identity, split_file, processed, cfg.checkpoint_every)
     state = store.load()
     if state is not None:
         extra = state["extra"]
@@ -158,7 +149,7 @@ def run_training(
                 f"train: starting from iteration 0: no checkpoint for these params, data and code "
                 f"({len(store.others())} of other inputs kept in {store.folder.parent})"
             )
-        run = start_run(dataset_name, name, params.flat(TRACKED), tags, dataset_version=version)
+        run = start_run(dataset_name, name, settings.tracked, tags, dataset_version=version)
         rows, val_rows, logged = [], [], -1
 
     def send(row: dict) -> None:

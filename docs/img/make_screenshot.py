@@ -49,7 +49,7 @@ def seed_store(folder: Path) -> str:
     from cvcl.params import load_params
     from cvcl.tracking.naming import run_name
     from cvcl.tracking.run import stage_status, start_run
-    from cvcl.training.experiment import TRACKED
+    from cvcl.training.config import TRACKED
 
     # the run's source is the module the process runs: the train stage's, as under DVC
     sys.modules["__main__"].__spec__ = types.SimpleNamespace(name="stages.train")

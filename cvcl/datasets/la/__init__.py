@@ -12,17 +12,17 @@ from cvcl.datasets.lazy import converter, published_training_cases
 from cvcl.datasets.spec import Dataset, Published, Writer
 
 if TYPE_CHECKING:
-    from cvcl.params import Params
+    from cvcl.sources.config import SourceSettings
     from cvcl.sources.transfer import Fetcher
 
 UA_MT = Published("la", "ua-mt", "UA-MT's LA split (80 train / 20 test)")
 
 
-def writer(dataset: Dataset, params: Params, progress: bool, fetcher: Fetcher | None) -> Writer:
+def writer(dataset: Dataset, settings: SourceSettings, progress: bool, fetcher: Fetcher | None) -> Writer:
     """Check ``download.mirror``; the writer fetches and verifies the release."""
     from cvcl.datasets.la import source  # the transfer machinery: only when downloading
 
-    cfg = source.config(params)
+    cfg = source.config(settings.download)
     return lambda out: source.write_raw(cfg, UA_MT, out, progress=progress, fetcher=fetcher)
 
 

@@ -37,13 +37,13 @@ from urllib.parse import quote
 from tqdm import tqdm
 
 from cvcl.errors import DataError, ParamError
-from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.layouts import LA_H5, LA_RELEASE_DIR, ORIGINS_FILE
 from cvcl.sources.transfer import Fetcher, copy_verified, is_url
 
 if TYPE_CHECKING:
     from cvcl.datasets.spec import Published
+    from cvcl.sources.config import DownloadConfig
 
 PUBLIC_BASE = "https://raw.githubusercontent.com/yulequan/UA-MT/master/data"
 MANIFEST = protocol.SHIPPED / "la" / "manifest.csv"
@@ -83,9 +83,10 @@ class LAConfig:
     mirror: str | None = None
 
 
-def config(params: Params) -> LAConfig:
+def config(download: DownloadConfig) -> LAConfig:
+    """``download.mirror``, checked: a URL, or a folder that exists."""
     name = "download.mirror"
-    mirror = params.get(name)
+    mirror = download.mirror
     if mirror is not None and not is_url(mirror) and not Path(mirror).is_dir():
         raise ParamError(
             name,

@@ -15,6 +15,6 @@ DATASET = Dataset(
     labels=(0, 1),  # the converter accepts binary labels only
     writer=local_copy,
     iter_cases=converter("cvcl.datasets.nifti.convert"),
-    training_cases=lambda params: None,  # the copy's own lists or a random split: known once preprocessed
+    training_cases=lambda settings: None,  # the copy's own lists or a random split: known once preprocessed
     layout=layout("cvcl.datasets.nifti.source"),
 )

@@ -33,7 +33,8 @@ DATASET = replace(
     order=1,
     writer=generated("cvcl.datasets.synthetic_brats.source"),
     # its own section, not download.synthetic (synthetic-la's)
-    training_cases=lambda params: params.get("download.synthetic_brats.n_train"),
+    training_cases=lambda settings: settings.generator.n_train,
+    settings=("download.synthetic_brats", SyntheticBraTSConfig),
     published=None,  # the generator writes its own lists
     layout=None,  # generated, not copied
 )

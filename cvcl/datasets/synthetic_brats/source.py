@@ -39,7 +39,6 @@ from tqdm import tqdm
 
 from cvcl.datasets.synthetic_brats import SyntheticBraTSConfig
 from cvcl.io.volume import int3, write_nifti
-from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.layouts import BRATS_MODALITIES, BRATS_SEG
 from cvcl.sources.synthetic import random_rotation, smooth_field
@@ -56,11 +55,6 @@ CONTRAST = {
     "enhancing": (1.15, 0.78, 1.70, 1.10),
     "lgg_core": (1.30, 0.58, 0.60, 1.45),
 }
-
-
-def config(params: Params) -> SyntheticBraTSConfig:
-    p = "download.synthetic_brats"
-    return params.config(SyntheticBraTSConfig, p)
 
 
 def case_ids(cfg: SyntheticBraTSConfig) -> dict[str, list[str]]:

@@ -32,5 +32,6 @@ DATASET = Dataset(
     labels=(0, 1),  # background, atrium
     writer=generated("cvcl.datasets.synthetic_la.source"),
     iter_cases=converter("cvcl.datasets.nifti.convert"),
-    training_cases=lambda params: params.get("download.synthetic.n_train"),
+    training_cases=lambda settings: settings.generator.n_train,
+    settings=("download.synthetic", SyntheticLAConfig),
 )

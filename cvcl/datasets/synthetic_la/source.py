@@ -28,14 +28,8 @@ from tqdm import tqdm
 
 from cvcl.datasets.synthetic_la import SyntheticLAConfig
 from cvcl.io.volume import int3, write_nifti
-from cvcl.params import Params
 from cvcl.sources import protocol
 from cvcl.sources.synthetic import random_rotation, smooth_field
-
-
-def config(params: Params) -> SyntheticLAConfig:
-    """The generator's settings from ``download.synthetic`` in params.yaml."""
-    return params.config(SyntheticLAConfig, "download.synthetic")
 
 
 def case_ids(cfg: SyntheticLAConfig) -> tuple[list[str], list[str]]:
