@@ -6,8 +6,9 @@ AVX-512), oneDNN's convolutions and MKL's GEMM each sum in a different order on 
 than on an Intel Xeon, and those last-bit differences grow past any useful tolerance within a
 few training steps. Here ATen runs its portable loops (``ATEN_CPU_CAPABILITY=default``),
 convolutions go through im2col + GEMM instead of oneDNN, MKL runs its conditional-numerical-
-reproducibility path (``MKL_CBWR=COMPATIBLE``) and everything runs on one thread. The first two
-and the last are environment variables that must be set before torch loads: :data:`ENV`.
+reproducibility path (``MKL_CBWR=COMPATIBLE``), numpy stays on its baseline loops and its
+OpenBLAS on one generic kernel, and everything runs on one thread. All but the oneDNN switch are
+environment variables that must be set before torch and numpy load: :data:`ENV`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import sys
 ENV = {
     "ATEN_CPU_CAPABILITY": "default",
     "MKL_CBWR": "COMPATIBLE",
+    # numpy's loops dispatched above its x86-64-v2 baseline, and its OpenBLAS's per-CPU kernels
+    "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENBLAS_CORETYPE": "Prescott",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
 }
 
 
