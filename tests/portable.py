@@ -1,9 +1,9 @@
 """Run a module (``python tests/portable.py stages.train``) with CPU numerics that do not depend
 on which x86 CPU runs it, for the pinned record (tests/pinned.py).
 
-PyTorch picks its kernels by the CPU's instruction set: ATen's vectorised loops (AVX2 or
-AVX-512), oneDNN's convolutions and MKL's GEMM each sum in a different order on an AMD EPYC
-than on an Intel Xeon, and those last-bit differences grow past any useful tolerance within a
+PyTorch and numpy pick their kernels by the CPU's instruction set: ATen's vectorised loops (AVX2
+or AVX-512), oneDNN's convolutions, MKL's GEMM and numpy's ufunc loops each round differently on
+an AMD EPYC than on an Intel Xeon, and those last-bit differences grow past any useful tolerance within a
 few training steps. Here ATen runs its portable loops (``ATEN_CPU_CAPABILITY=default``),
 convolutions go through im2col + GEMM instead of oneDNN, MKL runs its conditional-numerical-
 reproducibility path (``MKL_CBWR=COMPATIBLE``), numpy stays on its baseline loops and its
