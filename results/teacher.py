@@ -12,8 +12,10 @@ stages' own::
 
     python results/teacher.py --experiment cvcl-la --tracking-uri sqlite:///mlflow.db \\
         --processed data/processed --labeled 8 --check-student --out teacher.csv
+    python results/teacher.py --cases results/la-mini/teacher.csv    # the table again, from the CSV
 
-Nothing is logged to the runs: their metrics stay the student's.
+Nothing is logged to the runs: their metrics stay the student's. The run records in
+``results/`` carry no checkpoints, so the per-case CSV is what travels with the repository.
 """
 
 from __future__ import annotations
@@ -82,15 +84,21 @@ def has_teacher(run_id: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--cases", type=Path, default=None, help="print the table of a CSV --out wrote, and stop")
+    parser.add_argument("--experiment")
     parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--processed", type=Path, required=True, help="the runs' data/processed")
+    parser.add_argument("--processed", type=Path, help="the runs' data/processed")
     parser.add_argument("--labeled", type=int, nargs="*", default=None, help="only these labeled counts")
     parser.add_argument("--tuned", nargs="*", default=["loss.consistency", "train.lr"])
     parser.add_argument("--check-student", action="store_true", help="re-score one run's student first")
     parser.add_argument("--out", type=Path, default=None, help="per-case CSV of both networks")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.cases:
+        print(format_differences(pd.read_csv(args.cases, dtype={"case_id": str})).to_markdown(index=False))
+        return 0
+    if not (args.experiment and args.processed):
+        parser.error("--experiment and --processed are needed to score runs (or --cases to print a CSV)")
     import mlflow
 
     if args.tracking_uri:

@@ -114,7 +114,9 @@ def sweep(lab, driver: tuple[str, ...] = ("cvcl", "sweep-ray"), address: str | N
         [*driver, "--address", address or lab["address"], *GRID],
         lab["repo"],
         check=False,
-        timeout=900,
+        # a guard against a hang, not a speed check: the grid takes minutes on idle cores and
+        # over 15 on two cores that two trainings share (measured), so the guard is far above both
+        timeout=2700,
         extra_env=lab["env"],
     )
     out = proc.stdout + proc.stderr
