@@ -37,6 +37,7 @@ from cvcl import analysis
 from cvcl.evaluation.cases import score_cases
 from cvcl.inference.config import infer_config
 from cvcl.inference.predictor import Predictor
+from cvcl.io.atomic import atomic_path
 from cvcl.params import Params
 from cvcl.statistics import paired_difference
 
@@ -91,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labeled", type=int, nargs="*", default=None, help="only these labeled counts")
     parser.add_argument("--tuned", nargs="*", default=["loss.consistency", "train.lr"])
     parser.add_argument("--check-student", action="store_true", help="re-score one run's student first")
-    parser.add_argument("--out", type=Path, default=None, help="per-case CSV of both networks")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="per-case CSV of both networks (a rerun scores only the runs it lacks)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.cases:
@@ -113,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("error: no finished run with a teacher in its checkpoint")
     student = analysis.load_per_case(runs, args.tracking_uri).assign(network="student")
     frames = [student]
+    done: set[str] = set()
+    if args.out and args.out.exists():  # a rerun scores only the runs the CSV lacks
+        before = pd.read_csv(args.out, dtype={"case_id": str})
+        before = before[(before["network"] == "teacher") & before["run_id"].isin(runs["run_id"])]
+        done = set(before["run_id"])
+        frames.append(before)
+        print(f"{len(done)} runs' teachers kept from {args.out}")
     with tempfile.TemporaryDirectory(prefix="cvcl-teacher-") as tmp:
         if args.check_student:
             first = runs.iloc[0]
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"check: {first['run_name']} student re-scored, largest per-case Dice difference {worst:.2e}")
             if worst > 1e-6:
                 sys.exit("error: re-scoring the student does not give the logged figures")
-        for _, run in runs.iterrows():
+        for _, run in runs[~runs["run_id"].isin(done)].iterrows():
             scored = predict_and_score(run["run_id"], "teacher", args.processed, Path(tmp))
             print(f"{run['run_name']}: teacher Dice {100 * scored['dice'].mean():.2f}", flush=True)
             frames.append(
@@ -139,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         ["run_id", "config", "labeled", "seed", "network", "case_id", *analysis.METRICS]
     ]
     if args.out:
-        cases.to_csv(args.out, index=False)
+        with atomic_path(args.out) as tmp_out:
+            cases.to_csv(tmp_out, index=False)
     print(format_differences(cases).to_markdown(index=False))
     return 0
 
