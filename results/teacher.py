@@ -56,31 +56,29 @@ def nested(flat: dict[str, str]) -> dict:
     return tree
 
 
-def predict_and_score(run_id: str, network: str, processed: Path, tmp: Path) -> pd.DataFrame:
-    """The run's test cases predicted by ``network`` of its checkpoint and scored as the stages do."""
+def score_network(run_id: str, model: Path, cases: list[str], network: str, processed: Path, tmp: Path) -> pd.DataFrame:
+    """``cases`` predicted by ``network`` of the run's checkpoint ``model`` with the run's logged
+    window settings, and scored as the evaluate stage scores (its distance unit)."""
     import mlflow
 
     run = mlflow.get_run(run_id)
-    logged = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/per_case.csv", dst_path=str(tmp)))
-    model = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model.pt", dst_path=str(tmp)))
     cfg = infer_config(Params(nested(run.data.params), source=f"run {run_id}'s params"))
     cfg = dataclasses.replace(cfg, weights=network, device="cpu")
-    cases = [str(c) for c in logged["case_id"]]
     out = tmp / f"{run_id}-{network}"
     Predictor.load(model, cfg).write_predictions(cases, processed, out, progress=False)
     unit = run.data.tags.get("distance_unit", "mm")
     return pd.DataFrame(score_cases(cases, processed, out, unit, progress=False))
 
 
-def has_teacher(run_id: str) -> bool:
+def teacher_checkpoint(run_id: str, tmp: Path) -> Path | None:
+    """The run's ``model.pt``, downloaded once into ``tmp``, when it holds a teacher."""
     import mlflow
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model.pt", dst_path=tmp)
-        except Exception:  # an imported run record carries no checkpoint
-            return False
-        return torch.load(path, map_location="cpu", weights_only=True).get("teacher") is not None
+    try:
+        path = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model.pt", dst_path=str(tmp / run_id)))
+    except Exception:  # an imported run record carries no checkpoint
+        return None
+    return path if torch.load(path, map_location="cpu", weights_only=True).get("teacher") is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,29 +109,34 @@ def main(argv: list[str] | None = None) -> int:
     runs = analysis.load_runs(args.experiment, args.tracking_uri, args.tuned)
     if args.labeled:
         runs = runs[runs["labeled"].isin(args.labeled)]
-    runs = runs[[has_teacher(r) for r in runs["run_id"]]]
-    if runs.empty:
-        sys.exit("error: no finished run with a teacher in its checkpoint")
-    student = analysis.load_per_case(runs, args.tracking_uri).assign(network="student")
-    frames = [student]
-    done: set[str] = set()
-    if args.out and args.out.exists():  # a rerun scores only the runs the CSV lacks
-        before = pd.read_csv(args.out, dtype={"case_id": str})
-        before = before[(before["network"] == "teacher") & before["run_id"].isin(runs["run_id"])]
-        done = set(before["run_id"])
-        frames.append(before)
-        print(f"{len(done)} runs' teachers kept from {args.out}")
     with tempfile.TemporaryDirectory(prefix="cvcl-teacher-") as tmp:
+        models = {r: teacher_checkpoint(r, Path(tmp)) for r in runs["run_id"]}
+        runs = runs[[models[r] is not None for r in runs["run_id"]]]
+        if runs.empty:
+            sys.exit("error: no finished run with a teacher in its checkpoint")
+        student = analysis.load_per_case(runs, args.tracking_uri).assign(network="student")
+        # the cases each run's evaluate stage scored, in its order
+        cases_of = {r: list(group["case_id"]) for r, group in student.groupby("run_id", sort=False)}
+        frames = [student]
+        done: set[str] = set()
+        if args.out and args.out.exists():  # a rerun scores only the runs the CSV lacks
+            before = pd.read_csv(args.out, dtype={"case_id": str})
+            before = before[(before["network"] == "teacher") & before["run_id"].isin(runs["run_id"])]
+            done = set(before["run_id"])
+            frames.append(before)
+            print(f"{len(done)} runs' teachers kept from {args.out}")
         if args.check_student:
             first = runs.iloc[0]
-            again = predict_and_score(first["run_id"], "student", args.processed, Path(tmp))
-            logged = student[student["run_id"] == first["run_id"]]
+            r = first["run_id"]
+            again = score_network(r, models[r], cases_of[r], "student", args.processed, Path(tmp))
+            logged = student[student["run_id"] == r]
             worst = float(np.max(np.abs(again["dice"].to_numpy() - logged["dice"].to_numpy())))
             print(f"check: {first['run_name']} student re-scored, largest per-case Dice difference {worst:.2e}")
             if worst > 1e-6:
                 sys.exit("error: re-scoring the student does not give the logged figures")
         for _, run in runs[~runs["run_id"].isin(done)].iterrows():
-            scored = predict_and_score(run["run_id"], "teacher", args.processed, Path(tmp))
+            r = run["run_id"]
+            scored = score_network(r, models[r], cases_of[r], "teacher", args.processed, Path(tmp))
             print(f"{run['run_name']}: teacher Dice {100 * scored['dice'].mean():.2f}", flush=True)
             frames.append(
                 scored.assign(
