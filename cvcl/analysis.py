@@ -38,6 +38,7 @@ METRICS = ("dice", "jaccard", "hd95", "asd")
 PERCENT = ("dice", "jaccard")  # fractions in the runs, % (points) in the tables
 LOWER_IS_BETTER = ("hd95", "asd")  # distances: a negative difference is an improvement
 PER_CASE_ARTIFACT = "per_case.csv"  # logged by stages/evaluate.py at the artifact root
+PER_CASE_LAST_ARTIFACT = "per_case_last.csv"  # the last iteration's weights (stages/evaluate.py)
 
 
 def _switches() -> list[Switch]:
@@ -70,9 +71,30 @@ def config_name(method: str, values: Mapping[str, float]) -> str:
     return f"{name} = {alias}" if alias else name
 
 
-def load_runs(experiment: str, tracking_uri: str | None = None, tuned: Sequence[str] = ()) -> pd.DataFrame:
+ITERATIONS = ("chosen", "last")  # which model of a run the figures are of (docs/experiments.md)
+
+
+def last_iteration_view(raw: pd.DataFrame) -> pd.DataFrame:
+    """``mlflow.search_runs`` output with each metric of :data:`METRICS` replaced by the last
+    iteration's (``<metric>_last``). A run evaluated before the ``_last`` figures existed keeps
+    its own figures only when its model was the last iteration's (no ``checkpoint`` tag, or
+    ``last``); a ``best_val`` run without them is dropped."""
+    raw = raw.copy()
+    tag = raw["tags.checkpoint"] if "tags.checkpoint" in raw else pd.Series(None, index=raw.index, dtype=object)
+    was_last = tag.isna() | (tag == "last")
+    for m in METRICS:
+        last = raw[f"metrics.{m}_last"] if f"metrics.{m}_last" in raw else pd.Series(np.nan, index=raw.index)
+        raw[f"metrics.{m}"] = last.where(last.notna(), raw[f"metrics.{m}"].where(was_last))
+    return raw
+
+
+def load_runs(
+    experiment: str, tracking_uri: str | None = None, tuned: Sequence[str] = (), iteration: str = "chosen"
+) -> pd.DataFrame:
     """Finished runs of an MLflow experiment as a tidy DataFrame (see the module docstring;
-    ``tuned``: dotted parameters chosen per method, named in ``config`` but not variants)."""
+    ``tuned``: dotted parameters chosen per method, named in ``config`` but not variants;
+    ``iteration``: the figures of the model each run chose, or of its last iteration's,
+    :func:`last_iteration_view`)."""
     import mlflow
 
     if tracking_uri:
@@ -80,6 +102,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None, tuned: Sequence[
     raw = mlflow.search_runs(
         experiment_names=[experiment], filter_string="attributes.status = 'FINISHED'", output_format="pandas"
     )
+    if iteration == "last" and not raw.empty and "metrics.dice" in raw:
+        raw = last_iteration_view(raw)
     return tidy_runs(raw, tuned)
 
 
@@ -288,13 +312,16 @@ def _paired_rows(df: pd.DataFrame, reference: str, metric: str) -> list[dict]:
     return rows
 
 
-def load_per_case(runs: pd.DataFrame, tracking_uri: str | None = None) -> pd.DataFrame:
+def load_per_case(runs: pd.DataFrame, tracking_uri: str | None = None, iteration: str = "chosen") -> pd.DataFrame:
     """The per-case metrics of ``runs`` (from :func:`load_runs`), read from each run's
     ``per_case.csv`` artifact, in long format: one row per (run, test case) with the columns
     ``run_id``, ``config``, ``variant``, ``labeled``, ``seed``, ``case_id`` (a string) and
     :data:`METRICS` (Dice and Jaccard as fractions, like the runs table; distances in the
     evaluation's unit, NaN where undefined). A run without the artifact (evaluate not logged,
     or an older run) is skipped with a warning. ``tracking_uri``: default MLflow's current one.
+    ``iteration="last"`` reads ``per_case_last.csv`` where the run has it (the last iteration's
+    model), else ``per_case.csv`` (a run whose model was the last iteration's: :func:`load_runs`
+    with the same ``iteration`` keeps no other).
     """
     import tempfile
 
@@ -310,7 +337,18 @@ def load_per_case(runs: pd.DataFrame, tracking_uri: str | None = None) -> pd.Dat
     with tempfile.TemporaryDirectory(prefix="cvcl-per-case-") as tmp:
         for _, run in runs.iterrows():
             try:
-                path = mlflow.artifacts.download_artifacts(
+                path = None
+                if iteration == "last":
+                    try:
+                        path = mlflow.artifacts.download_artifacts(
+                            run_id=run["run_id"],
+                            artifact_path=PER_CASE_LAST_ARTIFACT,
+                            dst_path=os.path.join(tmp, run["run_id"]),
+                            tracking_uri=tracking_uri,
+                        )
+                    except (MlflowException, OSError):
+                        path = None  # evaluated before the last-iteration figures: its model is the last
+                path = path or mlflow.artifacts.download_artifacts(
                     run_id=run["run_id"],
                     artifact_path=PER_CASE_ARTIFACT,
                     dst_path=os.path.join(tmp, run["run_id"]),

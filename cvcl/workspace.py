@@ -11,7 +11,9 @@ spells a path or parses a shared file on its own (``dvc.yaml`` declares the same
   and ``protocol.json`` copied from ``data/raw``;
 - ``data/splits/split.json``: the case ids of each subset (:mod:`cvcl.data.split`);
 - ``models/``: the checkpoint, the training curves, and the MLflow run the later stages log to;
-- ``predictions/``, ``metrics/``: what ``infer`` and ``evaluate`` write.
+- ``predictions/``, ``metrics/``: what ``infer`` and ``evaluate`` write (a ``best_val`` run's
+  last-iteration predictions in ``predictions/last_iteration/``, scored into
+  ``metrics/per_case_last.csv`` and the ``*_last`` metrics).
 
 Paths are relative to the project root, where DVC runs the stages.
 """
@@ -34,8 +36,12 @@ VAL_LOG = Path("models/val_log.csv")
 TRAIN_RUN = Path("models/mlflow_run.json")  # the MLflow run train opened; infer logs to it
 INFER_RUN = Path("models/mlflow_run_infer.json")  # the same run, after infer; evaluate logs to it
 PREDICTIONS = Path("predictions")
+# a best_val run's last-iteration predictions, beside the chosen model's (issue 27: both reported)
+PREDICTIONS_LAST = PREDICTIONS / "last_iteration"
+CHECKPOINT_INFO = PREDICTIONS / "checkpoint.json"  # which training steps the predictions come from
 METRICS = Path("metrics/metrics.json")
 PER_CASE = Path("metrics/per_case.csv")
+PER_CASE_LAST = Path("metrics/per_case_last.csv")  # the last iteration's weights (= per_case.csv unless best_val)
 OVERLAYS = Path("metrics/overlays")
 
 LIST_NAMES = ("train.list", "val.list", "test.list")
@@ -134,3 +140,15 @@ def read_split(path: str | Path = SPLIT) -> dict:
     if missing:
         raise DataError(path, f"has no list {missing[0]!r}; run the split stage again")
     return split
+
+
+def read_checkpoint_info(predictions: Path = PREDICTIONS) -> dict:
+    """``predictions/checkpoint.json``: ``checkpoint`` (last | best_val), ``chosen_step`` and
+    ``last_step`` (0-based training steps); empty for predictions written before it existed."""
+    path = predictions / CHECKPOINT_INFO.name
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise DataError(path, "is not valid JSON; rerun the infer stage") from None

@@ -38,9 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", required=True, help="the MLflow experiment (e.g. cvcl-la)")
     parser.add_argument("--tracking-uri", default=None, help="default: MLflow's current one")
     parser.add_argument("--tuned", nargs="*", default=[], help="params a family tuned (named in the config)")
+    parser.add_argument(
+        "--iteration",
+        choices=analysis.ITERATIONS,
+        default="chosen",
+        help="the model each run chose (default; a best_val run's validation-selected one) or its last iteration's",
+    )
     args = parser.parse_args(argv)
 
-    runs = analysis.load_runs(args.experiment, args.tracking_uri, tuned=args.tuned)
+    runs = analysis.load_runs(args.experiment, args.tracking_uri, tuned=args.tuned, iteration=args.iteration)
     if runs.empty:
         print(f"error: experiment {args.experiment!r} has no finished runs", file=sys.stderr)
         return 2
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         + "."
     )
     print()
-    per_case = analysis.load_per_case(runs, args.tracking_uri)
+    per_case = analysis.load_per_case(runs, args.tracking_uri, iteration=args.iteration)
     chain, extra = pairs_to_compare(runs)
     intervals = pd.concat(
         [analysis.paired_intervals(runs, per_case, metric=metric, pairs=chain) for metric in ("dice", "hd95")]

@@ -378,3 +378,19 @@ def test_parameters_tuned_per_method_name_configs_and_still_pair():
     # without the declaration the same runs are three variants that never pair
     plain = analysis.tidy_runs(raw)
     assert len(set(plain["variant"])) == 3 and analysis.paired_comparison(plain).empty
+
+
+def test_last_iteration_view_takes_the_last_figures_and_keeps_older_last_runs():
+    raw = pd.DataFrame(
+        {
+            "run_id": ["new-best", "new-last", "old-last", "old-best"],
+            "tags.checkpoint": ["best_val", "last", None, "best_val"],
+            **{f"metrics.{m}": [0.8, 0.7, 0.6, 0.9] for m in analysis.METRICS},
+            **{f"metrics.{m}_last": [0.75, 0.7, np.nan, np.nan] for m in analysis.METRICS},
+        }
+    )
+    view = analysis.last_iteration_view(raw)
+    for m in analysis.METRICS:
+        assert view[f"metrics.{m}"].tolist()[:3] == [0.75, 0.7, 0.6]
+        assert np.isnan(view[f"metrics.{m}"].iloc[3])  # a best_val run without its last figures: none
+    assert raw["metrics.dice"].tolist() == [0.8, 0.7, 0.6, 0.9]  # the input is not changed

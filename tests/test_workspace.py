@@ -26,7 +26,7 @@ def _declared(stage: str, kind: str) -> set[str]:
         ("split", [workspace.SPLIT]),
         ("train", [workspace.MODEL, workspace.TRAIN_RUN]),
         ("infer", [workspace.PREDICTIONS, workspace.INFER_RUN]),
-        ("evaluate", [workspace.METRICS, workspace.PER_CASE, workspace.OVERLAYS]),
+        ("evaluate", [workspace.METRICS, workspace.PER_CASE, workspace.PER_CASE_LAST, workspace.OVERLAYS]),
     ],
 )
 def test_each_stage_declares_the_paths_it_writes(stage, writes):

@@ -74,3 +74,23 @@ def summarize(rows: Iterable[dict], distance_unit: str) -> dict:
     out["degenerate"] = bool(rows) and out["n_degenerate"] == len(rows)
     out["distance_unit"] = distance_unit
     return out
+
+
+LAST_SUFFIX = "_last"
+# the figures repeated for the last iteration's weights (with their stds)
+LAST_METRICS = ("dice", "jaccard", "hd95", "asd", "assd")
+
+
+def last_iteration_summary(last: dict, info: dict) -> dict:
+    """The last iteration's figures (``last``, a :func:`summarize` of its rows) under
+    ``<metric>_last`` names, with the steps the two models come from (``info``, the infer
+    stage's ``predictions/checkpoint.json``: absent keys are left out)."""
+    out: dict = {}
+    for name in LAST_METRICS:
+        out[name + LAST_SUFFIX] = last[name]
+        out[f"{name}_std{LAST_SUFFIX}"] = last[f"{name}_std"]
+    out["n_degenerate" + LAST_SUFFIX] = last["n_degenerate"]
+    for key in ("chosen_step", "last_step"):
+        if info.get(key) is not None:
+            out[key] = info[key]
+    return out

@@ -86,9 +86,10 @@ class Predictor:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model_file: Path, cfg: InferConfig) -> Predictor:
-        """The checkpoint's student or teacher (``cfg.weights``) on ``cfg.device``."""
-        model, meta = load_model(model_file, cfg.weights)
+    def load(cls, model_file: Path, cfg: InferConfig, iteration: str = "chosen") -> Predictor:
+        """The checkpoint's student or teacher (``cfg.weights``) on ``cfg.device``: the weights
+        the run chose, or (``iteration="last"``) the last iteration's kept beside them."""
+        model, meta = load_model(model_file, cfg.weights, iteration=iteration)
         return cls.on_device(model, cfg, meta, "infer.device")
 
     @classmethod

@@ -192,6 +192,8 @@ def run_training(
         seconds = time.perf_counter() - start
         trained = cfg.iterations - result.resumed_from
         run.log_metrics({"train_seconds": seconds, "seconds_per_iteration": seconds / max(trained, 1)})
+        if result.best_step is not None and result.best_val is not None:  # the validation step kept
+            run.log_metrics({"chosen_step": result.best_step, "best_val_dice": result.best_val})
         meta = {
             "method": method,
             "iterations": cfg.iterations,
@@ -200,6 +202,8 @@ def run_training(
             "labeled": split["labeled"],
             "best_step": result.best_step,
             "best_val_dice": result.best_val,
+            # the step (0-based, as val_log.csv's) whose weights the checkpoint's networks hold
+            "chosen_step": result.best_step if result.best_step is not None else result.reached - 1,
             "patch": list(cfg.patch),
             "preprocessing": workspace.read_recipe(processed),
         }
@@ -211,7 +215,7 @@ def run_training(
 def _write_outputs(
     run: Run, result, model_cfg: ModelConfig, meta: dict, rows: list[dict], val_rows: list[dict]
 ) -> None:
-    save_checkpoint(workspace.MODEL, result.student, result.teacher, model_cfg, meta)
+    save_checkpoint(workspace.MODEL, result.student, result.teacher, model_cfg, meta, last=result.last)
     columns = [c for c in methods.log_columns() if c == "step" or c in rows[0]]
     write_csv(workspace.TRAIN_LOG, columns, rows)
     write_csv(workspace.VAL_LOG, ["step", "val_dice"], val_rows)

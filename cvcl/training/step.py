@@ -22,7 +22,7 @@ from cvcl.models.vnet import VNet
 from cvcl.training.config import TrainConfig
 from cvcl.training.ema import make_teacher, update_ema
 from cvcl.training.objective import Objective
-from cvcl.training.schedule import poly_lr
+from cvcl.training.schedule import learning_rate
 
 
 class TrainingDiverged(CvclError):
@@ -68,7 +68,8 @@ class TrainStep:
         ``labeled_bs`` labeled). Returns detached 0-d tensors on the device: ``loss``, each
         term, ``grad_norm`` (of the unscaled gradient, before the step) and, with a float16
         scaler, ``amp_scale``; plus ``lr`` as a float."""
-        lr = poly_lr(self.cfg.lr, step, self.cfg.iterations, self.cfg.lr_power)
+        c = self.cfg
+        lr = learning_rate(c.lr_schedule, c.lr, step, c.iterations, c.lr_power, c.lr_step, c.lr_gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.format)

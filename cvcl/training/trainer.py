@@ -58,7 +58,11 @@ def make_loader(
 class TrainResult:
     """The trained networks (the best validation's weights with ``checkpoint: best_val``), that
     validation's step and Dice (None otherwise), the iteration a resumed run started from, and
-    the iterations done in all: ``cfg.iterations`` unless a stop condition cut training short."""
+    the iterations done in all: ``cfg.iterations`` unless a stop condition cut training short.
+
+    ``last`` holds the last iteration's weights beside the chosen ones (``{"step", "student",
+    "teacher"}``, state dicts on the CPU) when ``best_val`` chose an earlier step; None when the
+    returned networks are the last iteration's."""
 
     student: VNet
     teacher: VNet | None
@@ -66,6 +70,7 @@ class TrainResult:
     best_val: float | None
     resumed_from: int
     reached: int
+    last: dict | None = None
 
 
 def read_back(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
@@ -203,8 +208,19 @@ def train(
 
     student, teacher = trainer.student, trainer.teacher
     if cfg.checkpoint == "best_val" and best["student"] is not None:
+        last = None
+        if best["step"] != reached - 1:  # the table reports both: keep the last weights before loading the best
+            last = {
+                "step": reached - 1,
+                "student": _cpu_copy(student.state_dict()),
+                "teacher": _cpu_copy(teacher.state_dict()) if teacher is not None else None,
+            }
         student.load_state_dict(best["student"])
         if teacher is not None and best["teacher"] is not None:
             teacher.load_state_dict(best["teacher"])
-        return TrainResult(student, teacher, best["step"], best["dice"], start, reached)
+        return TrainResult(student, teacher, best["step"], best["dice"], start, reached, last)
     return TrainResult(student, teacher, None, None, start, reached)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
