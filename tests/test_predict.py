@@ -131,7 +131,7 @@ class Threshold(torch.nn.Module):
         return VNetOutput(logits=torch.cat([torch.zeros_like(x[:, :1]), x[:, :1] - 1.0], 1), d9=x, center=x)
 
 
-def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp_path, mlflow_store):
+def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp_path, mlflow_store, monkeypatch):
     """Through ``runs:/`` (local MLflow store), with a BraTS-like recipe: crop to the non-zero box,
     z-score over it, resample 0.7x0.8x2.5 mm to 1 mm, then back: the lesion's voxels come out."""
     from cvcl.tracking.model import log_model
@@ -172,6 +172,8 @@ def test_a_runs_uri_model_crops_normalises_resamples_and_lands_on_the_lesion(tmp
     labels.mkdir()
     (tmp_path / "new_case_label.nii.gz").rename(labels / "new_case.nii.gz")
     out = tmp_path / "out"
+    # a logged model is weights rebuilt from model_config: the stand-in is what the builder makes
+    monkeypatch.setattr("cvcl.models.config.build_model", lambda cfg, with_projection=False: Threshold())
     predict_main(
         [
             "--model",

@@ -467,3 +467,46 @@ def test_the_servers_secrets_are_the_owners_only_and_no_password_reaches_its_log
         for user, pw in ((USER, PASSWORD), ("admin", ADMIN_PASSWORD), (BOB, BOB_PASSWORD))
     ]
     assert [s for s in (*SECRETS, *tokens) if s in log] == []
+
+
+def test_a_model_pickled_by_a_teammate_runs_no_code_for_whoever_predicts_or_registers(server, monkeypatch, tmp_path):
+    """alice (EDIT on her experiment) logs a pickled "model" with the project's metadata whose
+    unpickling would create a marker; bob's `cvcl predict` and alice's own `cvcl register` refuse
+    it in one line naming the URI, and the marker never appears."""
+    import subprocess
+    import sys
+
+    from tests.helpers import env
+    from tests.test_model_safety import Trap, _log_pickle
+
+    marker = tmp_path / "pwned"
+    for key, value in {"MLFLOW_TRACKING_URI": server.uri, "MLFLOW_TRACKING_USERNAME": USER}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    run_id = _log_pickle(Trap(marker), "teammate")
+    assert not marker.exists()
+    cvcl = str(Path(sys.executable).parent / "cvcl")
+    scan = tmp_path / "scan.nii.gz"  # never read: the model is refused before the scans are looked at
+    as_bob = {**env(), "MLFLOW_TRACKING_URI": server.uri, "MLFLOW_TRACKING_USERNAME": BOB}
+    as_bob["MLFLOW_TRACKING_PASSWORD"] = BOB_PASSWORD
+    uri = f"runs:/{run_id}/model"
+    done = subprocess.run(
+        [cvcl, "predict", "--model", uri, "--input", str(scan), "--output", str(tmp_path / "out")],
+        env=as_bob,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and uri in done.stderr and "pickle" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    as_alice = {**as_bob, "MLFLOW_TRACKING_USERNAME": USER, "MLFLOW_TRACKING_PASSWORD": PASSWORD}
+    registered = subprocess.run(
+        [cvcl, "register", "--experiment", "cvcl-synthetic-la", "--name", "trap", "--metric", "val_dice"],
+        env=as_alice,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert registered.returncode == 2 and "pickle" in registered.stderr, registered.stderr
+    assert not marker.exists()
+    assert all(secret not in done.stderr + registered.stderr for secret in SECRETS)

@@ -23,6 +23,7 @@ from cvcl import __version__
 COMMANDS: dict[str, str] = {
     "predict": "segment scans with a trained model (a checkpoint, runs:/ or models:/ URI)",
     "register": "register a sweep's best run as a model version in MLflow",
+    "relog": "re-log a model logged as a pickle (before the weights format) as weights, in its run",
     "sweep": "queue the ablation grid as DVC experiments (or run it on Ray with --executor ray)",
     "sweep-ray": "run a grid of experiments on a Ray cluster, one task per point",
     "presets": "print a named preset as `dvc exp run -S` arguments",

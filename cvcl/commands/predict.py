@@ -40,6 +40,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("student", "teacher"), help="checkpoint only: which network (default student)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load an MLflow model logged as a pickle (before models were logged as weights): it runs "
+        "whatever code the pickle holds, so only for a store whose writers you trust (docs/security.md)",
+    )
+    p.add_argument(
         "--resample",
         type=float,
         nargs="+",
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ParamError("--batch-size", args.batch_size, "a positive number of windows")
     if args.labels is not None and not args.labels.is_dir():
         raise DataError(args.labels, "not found; --labels expects a folder of <name>.nii.gz or .nrrd labels")
-    trained = load_trained(args.model, args.weights)
+    trained = load_trained(args.model, args.weights, allow_pickle=args.allow_pickle)
     if args.resample is not None:
         if len(args.resample) not in (1, 3) or min(args.resample) <= 0:
             raise ParamError("--resample", args.resample, "one or three positive spacings in mm")

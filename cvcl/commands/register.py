@@ -31,6 +31,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="choose by a metric of the test cases (its test score is then optimistic)",
     )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="register a model logged as a pickle (before models were logged as weights; docs/security.md)",
+    )
     return p
 
 
@@ -38,14 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from cvcl.tracking.model import TEST_METRICS, register_best
 
-    if args.metric.removesuffix("_std") in TEST_METRICS and not args.allow_test_metric:
+    # dice, dice_std, dice_last, dice_std_last: all measured on the test cases
+    if args.metric.removesuffix("_last").removesuffix("_std") in TEST_METRICS and not args.allow_test_metric:
         raise ParamError(
             "--metric",
             args.metric,
             "a metric not measured on the test cases, e.g. val_dice (train.val_every > 0 with "
             "split.val cases); choosing by a test metric needs --allow-test-metric",
         )
-    done = register_best(args.experiment, args.metric, args.name, args.filter, args.lower)
+    done = register_best(args.experiment, args.metric, args.name, args.filter, args.lower, args.allow_pickle)
     print(f"registered {done.uri}: run {done.run_name} ({done.run_id}), {args.metric} = {done.value:.4g}")
     print(f"use it: cvcl predict --model {done.uri} --input <scans> --output <folder>")
     return 0

@@ -54,9 +54,10 @@ class TrainedModel:
         return channel_names(int(self.meta["model_config"]["in_channels"]))
 
 
-def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
+def load_trained(spec: str, weights: str | None = None, allow_pickle: bool = False) -> TrainedModel:
     """The model named by ``spec``: a checkpoint path or an MLflow model URI. ``weights``
-    (``student``/``teacher``) picks a checkpoint's network; an MLflow model holds one."""
+    (``student``/``teacher``) picks a checkpoint's network; an MLflow model holds one.
+    ``allow_pickle`` lets an MLflow model in the pickled ``pytorch`` flavour load (it runs code)."""
     if is_model_uri(spec):
         if weights is not None:
             raise DataError(
@@ -64,7 +65,7 @@ def load_trained(spec: str, weights: str | None = None) -> TrainedModel:
                 f"an MLflow model holds one network (the infer stage's); --weights {weights} "
                 "applies to a checkpoint file (models/model.pt)",
             )
-        logged = load_mlflow_model(spec)
+        logged = load_mlflow_model(spec, allow_pickle=allow_pickle)
         meta = logged.metadata
         window = dict(meta.get("inference") or {})
         network = logged.network

@@ -11,6 +11,7 @@ Tar archives also go through Python's own ``data`` filter as a further line of d
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import stat
@@ -112,3 +113,13 @@ def _extract_tar(archive: Path, target: Path) -> None:
             tf.extractall(target, members=members, filter="data")
         except tarfile.FilterError as exc:
             raise DataError(archive, f"refused by the tar safety filter: {exc}") from None
+        except TypeError:
+            # Pythons before 3.10.12 / 3.11.4 have no extraction filters (nor tarfile.data_filter)
+            # and refuse the keyword; extracting without the filter would drop a defence silently
+            if hasattr(tarfile, "data_filter"):
+                raise
+            raise DataError(
+                archive,
+                "needs Python 3.10.12+, 3.11.4+ or 3.12+ to extract a tar archive safely (tarfile's 'data' "
+                f"filter); this is Python {platform.python_version()}",
+            ) from None

@@ -1,20 +1,23 @@
 """Trained networks as MLflow models: logged with each run, read back by URI, registered.
 
 The infer stage logs the network it predicted with as the run's MLflow model ``model``
-(:data:`MODEL_NAME`, PyTorch flavour, :class:`cvcl.models.vnet.VNetLogits`: image ``(B, C, X,
-Y, Z)`` float32 -> logits ``(B, K, X, Y, Z)``), with a tensor signature and, as metadata under
-``cvcl``, everything ``cvcl predict`` needs to use it on a new scan: the preprocessing recipe
-(:mod:`cvcl.preprocessing.recipe`), the sliding-window settings of the infer stage, the model
-configuration and where it came from. So ``runs:/<run_id>/model`` and, once registered,
-``models:/<name>/<version>`` work with ``cvcl predict``, ``mlflow.pytorch.load_model`` and the
-model registry alike.
+(:data:`MODEL_NAME`) in the project's own flavour (:mod:`cvcl.tracking.weights_flavor`): the
+V-Net's weights as tensors plus, as JSON and as metadata under ``cvcl``, everything ``cvcl
+predict`` needs to use it on a new scan: the model configuration it is rebuilt from, the
+preprocessing recipe (:mod:`cvcl.preprocessing.recipe`), the sliding-window settings of the infer
+stage and where it came from. It has a tensor signature (image ``(B, C, X, Y, Z)`` float32 ->
+logits ``(B, K, X, Y, Z)``). ``runs:/<run_id>/model`` and, once registered,
+``models:/<name>/<version>`` (or ``@alias``) work with ``cvcl predict``, ``mlflow.pyfunc`` and
+the model registry alike.
+
+Reading a model runs no code that came with it: a model in MLflow's pickled ``pytorch`` flavour
+(what this project logged before, or what anyone with EDIT rights can log) is refused unless the
+caller opts in (``allow_pickle``; ``cvcl predict --allow-pickle``, docs/security.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,19 +39,22 @@ URI_SCHEMES = ("runs:/", "models:/")
 @contextlib.contextmanager
 def _tracking() -> Iterator:
     """MLflow's fluent API pointed at this project's store for the duration, then put back as it
-    was (its global URI and ``MLFLOW_TRACKING_URI``, which ``set_tracking_uri`` also writes): a
-    caller's own MLflow settings, a test's private store among them, are left alone."""
+    was, through public API only: ``MLFLOW_TRACKING_URI`` (which the fluent API reads when no URI
+    was set in-process) and, where a caller did set one that differs, ``set_tracking_uri`` and back.
+    A caller's own MLflow settings, a test's private store among them, are left alone."""
     quiet_mlflow_logs()
     import mlflow
-    from mlflow.tracking._tracking_service import utils
 
-    old_global, old_env = getattr(utils, "_tracking_uri", None), os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri())
+    ours, old_env = tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = ours
+    previous = mlflow.get_tracking_uri()  # a URI set in-process wins over the environment
+    if previous != ours:
+        mlflow.set_tracking_uri(ours)
     try:
         yield mlflow
     finally:
-        # None puts back "unset", which MLflow handles though it types the URI as str | Path
-        mlflow.set_tracking_uri(old_global)  # type: ignore[arg-type]
+        if previous != ours:
+            mlflow.set_tracking_uri(previous)
         if old_env is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
@@ -56,25 +62,25 @@ def _tracking() -> Iterator:
 
 
 def log_model(run: Run, network: torch.nn.Module, metadata: dict) -> str:
-    """Log ``network`` (a :class:`~cvcl.models.vnet.VNet`) as the run's MLflow model with
-    ``metadata`` under ``cvcl`` (:meth:`cvcl.inference.predictor.Predictor.model_metadata`, which
-    holds ``model_config``); returns the model's ``models:/<model_id>`` URI.
+    """Log ``network`` (a :class:`~cvcl.models.vnet.VNet`) as the run's MLflow model, as weights
+    with ``metadata`` (:meth:`cvcl.inference.predictor.Predictor.model_metadata`, which holds
+    ``model_config``) under ``cvcl``; returns the model's ``models:/<model_id>`` URI.
 
     The logged model lives in the run's experiment and is linked to the run as its output, so
     ``runs:/<run_id>/model`` finds it and the runs table's Models column shows it.
     """
+    from mlflow.models import Model
     from mlflow.models.signature import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from cvcl.models.vnet import VNetLogits
+    from cvcl.tracking import weights_flavor
 
-    # Module.to takes memory_format (torch.nn.Module.to's docs); its typed overloads leave it out
-    vnet = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     channels, classes = metadata["model_config"]["in_channels"], metadata["model_config"]["n_classes"]
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1, -1), "image")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes, -1, -1, -1), "logits")]),
     )
+    state = {k: v for k, v in network.state_dict().items() if not k.startswith("projection.")}
     experiment_id = with_retries(lambda: run.client.get_run(run.run_id)).info.experiment_id
     with _tracking() as mlflow:
         # created here, in the run's experiment: the fluent API would put it in the active one
@@ -84,19 +90,16 @@ def log_model(run: Run, network: torch.nn.Module, metadata: dict) -> str:
             experiment_id=experiment_id,
             tags={"cvcl.method": str(metadata.get("method", ""))},
         )
-        # pickled, not MLflow's pt2 export: that needs an example input and traces fixed shapes,
-        # where a sliding window and the whole-volume use need any size; MLflow warns of pickle
-        # each time, which says nothing new to a stage's reader
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        info = mlflow.pytorch.log_model(
-            VNetLogits(vnet),
+        info = Model.log(
+            artifact_path=None,
             name=MODEL_NAME,
+            flavor=weights_flavor,
             model_id=logged.model_id,
             run_id=run.run_id,
             signature=signature,
-            metadata={METADATA_KEY: metadata},
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+            metadata={METADATA_KEY: {**metadata, "format_version": weights_flavor.FORMAT_VERSION}},
+            state_dict=state,
+            cvcl_metadata=metadata,
         )
     return info.model_uri
 
@@ -114,11 +117,49 @@ def is_model_uri(text: str) -> bool:
     return text.startswith(URI_SCHEMES)
 
 
-def load_mlflow_model(uri: str) -> MlflowModel:
-    """The model at ``runs:/<run_id>/model`` or ``models:/<name>/<version>`` (also ``@alias``) in
-    the tracking store (``MLFLOW_TRACKING_URI`` or the project's ``mlflow.db``). One-line
-    :class:`DataError` naming the URI when it does not resolve or was not logged by this project."""
+PICKLE_REFUSED = (
+    "is a pickled PyTorch model (MLflow's pytorch flavour): loading it would run whatever code it "
+    "carries; re-log it as weights (cvcl relog; docs/security.md) or pass --allow-pickle if you "
+    "trust whoever logged it"
+)
+
+
+def check_model_flavor(uri: str, allow_pickle: bool = False) -> str:
+    """The flavour ``cvcl`` would read the model at ``uri`` by (reading its MLmodel only):
+    :data:`~cvcl.tracking.weights_flavor.FLAVOR_NAME`, or ``pytorch`` with ``allow_pickle``.
+    One-line :class:`DataError` naming the URI otherwise."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from cvcl.tracking.weights_flavor import FLAVOR_NAME
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        with _tracking():
+            flavors = Model.load(uri).flavors
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(uri, f"cannot be read from the tracking store {tracking_uri()} ({first})") from None
+    if FLAVOR_NAME in flavors:
+        return FLAVOR_NAME
+    if "pytorch" in flavors:
+        if allow_pickle:
+            return "pytorch"
+        raise DataError(uri, PICKLE_REFUSED)
+    raise DataError(uri, f"was not logged by this project's infer stage (flavours: {', '.join(flavors) or 'none'})")
+
+
+def load_mlflow_model(uri: str, allow_pickle: bool = False) -> MlflowModel:
+    """The model at ``runs:/<run_id>/model`` or ``models:/<name>/<version>`` (also ``@alias``) in
+    the tracking store (``MLFLOW_TRACKING_URI`` or the project's ``mlflow.db``), rebuilt from its
+    weights and ``model_config``. One-line :class:`DataError` naming the URI when it does not
+    resolve, was not logged by this project, or is a pickle (unless ``allow_pickle``: models
+    logged before the weights flavour, from a store whose writers you trust)."""
+    from cvcl.tracking import weights_flavor
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # decided on the MLmodel alone, before anything else of the model is downloaded
+    flavor = check_model_flavor(uri, allow_pickle)
     with _tracking() as mlflow, tempfile.TemporaryDirectory(prefix="cvcl-model-") as tmp:
         from mlflow.exceptions import MlflowException
         from mlflow.models import Model
@@ -133,10 +174,13 @@ def load_mlflow_model(uri: str) -> MlflowModel:
                 uri,
                 "is not an MLflow model (no MLmodel file); expected runs:/<run_id>/model or models:/<name>/<version>",
             )
+        if flavor == weights_flavor.FLAVOR_NAME:
+            network, metadata = weights_flavor.load_network(local, uri)
+            return MlflowModel(network, metadata, uri)
         metadata = (Model.load(str(local)).metadata or {}).get(METADATA_KEY)
         if not metadata:
             raise DataError(uri, "was not logged by this project's infer stage (no 'cvcl' metadata)")
-        network = mlflow.pytorch.load_model(str(local), map_location="cpu")
+        network = mlflow.pytorch.load_model(str(local), map_location="cpu")  # the opt-in: a trusted pickle
     return MlflowModel(network.eval(), metadata, uri)
 
 
@@ -162,13 +206,20 @@ class Registered:
 
 
 def register_best(
-    experiment: str, metric: str, name: str, filter_string: str = "", lower_is_better: bool | None = None
+    experiment: str,
+    metric: str,
+    name: str,
+    filter_string: str = "",
+    lower_is_better: bool | None = None,
+    allow_pickle: bool = False,
 ) -> Registered:
     """Register the model of the FINISHED run of ``experiment`` (matching ``filter_string``, MLflow's
     search syntax) with the best ``metric`` as a new version of registered model ``name``.
 
     ``lower_is_better`` defaults by the metric's name (:data:`LOWER_IS_BETTER`, ``*_std``).
-    Runs without the metric or without a logged model are passed over."""
+    Runs without the metric or without a logged model are passed over. A pickled model is refused
+    (:func:`check_model_flavor`) unless ``allow_pickle``: registering it would hand it to everyone
+    who trusts the registry."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri())
@@ -179,7 +230,7 @@ def register_best(
     lower = (
         lower_is_better
         if lower_is_better is not None
-        else (metric.split("_std")[0] in LOWER_IS_BETTER or metric.endswith("_std"))
+        else (metric.removesuffix("_last").split("_std")[0] in LOWER_IS_BETTER or "_std" in metric)
     )
     query = " and ".join(f for f in ("attributes.status = 'FINISHED'", filter_string.strip()) if f)
     from mlflow.exceptions import MlflowException
@@ -212,6 +263,7 @@ def register_best(
         )
     for run in scored:  # search results carry each run's outputs: no request per run
         if run.outputs is not None and run.outputs.model_outputs:
+            check_model_flavor(f"runs:/{run.info.run_id}/{MODEL_NAME}", allow_pickle)
             with _tracking() as mlflow:
                 version = mlflow.register_model(
                     f"runs:/{run.info.run_id}/{MODEL_NAME}",

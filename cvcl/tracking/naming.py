@@ -37,5 +37,13 @@ def data_version(lock_path: str | Path = "dvc.lock", output: str = str(PROCESSED
     for stage in (lock.get("stages") or {}).values():
         for out in stage.get("outs", []) or []:
             if out.get("path") == output:
-                return out.get("md5") or out.get("hash")
+                return _out_hash(out)
     return None
+
+
+def _out_hash(out: Mapping[str, object]) -> str | None:
+    """The content hash of one ``outs`` entry of ``dvc.lock``. DVC 3 writes ``hash: md5`` (the
+    algorithm's name) next to ``md5: <hex>``; DVC 2 only ``md5: <hex>``."""
+    algorithm = out.get("hash")
+    value = out.get(algorithm if isinstance(algorithm, str) and algorithm else "md5")
+    return value if isinstance(value, str) and value else None

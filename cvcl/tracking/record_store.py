@@ -173,6 +173,7 @@ def export_records(
     """Write each FINISHED run of ``experiment`` (and ``filter_string``, an MLflow search filter)
     as a record ``<out>/<run name>-<run id[:8]>.json`` that :func:`import_records` logs back,
     params, curves, metrics and per-case scores intact. Files already there are rewritten."""
+    from cvcl.tracking.paging import all_runs
     from cvcl.tracking.run import store_client
     from cvcl.tracking.store import with_retries
 
@@ -181,11 +182,7 @@ def export_records(
     if found is None:
         raise RecordError("--experiment", f"no experiment {experiment!r} in the store")
     query = " and ".join(f for f in ("attributes.status = 'FINISHED'", filter_string) if f)
-    runs = with_retries(
-        lambda: client.search_runs(
-            [found.experiment_id], query, max_results=5000, order_by=["attributes.start_time ASC"]
-        )
-    )
+    runs = all_runs(client, [found.experiment_id], query, order_by=["attributes.start_time ASC"])
     written = []
     for run in runs:
         record = _record_of(client, run)

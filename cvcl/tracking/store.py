@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 from filelock import FileLock
 
@@ -87,6 +87,26 @@ def prepare_sqlite(uri: str) -> None:
 SERVER_WAIT_S = 600.0
 # HTTP answers that mean "not now" rather than "no": MLflow's own list of transient codes
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# MLflow's error codes for those answers (mlflow.exceptions.ERROR_CODE_TO_HTTP_STATUS). A
+# RestException carries the server's code; a plain MlflowException gets INTERNAL_ERROR by default,
+# so only the codes nothing local defaults to are taken from it
+_AWAY_REST_CODES = frozenset(
+    {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"}
+)
+_AWAY_LOCAL_CODES = _AWAY_REST_CODES - {"INTERNAL_ERROR"}
+# SQLite's primary result codes (the extended ones, e.g. SQLITE_BUSY_SNAPSHOT, keep them in the low byte)
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+# PostgreSQL SQLSTATEs: another transaction holds what this one needs (serialization failure,
+# deadlock, lock not available): repeat soon, like a locked SQLite file
+_PG_CONTENTION = frozenset({"40001", "40P01", "55P03"})
+# the database went away, is starting or shutting down, or has no connection left: wait for it
+# like for a server that is away (class 08 is "connection exception")
+_PG_AWAY = frozenset({"57P01", "57P02", "57P03", "53300"})
+# SQLAlchemy's code for "the connection pool ran dry" (https://sqlalche.me/e/20/3o7r): a tracking
+# server out of database connections answers it as HTTP 400, a load problem rather than a refusal
+_POOL_TIMEOUT = re.compile(r"sqlalche\.me/e/\d+/3o7r|QueuePool limit")
+
+Failure = Literal["contention", "away"]
 
 
 def server_wait_s() -> float:
@@ -101,31 +121,130 @@ def server_wait_s() -> float:
     return value
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception behind it: ``__cause__`` and ``__context__`` (MLflow wraps the
+    requests and database errors in its own, sometimes without ``from``), SQLAlchemy's ``orig``
+    (the driver's error) and urllib3's ``reason``."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        for nxt in (item.__cause__, item.__context__, getattr(item, "orig", None), getattr(item, "reason", None)):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
+def _database_failure(exc: BaseException) -> tuple[bool, Failure | None]:
+    """Whether ``exc`` is a database error, and if so whether it is worth repeating."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+        if code is None:  # older Pythons: SQLite's fixed text for these two codes (sqlite3_errstr)
+            return True, "contention" if str(exc) in ("database is locked", "database table is locked") else None
+        return True, "contention" if code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED) else None
+    from mlflow.exceptions import MlflowException
+
+    # psycopg2 names it pgcode, psycopg 3 sqlstate (MlflowException's sqlstate is its own classification)
+    state = getattr(exc, "pgcode", None) or (
+        None if isinstance(exc, MlflowException) else getattr(exc, "sqlstate", None)
+    )
+    if isinstance(state, str) and len(state) == 5:
+        if state in _PG_CONTENTION:
+            return True, "contention"
+        return True, "away" if state.startswith("08") or state in _PG_AWAY else None
+    try:
+        import sqlalchemy.exc
+    except ImportError:
+        return False, None
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # every pooled connection busy
+        return True, "away"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:  # SQLAlchemy's dialect saw the connection drop
+            return True, "away"
+        # the driver's error decides; one without a code we know (a bad query, a refused login) is final
+        return True, _database_failure(exc.orig)[1] if isinstance(exc.orig, BaseException) else None
+    return False, None
+
+
+def _network_failure(exc: BaseException) -> tuple[bool, Failure | None]:
+    """Whether ``exc`` is a failure to talk to the server, and if so whether it is worth repeating."""
+    import errno
+
+    import requests
+    import urllib3.exceptions
+
+    if isinstance(exc, (requests.exceptions.SSLError, urllib3.exceptions.SSLError)):
+        return True, None  # a certificate or TLS setting that is wrong now is wrong in a minute too
+    if isinstance(
+        exc,
+        (
+            requests.ConnectionError,  # refused, reset, unreachable; and timeouts after MLflow's retries
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,  # the connection broke mid-answer
+            # MLflow's client repeated a transient status (its list is TRANSIENT_STATUS) until it ran out
+            requests.exceptions.RetryError,
+            urllib3.exceptions.ResponseError,
+            urllib3.exceptions.TimeoutError,
+            urllib3.exceptions.ProtocolError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return True, "away"
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
+    ):
+        return True, "away"
+    return False, None
+
+
+def _failure(exc: BaseException) -> Failure | None:
+    """What kind of failure ``exc`` is, read from its classes, codes and HTTP status rather than
+    from the wording of MLflow's messages (which changes between releases): ``"contention"`` (a
+    locked SQLite file, a PostgreSQL lock or serialization conflict: repeat soon), ``"away"`` (no
+    connection, a timeout, HTTP 429 or 5xx, a database restarting: wait, bounded) or None (a
+    refusal: repeating cannot help). Text is read only where no code exists: SQLAlchemy's pool
+    timeout inside a server's HTTP 400, and SQLite's fixed lock messages on Pythons before 3.11."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    chain = list(_chain(exc))
+    for item in chain:  # the root cause decides over MLflow's labels (it calls any OperationalError unavailable)
+        known, kind = _database_failure(item)
+        if known:
+            return kind
+    for item in chain:
+        known, kind = _network_failure(item)
+        if known:
+            return kind
+    for item in chain:
+        if isinstance(item, RestException):  # the server's own answer
+            code = str(item.error_code)
+            if code in _AWAY_REST_CODES:
+                return "away"
+            if code in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE") and _POOL_TIMEOUT.search(item.message):
+                return "away"
+            return None
+        if isinstance(item, MlflowException) and str(item.error_code) in _AWAY_LOCAL_CODES:
+            return "away"  # e.g. a 503/504/429 whose body was not MLflow's JSON
+    return None
+
+
 def _locked(exc: Exception) -> bool:
-    text = str(exc).lower()  # MLflow wraps the sqlite error in its own exception types
-    return "locked" in text or "busy" in text
+    """Whether the database is busy with another writer (SQLite's lock, a PostgreSQL conflict)."""
+    return _failure(exc) == "contention"
 
 
 def transient(exc: Exception) -> bool:
     """Whether ``exc`` says the tracking server is away for now (no connection, a timeout, or a
     transient HTTP status such as the 503 of a server whose database is down), rather than
     refusing the request."""
-    import requests
-
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return True
-    text = str(exc)
-    # MLflow's REST client, after its own retries: "API request to ... failed with exception
-    # ..." (no connection; or the 503s of a server whose database is down), or "... failed
-    # with error code 5xx != 200" (an answer it could not read as a refusal)
-    if "API request to" in text and "failed with exception" in text:
-        return True
-    code = re.search(r"failed with error code (\d+) != 200", text)
-    if code is not None and int(code.group(1)) in TRANSIENT_STATUS:
-        return True
-    # a server whose database connections are all busy answers 400 (MLflow maps the pool's
-    # timeout to a bad request): busy, not a refusal
-    return "QueuePool limit" in text
+    return _failure(exc) == "away"
 
 
 def _errno(text: str) -> str | None:
@@ -213,6 +332,57 @@ class TrackingServerError(CvclError):
         super().__init__(f"MLflow tracking server {uri}: {problem}")
 
 
+def _request_auth() -> dict[str, Any]:
+    """``requests`` arguments for the login and TLS settings MLflow's client reads: the same
+    environment variables (MLflow's public ``mlflow.environment_variables``) and the same
+    ``~/.mlflow/credentials`` file, so this check sees what the stage's MLflow calls will see."""
+    import configparser
+
+    from mlflow import environment_variables as env
+
+    user, password = env.MLFLOW_TRACKING_USERNAME.get(), env.MLFLOW_TRACKING_PASSWORD.get()
+    path = Path("~/.mlflow/credentials").expanduser()
+    if (not user or not password) and path.is_file():
+        config = configparser.ConfigParser()
+        config.read(path)
+        if config.has_section("mlflow"):
+            user = user or config["mlflow"].get("mlflow_tracking_username")
+            password = password or config["mlflow"].get("mlflow_tracking_password")
+    out: dict[str, Any] = {}
+    token = env.MLFLOW_TRACKING_TOKEN.get()
+    if user and password:
+        out["auth"] = (user, password)
+    elif token:
+        out["headers"] = {"Authorization": f"Bearer {token}"}
+    server_cert = env.MLFLOW_TRACKING_SERVER_CERT_PATH.get()
+    if env.MLFLOW_TRACKING_INSECURE_TLS.get():
+        if server_cert:
+            raise CvclError("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are both set; unset one")
+        out["verify"] = False
+    elif server_cert:
+        out["verify"] = server_cert
+    client_cert = env.MLFLOW_TRACKING_CLIENT_CERT_PATH.get()
+    if client_cert:
+        out["cert"] = client_cert
+    return out
+
+
+def _unreachable(exc: BaseException, timeout_s: float) -> str:
+    """Why a request got no answer, in a few words: the OS's error, or the timeout."""
+    import urllib3.exceptions
+
+    chain = list(_chain(exc))
+    for item in chain:
+        if isinstance(item, OSError) and item.errno is not None and item.strerror:
+            return f"[Errno {item.errno}] {item.strerror}"
+    text = " ".join(str(exc).split())
+    if errno_text := _errno(text):  # the errno only survives in urllib3's message
+        return errno_text
+    if any(isinstance(item, (TimeoutError, urllib3.exceptions.TimeoutError)) for item in chain):
+        return f"no answer within {timeout_s:.0f} s"
+    return text[:150]
+
+
 def check_server(uri: str, timeout_s: float = 60.0) -> None:
     """Fail fast, in one line, when the tracking server at ``uri`` is down or refuses this login.
 
@@ -222,25 +392,38 @@ def check_server(uri: str, timeout_s: float = 60.0) -> None:
     """
     if not uri.startswith(("http://", "https://")):
         return
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import http_request
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util import Retry
 
+    session = requests.Session()
+    # a server restarting gets a few seconds, as MLflow's own client would give it; then its last
+    # answer (a 503, say) is read below rather than raised
+    retry = Retry(
+        total=2, backoff_factor=1, status_forcelist=TRANSIENT_STATUS, allowed_methods=None, raise_on_status=False
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
     try:
-        response = http_request(
-            get_default_host_creds(uri),
-            "/api/2.0/mlflow/experiments/search",
-            "GET",
+        response = session.get(
+            uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
             params={"max_results": 1},
-            max_retries=2,
-            backoff_factor=1,
             timeout=timeout_s,
+            **_request_auth(),
         )
-    except Exception as exc:  # requests' connection errors, wrapped by MLflow in its own type
-        text = " ".join(str(exc).split())
-        reason = _errno(text) or (f"no answer within {timeout_s:.0f} s" if "timed out" in text.lower() else text[:150])
+    except requests.RequestException as exc:
         raise TrackingServerError(
-            uri, f"cannot be reached ({reason}); start it (make server) or fix MLFLOW_TRACKING_URI"
+            uri,
+            f"cannot be reached ({_unreachable(exc, timeout_s)}); start it (make server) or fix MLFLOW_TRACKING_URI",
         ) from None
+    finally:
+        session.close()
+    if response.status_code in TRANSIENT_STATUS:
+        raise TrackingServerError(
+            uri,
+            f"cannot be reached (HTTP {response.status_code}, three tries); start it (make server) "
+            "or fix MLFLOW_TRACKING_URI",
+        )
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     if response.status_code == 401:
         problem = (
