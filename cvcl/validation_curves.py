@@ -12,6 +12,7 @@ iterations by the train stage on the ``split.val`` cases, never the test cases):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import pandas as pd
 
@@ -36,7 +37,7 @@ def validation_curves(runs: pd.DataFrame, tracking_uri: str | None = None) -> pd
     client = MlflowClient(tracking_uri=tracking_uri)
     rows = []
     for run in runs.itertuples():
-        history = with_retries(lambda rid=run.run_id: client.get_metric_history(rid, "val_dice"))
+        history = with_retries(partial(client.get_metric_history, str(run.run_id), "val_dice"))
         rows += [
             {"run_id": run.run_id, "config": run.config, "seed": run.seed, "iteration": m.step + 1, "val_dice": m.value}
             for m in history
@@ -50,8 +51,9 @@ def peaks(curves: pd.DataFrame) -> pd.DataFrame:
     last one's (Dice in %)."""
     out = []
     for (config, seed), g in curves.groupby(["config", "seed"], sort=True):
-        best = g.loc[g["val_dice"].idxmax()]
-        last = g.loc[g["iteration"].idxmax()]
+        g = g.reset_index(drop=True)
+        best = g.iloc[int(g["val_dice"].to_numpy().argmax())]
+        last = g.iloc[int(g["iteration"].to_numpy().argmax())]
         out.append(
             {
                 "config": config,

@@ -9,6 +9,8 @@ process and its ``dvc exp run``) to show the retry: that sweep's driver is the s
 the killing task of tests/ray_kill.py (``python -m tests.ray_kill``), which the cluster's workers
 import from the repository (``PYTHONPATH``).
 ``CVCL_RAY_TIMING=1`` also runs the grid on one node, for the one-node-versus-two timing.
+The nodes hold alice's login themselves (in ``ray start``'s environment, docs/tracking.md): the
+driver hands its tasks the server's URI only, and no password reaches what Ray keeps of them.
 """
 
 import json
@@ -74,6 +76,8 @@ def lab(tmp_path_factory):
     # the workers inherit this: tests.ray_kill importable, and the point its killing task kills
     workers_env = {"PYTHONPATH": str(ROOT), KILL_ONCE: f"{marker}:{exp_name(KILLED)}"}
     with running_team_server() as team:
+        # each node's own MLflow login (docs/tracking.md): the driver passes none to its tasks
+        workers_env.update({k: v for k, v in team.env().items() if k != "MLFLOW_TRACKING_URI"})
         try:
             started = time.time()
             ray_cmd(
@@ -137,6 +141,24 @@ def swept(lab):
     return summary, out
 
 
+# what Ray keeps of every task and job (their runtime environments included), read from its GCS:
+# the data `ray list tasks --detail` serves, whose state API needs ray[default] and the dashboard
+RAY_STATE = """
+import sys
+
+import ray
+from ray._private.state import state
+
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+print(*(str(event) for event in state._get_all_task_events()), state.job_table(), sep="\\n")
+ray.shutdown()
+"""
+
+
+def _ray_state(lab) -> str:
+    return run([sys.executable, "-c", RAY_STATE, lab["address"]], Path("/tmp"), timeout=300).stdout
+
+
 def _runs(lab) -> list:
     from mlflow import MlflowClient
 
@@ -167,6 +189,11 @@ def test_the_grid_runs_across_both_nodes_as_four_finished_runs(lab, swept):
     assert nodes == {r["node"] for r in summary["done"]} and len(nodes) == 2, nodes
     for r in finished:
         assert {"dice", "hd95"} <= set(r.data.metrics)
+    # the driver ran with alice's password set: Ray, which shows its tasks to everyone who reaches
+    # the cluster, holds their runtime environment (the server's URI) but not the password
+    shown = _ray_state(lab)
+    password = lab["env"]["MLFLOW_TRACKING_PASSWORD"]
+    assert lab["uri"] in shown and password not in shown, shown[-2000:].replace(password, "***")
 
 
 def test_a_killed_task_is_retried_and_its_point_finishes_once(lab, swept):
@@ -235,6 +262,8 @@ def test_timing_of_the_grid_on_one_node(lab, tmp_path):
             "false",
             "--temp-dir",
             str(raytmp),
+            # the node's own MLflow login, as on the two-node cluster
+            extra_env={k: v for k, v in lab["env"].items() if k != "MLFLOW_TRACKING_URI"},
         )
         GRID = ["-S", "method=cvcl,supervised", "-S", "seed=3,4"]
         summary, out = sweep(lab, address=f"127.0.0.1:{port}")

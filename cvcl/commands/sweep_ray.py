@@ -2,9 +2,12 @@
 
 One Ray task per grid point. Each task clones the git remote ``origin`` at the baseline commit
 into a temporary folder on its node, ``dvc pull``s what the DVC remote holds (the pipeline reruns
-what it lacks), runs ``dvc exp run -n NAME -S ...`` with the driver's ``MLFLOW_TRACKING_*``
-variables (the team server), tags the run with the node it ran on (``cvcl.node``) and pushes the
-experiment (``dvc exp push origin NAME``). A task asks for one GPU when the cluster has GPUs, one
+what it lacks), runs ``dvc exp run -n NAME -S ...`` with the driver's ``MLFLOW_TRACKING_URI`` (the
+team server) and the node's own MLflow login (``~/.mlflow/credentials``, or
+``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` in the environment ``ray start`` ran in: Ray shows a
+task's runtime environment to everyone who can reach the cluster, so no password goes there),
+tags the run with the node it ran on (``cvcl.node``) and pushes the experiment
+(``dvc exp push origin NAME``). A task asks for one GPU when the cluster has GPUs, one
 CPU otherwise. A task that fails (its node dies, or a command exits non-zero) is retried once,
 then reported. Points that already have a FINISHED MLflow run with the same params on the same
 commit are skipped, so a rerun of the sweep only does what is missing.
@@ -26,21 +29,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from cvcl.errors import CvclError
 
 Point = dict[str, str]
-PASSED_ENV = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-)
+# what the driver hands its tasks (Ray's runtime_env, which its state API and dashboard show to
+# everyone who can reach the cluster): nothing secret
+PASSED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_INSECURE_TLS")
+# what each node holds itself (~/.mlflow/credentials, or the environment of its ray start): never
+# passed, so that a login cannot pair the driver's username with a node's password either
+NODE_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 class SweepError(CvclError):
@@ -138,6 +142,31 @@ def connect(address: str) -> Any:
     return ray
 
 
+def task_options(gpus: float, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The options of the sweep's Ray task on a cluster with ``gpus`` GPUs, its runtime
+    environment :data:`PASSED_ENV`'s variables of ``environ`` (the driver's): no password, no token."""
+    env = {k: environ[k] for k in PASSED_ENV if environ.get(k)}
+    uri = env.get("MLFLOW_TRACKING_URI", "")
+    try:
+        login = urlsplit(uri).password
+    except ValueError:  # a malformed URI: MLflow reports it on the workers
+        login = None
+    if login:
+        raise SweepError(
+            "MLFLOW_TRACKING_URI holds a password (user:PASSWORD@), which Ray would show to everyone "
+            "who can reach the cluster; drop it from the URI and give each node its login "
+            "(~/.mlflow/credentials, docs/tracking.md)"
+        )
+    return {
+        "num_gpus": 1 if gpus else 0,
+        "num_cpus": 0 if gpus else 1,
+        "max_retries": 1,
+        "retry_exceptions": True,
+        "scheduling_strategy": "SPREAD",
+        "runtime_env": {"env_vars": env} if env else None,
+    }
+
+
 # -- one task -----------------------------------------------------------------------------------
 
 
@@ -206,9 +235,10 @@ def _runs_on(commit: str, experiment: str, status: str) -> tuple[Any, list, str]
     if found is None:
         return client, [], f"{uri} (experiment {experiment}, created by the first run)"
     url = runs_url(uri, found.experiment_id, RUNS_VIEW_TAG in found.tags) if uri.startswith("http") else uri
-    runs = client.search_runs(
-        [found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = '{status}'", max_results=5000
-    )
+    from cvcl.tracking.paging import all_runs
+
+    # every page: a sweep past one page of runs must still see which points are done
+    runs = all_runs(client, [found.experiment_id], f"tags.git_commit = '{commit}' and attributes.status = '{status}'")
     return client, runs, url
 
 
@@ -251,21 +281,19 @@ def sweep(points: list[Point], address: str, root: Path = Path(".")) -> dict[str
     todo = [p for p in points if p not in skipped]
     ray = connect(address)
     gpus = ray.cluster_resources().get("GPU", 0)
-    env = {k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)}
-    task = ray.remote(run_point).options(
-        num_gpus=1 if gpus else 0,
-        num_cpus=0 if gpus else 1,
-        max_retries=1,
-        retry_exceptions=True,
-        scheduling_strategy="SPREAD",
-        runtime_env={"env_vars": env} if env else None,
-    )
+    task = ray.remote(run_point).options(**task_options(gpus, os.environ))
     print(
         f"sweep of {len(points)} points on commit {commit[:8]} at {address} "
         f"({'1 GPU' if gpus else '1 CPU'} a task); {len(skipped)} already FINISHED, skipped",
         flush=True,
     )
     print(f"MLflow: {url}", flush=True)
+    if any(os.environ.get(k) for k in NODE_ENV):
+        print(
+            "note: the tasks log to MLflow with each node's own login (~/.mlflow/credentials or "
+            "MLFLOW_TRACKING_USERNAME/PASSWORD where its ray start ran), not this shell's",
+            flush=True,
+        )
     started = time.monotonic()
     pending = {task.remote(p, origin, commit): p for p in todo}
     done: list[dict[str, Any]] = []

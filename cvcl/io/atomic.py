@@ -64,3 +64,27 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
 def write_json(target: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON to ``target`` atomically."""
     write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_secret(target: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (a password, a key, a URI with a login) to ``target`` atomically, readable
+    by its owner only (mode 600) from the first byte to the last write.
+
+    The text goes to a temporary sibling that ``mkstemp`` creates exclusively with mode 600,
+    whatever the umask, and is renamed over ``target``: rewriting a file that was 644 leaves it
+    600 (``Path.touch(mode=...)`` sets the mode only of a file it creates), and a symlink at
+    ``target`` is replaced, never written through.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(out.fileno(), 0o600)  # mkstemp's mode already; stated, as the guarantee rests on it
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

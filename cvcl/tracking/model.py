@@ -177,11 +177,11 @@ def load_mlflow_model(uri: str, allow_pickle: bool = False) -> MlflowModel:
         if flavor == weights_flavor.FLAVOR_NAME:
             network, metadata = weights_flavor.load_network(local, uri)
             return MlflowModel(network, metadata, uri)
-        metadata = (Model.load(str(local)).metadata or {}).get(METADATA_KEY)
-        if not metadata:
+        pickled_metadata = (Model.load(str(local)).metadata or {}).get(METADATA_KEY)
+        if not pickled_metadata:
             raise DataError(uri, "was not logged by this project's infer stage (no 'cvcl' metadata)")
         network = mlflow.pytorch.load_model(str(local), map_location="cpu")  # the opt-in: a trusted pickle
-    return MlflowModel(network.eval(), metadata, uri)
+    return MlflowModel(network.eval(), pickled_metadata, uri)
 
 
 # metrics the evaluate stage measures on the test cases: choosing a model by them is selection on

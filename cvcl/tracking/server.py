@@ -9,7 +9,8 @@ What it keeps lives in a state folder (``--state-dir``, default ``~/cvcl-trackin
 
 - ``postgres/``: a PostgreSQL cluster of its own, created on the first start and run for as
   long as the server runs, reached only through a Unix socket in that folder (no TCP port).
-  ``--backend-uri postgresql://...`` names an existing database instead.
+  ``CVCL_BACKEND_URI=postgresql://...`` (or ``--backend-uri`` without a password) names an
+  existing database instead.
 - ``artifacts/``: the files that clients upload through the server (``--artifacts`` names
   another folder, or an object store such as ``s3://lab-bucket/cvcl``).
 - ``basic_auth.ini``: MLflow's auth configuration (read through ``MLFLOW_AUTH_CONFIG_PATH``);
@@ -17,6 +18,11 @@ What it keeps lives in a state folder (``--state-dir``, default ``~/cvcl-trackin
 - ``admin_password`` and ``secret_key``: made on the first start (mode 600), unless
   ``MLFLOW_AUTH_ADMIN_PASSWORD`` / ``MLFLOW_FLASK_SERVER_SECRET_KEY`` are set. MLflow uses the
   admin password only to create the admin user, when the user store is new.
+
+No secret goes on a command line, where ``ps`` shows it to every user of the machine: the
+database URIs, the artifact destination and the passwords reach ``mlflow server`` (and its
+workers, which inherit them) through its environment, and the files that hold secrets are
+written mode 600 (:func:`cvcl.io.atomic.write_secret`). tests/test_secrets.py checks both.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from cvcl.errors import CvclError
+from cvcl.io.atomic import write_secret
 
 DB_USER = "mlflow"  # the cluster's superuser; only the local socket reaches it
 PG_PORT = 5432  # names the socket file only: the cluster listens on no TCP port
@@ -167,8 +174,7 @@ def _secret(path: Path, env_name: str) -> str:
     if os.environ.get(env_name):
         return os.environ[env_name]
     if not path.is_file():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24) + "\n")
+        write_secret(path, secrets.token_urlsafe(24) + "\n")
     elif path.stat().st_mode & 0o077:  # made or copied by hand, readable by others: the owner's only
         path.chmod(0o600)
         print(f"note: {path} was readable by other users; made it the owner's only (mode 600)", flush=True)
@@ -216,15 +222,40 @@ def write_auth_config(
     left 16 logging clients waiting 80 s to start a run (benchmarks/tracking_load.py). The
     price: a changed or revoked password may still work on the other workers for that long.
     """
-    path.touch(mode=0o600)  # an external database URI may hold a password
-    path.write_text(
+    write_secret(  # an external database URI may hold a password
+        path,
         "[mlflow]\n"
         f"default_permission = {default_permission}\n"
         f"database_uri = {database_uri}\n"
         f"admin_username = {admin}\n"
         f"auth_cache_ttl_seconds = {int(auth_cache_s)}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
     )
+
+
+def uri_password(uri: str) -> str | None:
+    """The password ``uri`` holds (``scheme://user:PASSWORD@host/...`` or libpq's
+    ``?password=...``), as written, or None."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an unbalanced [ in the host: read the login part by hand
+        login = uri.partition("://")[2].partition("/")[0].rpartition("@")[0]
+        return login.partition(":")[2] or None
+    return parts.password or next(iter(parse_qs(parts.query).get("password", [])), None)
+
+
+def redacted(uri: str) -> str:
+    """``uri`` with its password, if any, replaced by ``***``: for messages and logs."""
+    password = uri_password(uri)
+    if not password:
+        return uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri.partition("://")[0] + "://***"
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    query = parts.query.replace(f"password={password}", "password=***")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _artifacts(value: str) -> str:
@@ -279,10 +310,14 @@ class ServerConfig:
     mlflow_args: tuple[str, ...] = ()
 
 
-def server_env(state: Path, admin: str) -> dict[str, str]:
-    """This environment plus what MLflow's auth app needs, its secrets kept in ``state``."""
+def server_env(state: Path, admin: str, backend: str, artifacts: str) -> dict[str, str]:
+    """This environment plus what ``mlflow server`` and its auth app need, the secrets kept in
+    ``state``: the backend URI and the artifact destination go here, not on its command line
+    (``ps`` shows command lines to every user; MLflow reads both options from these variables)."""
     env = {
         **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": backend,
+        "MLFLOW_ARTIFACTS_DESTINATION": artifacts,
         "MLFLOW_AUTH_CONFIG_PATH": str(state / "basic_auth.ini"),
         "MLFLOW_AUTH_ADMIN_USERNAME": admin,
         "MLFLOW_AUTH_ADMIN_PASSWORD": _secret(state / "admin_password", "MLFLOW_AUTH_ADMIN_PASSWORD"),
@@ -319,7 +354,7 @@ def serve(config: ServerConfig) -> int:
     state = config.state_dir.expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
     if config.backend_uri and not config.backend_uri.startswith("postgresql"):
-        raise ServerError(f"--backend-uri {config.backend_uri}: expected a postgresql:// URI")
+        raise ServerError(f"--backend-uri {redacted(config.backend_uri)}: expected a postgresql:// URI")
     cluster = None if config.backend_uri else LocalPostgres(state / "postgres", _pg_user(config.pg_user))
     if cluster is not None:
         cluster.start()
@@ -340,11 +375,7 @@ def serve(config: ServerConfig) -> int:
             "server",
             "--app-name",
             "cvcl-basic-auth",
-            "--backend-store-uri",
-            backend,
             "--serve-artifacts",
-            "--artifacts-destination",
-            _artifacts(config.artifacts or str(state / "artifacts")),
             "--host",
             config.host,
             "--port",
@@ -366,7 +397,8 @@ def serve(config: ServerConfig) -> int:
             print(note, flush=True)
         if warning := network_warning(config.host, config.mlflow_args):
             print(warning, file=sys.stderr, flush=True)
-        return _run_until_stopped(cmd, server_env(state, admin))
+        artifacts = _artifacts(config.artifacts or str(state / "artifacts"))
+        return _run_until_stopped(cmd, server_env(state, admin, backend, artifacts))
     finally:
         if cluster is not None:
             cluster.stop()
