@@ -1,7 +1,7 @@
 """Time, memory and profile of one training iteration per method, on the same inputs, in one run.
 
     python benchmarks/train_step.py [--patch 48 48 32] [--filters 8] [--norm instance] [--repeats 12]
-                                    [--precision float32 amp] [--memory] [--profile]
+                                    [--precision float32 amp bf16] [--compare] [--memory] [--profile]
 
 Each method runs the trainer's own iteration (``cvcl.training.step.TrainStep``: forward under
 autocast where ``train`` uses it, losses, backward through the AMP scaler, SGD step, EMA
@@ -10,6 +10,9 @@ drift in the machine's speed hits all of them alike, and the median over rounds 
 
 - ``--precision``: float32 and/or amp (float16 autocast; CUDA only, the CPU trains in float32),
   each timed in the same run; ``ratio_cvcl_vs_mean_teacher`` per precision.
+- ``--compare``: today's float32 step (old) against ``train.precision: bf16`` (new: bfloat16
+  autocast, channels_last_3d on the CPU), each method, interleaved in one run, with
+  ``ratio_new_vs_old`` (old time / new time) per method.
 - ``--memory``: the peak memory of one step per method. CUDA: ``torch.cuda.max_memory_allocated``
   above what the networks and the batch hold. CPU: the peak resident memory of a fresh process
   running the step (large blocks mapped and unmapped with their tensors), above its resident
@@ -34,7 +37,7 @@ import time
 import torch
 
 from cvcl import methods
-from cvcl.device import configure_backend, select_device
+from cvcl.device import configure_backend, native_bf16, select_device
 from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig
 from cvcl.training.config import TrainConfig
@@ -68,6 +71,7 @@ def make_step(
     split_bn: bool = False,
     amp: bool = True,
     channels_last: bool = True,
+    precision: str = "float32",
 ):
     semi = methods.get(method).semi_supervised  # ParamError for a name not in cvcl.methods
     objective = Objective(
@@ -81,6 +85,7 @@ def make_step(
         patch=tuple(images.shape[-3:]),
         amp=amp,
         channels_last=channels_last,
+        precision=precision,
     )
     trainer = TrainStep(objective, cfg, train_cfg, device)
     # a supervised method trains on the labeled volumes only, as in the pipeline
@@ -102,15 +107,40 @@ def make_batch(args, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels.to(device)
 
 
-def build(args, device: torch.device, method: str, amp: bool):
+def build(args, device: torch.device, method: str, amp: bool, precision: str = "float32"):
     images, labels = make_batch(args, device)
     cfg = ModelConfig(base_filters=args.filters, embed_dim=64, norm=args.norm)
-    return make_step(method, cfg, device, images, labels, args.labeled_bs, args.split_bn, amp, args.channels_last)
+    return make_step(
+        method, cfg, device, images, labels, args.labeled_bs, args.split_bn, amp, args.channels_last, precision
+    )
 
 
-def time_steps(args, device: torch.device, amp: bool) -> dict[str, float]:
+def compare_paths(args, device: torch.device) -> dict:
+    """Today's float32 step (old) against the bfloat16 path (new, ``train.precision: bf16``), each
+    method, interleaved round by round in one run; ``ratio_new_vs_old`` is old / new time."""
+    paths = {"float32": "float32", "bf16": "bf16"}
+    steps = {(m, p): build(args, device, m, False, paths[p]) for m in METHODS for p in paths}
+    for step in steps.values():  # warm-up: oneDNN's kernel choice, the allocator
+        step(0)
+        step(1)
+    times: dict = {k: [] for k in steps}
+    for r in range(args.repeats):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            step(100 + r)
+            times[key].append(time.perf_counter() - start)
+        print(f"  round {r + 1}/{args.repeats}", flush=True)
+    out: dict = {}
+    for m in METHODS:
+        old, new = statistics.median(times[(m, "float32")]), statistics.median(times[(m, "bf16")])
+        out[m] = {"old_float32_s": round(old, 4), "new_bf16_s": round(new, 4), "ratio_new_vs_old": round(old / new, 3)}
+        print(f"{m:<14} float32 {old:.3f} s  bf16 {new:.3f} s  ratio_new_vs_old {old / new:.3f}", flush=True)
+    return out
+
+
+def time_steps(args, device: torch.device, amp: bool, precision: str = "float32") -> dict[str, float]:
     """Median seconds per iteration of each method, interleaved round by round."""
-    steps = {m: build(args, device, m, amp) for m in METHODS}
+    steps = {m: build(args, device, m, amp, precision) for m in METHODS}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for m in METHODS:  # warm-up (allocator, cuDNN autotuning)
         for t in range(2):
@@ -269,9 +299,14 @@ def main() -> None:
     ap.add_argument(
         "--precision",
         nargs="+",
-        choices=("float32", "amp"),
+        choices=("float32", "amp", "bf16"),
         default=None,
-        help="default: float32 and amp on CUDA, float32 on the CPU",
+        help="default: float32 and amp on CUDA, float32 on the CPU; bf16: train.precision=bf16",
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="time float32 (old) against bf16 (new) per method in one interleaved run: ratio_new_vs_old",
     )
     ap.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     ap.add_argument("--memory", action="store_true", help="peak memory of one step per method")
@@ -293,7 +328,18 @@ def main() -> None:
         "split_bn": args.split_bn,
         "channels_last": args.channels_last and device.type == "cuda",
     }
+    if args.compare:
+        report["compare"] = compare_paths(args, device)
+        report["native_bf16"] = native_bf16()
+        print(json.dumps(report))
+        return
     for precision in precisions:
+        if precision == "bf16":
+            seconds = time_steps(args, device, False, "bf16") if args.repeats else {}
+            report["bf16"] = {"seconds_per_iteration": {m: round(v, 4) for m, v in seconds.items()}}
+            for m, v in seconds.items():
+                print(f"bf16     {m:<14} {v:.3f} s/iteration (median of {args.repeats})", flush=True)
+            continue
         amp = precision == "amp" and device.type == "cuda"
         if precision == "amp" and not amp:
             print("amp: CUDA only (the CPU trains in float32); skipped")

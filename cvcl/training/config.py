@@ -33,6 +33,11 @@ class TrainConfig:
     threads: int = setting(0, "torch CPU threads (0: torch's default)", min=0, execution=True)
     device: str = setting("auto", "where to train: auto | cpu | cuda | cuda:N", execution=True)
     amp: bool = setting(True, "mixed precision (CUDA only)")
+    precision: str = setting(
+        "float32",
+        "float32, or bf16: bfloat16 autocast (and channels_last_3d) on CPUs with AVX512_BF16/AMX or CUDA",
+        choices=("float32", "bf16"),
+    )
     channels_last: bool = setting(True, "channels_last_3d memory format (CUDA only)")
     val_every: int = setting(0, "validate every N iterations on the val split (0: never)", min=0)
     checkpoint: str = setting("last", "the weights kept: last | best_val", choices=("last", "best_val"))

@@ -19,7 +19,7 @@ import torch
 
 from cvcl import methods, workspace
 from cvcl.data.dataset import PatchDataset
-from cvcl.device import select_device
+from cvcl.device import native_bf16, select_device
 from cvcl.errors import ParamError
 from cvcl.io.atomic import atomic_path
 from cvcl.methods import LossConfig
@@ -103,6 +103,12 @@ def training_setup(settings: TrainingSettings, split: dict, processed: Path) -> 
     method, cfg, losses = settings.experiment.method, settings.train, settings.losses
     check_split(method, split, cfg)
     device = select_device(cfg.device)
+    if cfg.precision == "bf16" and device.type == "cpu" and not native_bf16():
+        print(
+            "train: note: this CPU has no native bfloat16 (AVX512_BF16 or AMX): train.precision=bf16 is emulated here, "
+            "slower than float32",
+            flush=True,
+        )
     semi = methods.get(method).semi_supervised
     dataset = PatchDataset(processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
     model_cfg = dataclasses.replace(settings.model, in_channels=dataset.in_channels)

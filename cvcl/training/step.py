@@ -50,8 +50,8 @@ class TrainStep:
 
     def __init__(self, objective: Objective, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device) -> None:
         self.objective, self.cfg, self.device = objective, cfg, device
-        self.format = memory_format(device, cfg.channels_last)
-        self.dtype = amp_dtype(device, cfg.amp)
+        self.format = memory_format(device, cfg.channels_last, cfg.precision)
+        self.dtype = amp_dtype(device, cfg.amp, cfg.precision)
         with_head = objective.needs_projection
         self.student: VNet = build_model(model_cfg, with_head).to(device, memory_format=self.format).train()  # type: ignore[call-overload]  # torch's stubs lack memory_format on Module.to
         self.teacher: VNet | None = None
