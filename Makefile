@@ -67,8 +67,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# MLflow's usage telemetry off (its documented switch; docs/tracking.md says how to turn it on)
 ui: setup
-	$(BIN)/mlflow ui --app-name cvcl --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(BIN)/mlflow ui --app-name cvcl --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" --host 127.0.0.1 --port 5000
 
 exp: setup
 	dvc exp run $(if $(PRESET),$$($(BIN)/cvcl presets $(PRESET))) $(ARGS)

@@ -3,6 +3,7 @@ run's dataset input and source (cvcl.tracking.ui, cvcl.tracking.run). The browse
 test_mlflow_ui.py (slow)."""
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -45,7 +46,9 @@ def test_a_new_experiment_is_model_training_with_the_runs_view(mlflow_store, as_
         "params.`labeled`",
         "params.`loss.pcl_weight`",
         "params.`loss.vcl_weight`",
-        "params.`loss.consistency`",
+        "params.`seed`",
+        "metrics.`hd95`",
+        "metrics.`val_dice`",
         "attributes.`Dataset`",
         "attributes.`Source`",
     ):
@@ -142,17 +145,54 @@ def test_runs_url_opens_the_training_runs_in_the_saved_view():
 def test_the_ui_page_sets_the_model_training_switch_only_where_the_browser_has_no_choice():
     from mlflow.server import app as flask_app
 
-    from cvcl.tracking.ui_app import LANDING_SCRIPT, WORKFLOW_KEY, with_landing_default
+    from cvcl.tracking.ui_app import LANDING_SCRIPT, TELEMETRY_OFF_SCRIPT, WORKFLOW_KEY, with_landing_default
 
     page = (Path(flask_app.static_folder) / "index.html").read_text()
     served = with_landing_default(page)
     head = served.index("<head>") + len("<head>")
     assert served[head:].startswith(LANDING_SCRIPT)  # before the UI's own scripts
     assert served.replace(LANDING_SCRIPT, "") == page
-    assert f'getItem("{WORKFLOW_KEY}")===null' in LANDING_SCRIPT and '"\\"machine_learning\\""' in LANDING_SCRIPT
+    assert with_landing_default(page, telemetry_off=True).replace(LANDING_SCRIPT + TELEMETRY_OFF_SCRIPT, "") == page
+    assert f'd("{WORKFLOW_KEY}","\\"machine_learning\\"")' in LANDING_SCRIPT
     # the key is the one MLflow's bundle reads (useLocalStorage: "<key>_v<version>")
     bundle = "".join(
         p.read_text(errors="ignore") for p in (Path(flask_app.static_folder) / "static" / "js").glob("main.*.js")
     )
     assert 'key:"mlflow.workflowType",version:1' in bundle and WORKFLOW_KEY == "mlflow.workflowType_v1"
     assert with_landing_default("<html>no head</html>") == "<html>no head</html>"
+
+
+def test_the_ui_state_the_page_writes_is_the_one_the_pinned_mlflow_bundle_reads():
+    """Fails when a new MLflow renames the local-storage keys or the runs-table state's fields
+    that cvcl/tracking/ui_app.py writes (then look again in its bundle, and pin it)."""
+    from mlflow.server import app as flask_app
+
+    from cvcl.tracking import ui_app
+
+    js = Path(flask_app.static_folder) / "static" / "js"
+    bundle = "".join(p.read_text(errors="ignore") for p in js.glob("*.js"))
+    for key, version in (
+        ("mlflow.workflowType", 1),
+        ("mlflow.assistant.fab.autoOpenedOnFirstLoad", 1),
+        ("mlflow.assistant.panelOpen", 1),
+    ):
+        assert f'key:"{key}",version:{version}' in bundle, key
+    assert '"mlflow.settings.telemetry.enabled",a="mlflow.telemetry.info.alert.dismissed",s=1' in bundle
+    assert ui_app.TELEMETRY_ENABLED_KEY == "mlflow.settings.telemetry.enabled_v1"
+    assert ui_app.TELEMETRY_NOTICE_KEY == "mlflow.telemetry.info.alert.dismissed_v1"
+    # LocalStorageUtils: "MLflowLocalStorage-1.1-ExperimentPage-<JSON ids>-ReactComponentState"
+    assert 'return["MLflowLocalStorage",r.version,this.scope,e].join("-")' in bundle
+    assert 'r.version="1.1"' in bundle and 'reactComponentStateKey="ReactComponentState"' in bundle
+    assert 'getStoreForComponent("ExperimentPage",e).loadComponentState()' in bundle
+    assert ui_app.runs_state_key("3") == 'MLflowLocalStorage-1.1-ExperimentPage-["3"]-ReactComponentState'
+    # every field of the state is one the UI keeps (its search facets, its ExperimentPageUIState)
+    ui_fields = set(re.search(r'const a=\[("selectedColumns"[^\]]*)\]', bundle).group(1).replace('"', "").split(","))
+    facets = {"searchFilter", "orderByKey", "orderByAsc", "startTime", "lifecycleFilter", "datasetsFilter"}
+    assert set(ui.runs_view_state()) <= ui_fields | facets | {"modelVersionFilter"}
+    for field in ("compareRunCharts", "compareRunSections", "runsHiddenMode", "isAccordionReordered"):
+        assert field in ui_fields, field
+    # the chart cards' types and fields (RunsChartsCardConfig and its subclasses)
+    for text in ('e.PARALLEL="PARALLEL"', 'e.SCATTER="SCATTER"', 'e.LINE="LINE"', "this.selectedParams=[]"):
+        assert text in bundle, text
+    assert 'this.xaxis={key:"",type:"METRIC"}' in bundle and '"PARAM"===e[t].type' in bundle
+    assert "this.metricSectionId=" in bundle and "this.runsCountToCompare=" in bundle

@@ -327,6 +327,9 @@ def server_env(state: Path, admin: str, backend: str, artifacts: str) -> dict[st
     # MLflow's job runner serves its GenAI features (scorers, trace rollups), which no stage
     # uses; off, it costs no extra processes
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    # MLflow's usage telemetry, off unless the environment turns it on; the UI then counts its
+    # telemetry notice as answered (cvcl/tracking/ui_app.py, docs/tracking.md)
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # each worker's database connections: SQLAlchemy's 5 + 10 made the 64th concurrent client
     # wait past the pool's timeout (an HTTP 400 from MLflow); PostgreSQL allows 100 in all
     env.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "10")

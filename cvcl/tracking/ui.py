@@ -35,27 +35,143 @@ RUNS_VIEW_TAG = SAVED_VIEW_PREFIX + RUNS_VIEW_ID
 DEFAULTS_TAG = "cvcl.ui_defaults"
 DEFAULTS_VERSION = "1"
 
-# The view's columns in order, with pixel widths that fit them in a 1400-pixel window with the
-# sidebar collapsed (the run name carries the seed). The UI keeps widths only for columns it is
-# given an order for; run name, created and duration are always shown, the others are chosen.
+# The view's columns in order, with pixel widths that keep the ablation's columns (method through
+# val_dice) in sight in a 1366-pixel window beside MLflow's sidebars. The UI keeps widths only for
+# columns it is given an order for; run name, created and duration are always shown, the others are
+# chosen. Of the loss weights, the two the ablation varies (loss.consistency stays under Columns).
 VIEW_COLUMNS = {
-    "attributes.`Run Name`": 175,
-    "runDateAndNestInfo": 115,
-    "attributes.`Dataset`": 180,
-    "duration": 70,
-    "attributes.`Source`": 85,
-    "metrics.`dice`": 75,
-    "params.`method`": 105,
+    "attributes.`Run Name`": 170,
+    "params.`method`": 95,
     "params.`labeled`": 70,
-    "params.`loss.pcl_weight`": 115,
-    "params.`loss.vcl_weight`": 115,
-    "params.`loss.consistency`": 115,
+    "params.`seed`": 55,
+    "params.`loss.pcl_weight`": 112,
+    "params.`loss.vcl_weight`": 112,
+    "metrics.`dice`": 70,
+    "metrics.`hd95`": 70,
+    "metrics.`val_dice`": 78,
+    "runDateAndNestInfo": 115,
+    "duration": 70,
+    "attributes.`Dataset`": 180,
+    "attributes.`Source`": 85,
 }
 _ALWAYS_SHOWN = {"attributes.`Run Name`", "runDateAndNestInfo", "duration"}
 
+# The training curves: the supervised loss, each method's unsupervised terms (cvcl.methods' Term
+# names), the validation Dice. Charts of metrics a run set lacks are hidden (hideEmptyCharts).
+CURVE_METRICS = (
+    "loss_sup",
+    "loss_mt",
+    "loss_pcl_l2u",
+    "loss_pcl_u2l",
+    "loss_vcl_l",
+    "loss_vcl_u",
+    "loss_uamt",
+    "val_dice",
+)
+ABLATION_SECTION = "cvcl-ablation"
+CURVES_SECTION = "cvcl-curves"
+
+
+def _card(kind: str, uuid: str, section: str, name: str, **fields: object) -> dict:
+    """A chart card as MLflow 3.17's runs charts keep one (its ``RunsChartsCardConfig``)."""
+    return {
+        "uuid": uuid,
+        "type": kind,
+        "runsCountToCompare": 100,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        "displayName": name,
+        **fields,
+    }
+
+
+def _param(key: str) -> dict:
+    return {"key": key, "type": "PARAM"}
+
+
+def _metric(key: str) -> dict:
+    return {"key": key, "type": "METRIC", "dataAccessKey": key}
+
+
+def chart_cards() -> list[dict]:
+    """The ablation's charts: Dice by labeled volumes per method, Dice against each loss weight,
+    then one line chart per training curve."""
+    dice = _metric("dice")
+    ablation = [
+        _card(
+            "PARALLEL",
+            "cvcl-dice-by-labeled",
+            ABLATION_SECTION,
+            "Dice by labeled volumes, per method",
+            selectedParams=["method", "labeled"],
+            selectedMetrics=["dice"],
+            showAllRuns=True,
+        ),
+        _card(
+            "SCATTER", "cvcl-dice-vs-labeled", ABLATION_SECTION, "Dice vs labeled", xaxis=_param("labeled"), yaxis=dice
+        ),
+        _card(
+            "PARALLEL",
+            "cvcl-dice-by-weights",
+            ABLATION_SECTION,
+            "Dice by loss weights",
+            selectedParams=["method", "loss.pcl_weight", "loss.vcl_weight"],
+            selectedMetrics=["dice"],
+            showAllRuns=True,
+        ),
+        _card(
+            "SCATTER",
+            "cvcl-dice-vs-pcl",
+            ABLATION_SECTION,
+            "Dice vs pcl_weight",
+            xaxis=_param("loss.pcl_weight"),
+            yaxis=dice,
+        ),
+        _card(
+            "SCATTER",
+            "cvcl-dice-vs-vcl",
+            ABLATION_SECTION,
+            "Dice vs vcl_weight",
+            xaxis=_param("loss.vcl_weight"),
+            yaxis=dice,
+        ),
+    ]
+    curves = [
+        _card(
+            "LINE",
+            f"cvcl-curve-{key}",
+            CURVES_SECTION,
+            key,
+            metricKey=key,
+            lineSmoothness=0,
+            xAxisScaleType="linear",
+            scaleType="linear",
+            range={},
+            xAxisKey="step",
+            selectedXAxisMetricKey="",
+            yAxisKey="metric",
+            yAxisExpressions=[],
+            ignoreOutliers=False,
+            useGlobalXaxisKey=True,
+            useGlobalLineSmoothing=True,
+        )
+        for key in CURVE_METRICS
+    ]
+    return ablation + curves
+
+
+def chart_sections() -> list[dict]:
+    """The charts' sections, the ablation's first (the UI adds its own for other metrics)."""
+    return [
+        {"uuid": uuid, "name": name, "display": True, "isReordered": False, "deleted": False, "isGenerated": False}
+        for uuid, name in ((ABLATION_SECTION, "Ablation"), (CURVES_SECTION, "Training curves"))
+    ]
+
 
 def runs_view_state() -> dict:
-    """The runs-table state of the saved view: MLflow 3.17's fields, as its UI saves them."""
+    """The runs-table state of the saved view and of a first visit (:mod:`cvcl.tracking.ui_app`):
+    MLflow 3.17's fields (its search facets and ``ExperimentPageUIState``), as its UI saves them."""
     return {
         "searchFilter": "",
         "orderByKey": "metrics.`dice`",
@@ -67,10 +183,14 @@ def runs_view_state() -> dict:
         "selectedColumns": [c for c in VIEW_COLUMNS if c not in _ALWAYS_SHOWN],
         "columnOrder": list(VIEW_COLUMNS),
         "columnWidths": dict(VIEW_COLUMNS),
-        "runsHiddenMode": "FIRST_10_RUNS",
+        # an ablation has more than 10 runs: the charts show them all, not the UI's first 10
+        "runsHiddenMode": "SHOW_ALL",
+        "compareRunCharts": chart_cards(),
+        "compareRunSections": chart_sections(),
         "viewMaximized": False,
         "runListHidden": False,
-        "isAccordionReordered": False,
+        # keeps the ablation's sections first when the UI adds its own
+        "isAccordionReordered": True,
         "useGroupedValuesInCharts": True,
         "hideEmptyCharts": True,
         "groupBy": None,
