@@ -90,14 +90,13 @@ def loading_seconds(args) -> float | None:
     if not args.processed:
         return None
     from cvcl.data.dataset import PatchDataset
-    from cvcl.io.volume import read_case  # noqa: F401  (the dataset reads through it)
 
     ids = sorted(p.removesuffix(".h5") for p in os.listdir(args.processed) if p.endswith(".h5"))[:8]
     ds = PatchDataset(args.processed, ids[:4], ids[4:], tuple(args.patch))
     start = time.perf_counter()
     n = 20
     for i in range(n):
-        batch = [ds[(i * 4 + j) % len(ds)] for j in range(args.batch)]
+        batch = [ds[((i * 4 + j) % len(ds), i * 4 + j)] for j in range(args.batch)]  # (case, augmentation seed)
         torch.utils.data.default_collate(batch)
     return (time.perf_counter() - start) / n
 

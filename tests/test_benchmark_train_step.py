@@ -42,3 +42,29 @@ def test_memory_and_profile_report_the_cvcl_block():
     assert {"aten::upsample_trilinear3d", "aten::topk"} <= ops, ops
     assert any("Backward" in op or "backward" in op for op in ops), ops
     assert profile["host_syncs"] == {}
+
+
+def test_compare_times_float32_against_bf16_per_method():
+    result = _run("--repeats", "1", "--compare")
+    compare = result["compare"]
+    assert set(compare) == {"supervised", "mean_teacher", "cvcl"}
+    for m, row in compare.items():
+        assert row["old_float32_s"] > 0 and row["new_bf16_s"] > 0, m
+        assert row["ratio_new_vs_old"] == pytest.approx(row["old_float32_s"] / row["new_bf16_s"], rel=0.01)
+    assert isinstance(result["native_bf16"], bool)
+
+
+def test_step_profile_sums_each_methods_time_into_op_families():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/step_profile.py", "--patch", "32", "32", "32", "--filters", "2", "--steps", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for m in ("supervised", "mean_teacher", "cvcl"):
+        shares = result[m]["share"]
+        assert sum(shares.values()) == pytest.approx(1.0, rel=1e-6)
+        assert shares.get("convolution", 0) > 0.1  # a V-Net step is mostly convolutions
+    assert result["cvcl"]["families"].get("resampling", 0) > 0  # the prototype terms resample
