@@ -168,3 +168,30 @@ def test_the_team_servers_ui_asks_a_login_and_opens_experiments_on_their_runs(se
     assert requests.get(f"{server.uri}/", timeout=30).status_code == 401
     page = requests.get(f"{server.uri}/", auth=(USER, PASSWORD), timeout=30)
     assert page.status_code == 200 and "<head>" + LANDING_SCRIPT in page.text
+
+
+def test_with_a_login_the_ui_opens_on_the_experiments_and_the_ablation_columns(server, pipeline):
+    """`make server`'s UI (the login app) as a teammate sees it at 1366x768: the experiments, not
+    MLflow's welcome page, then the pipeline's experiment on its ablation columns, in sight."""
+    from tests.test_mlflow_ui import BROWSER_ARGS, CHROMIUM, SMALL, assert_in_viewport, browser_or_skip
+
+    playwright = browser_or_skip()
+    record = json.loads((pipeline / "models" / "mlflow_run.json").read_text())
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            context = browser.new_context(viewport=SMALL, http_credentials={"username": USER, "password": PASSWORD})
+            page = context.new_page()
+            page.goto(f"{server.uri}/", wait_until="domcontentloaded", timeout=120_000)
+            page.wait_for_url("**/#/experiments**", timeout=90_000)
+            page.get_by_text(record["experiment"]).first.wait_for(timeout=90_000)
+            assert page.get_by_text("Welcome to MLflow").count() == 0
+            page.get_by_text(record["experiment"]).first.click()
+            page.get_by_text(record["run_name"]).first.wait_for(timeout=90_000)
+            for column in ("method", "labeled", "seed", "dice", "hd95"):
+                header = page.get_by_role("columnheader", name=column, exact=True).first
+                header.wait_for(timeout=30_000)
+                assert_in_viewport(page, header, column)
+            assert "shared view" not in page.inner_text("body")
+        finally:
+            browser.close()
