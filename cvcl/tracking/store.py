@@ -159,10 +159,13 @@ def _database_failure(exc: BaseException) -> tuple[bool, Failure | None]:
         import sqlalchemy.exc
     except ImportError:
         return False, None
+    # a local SQLite file cannot go away: a pool timeout or a dropped connection there is a
+    # process interrupted mid-call (SIGTERM), and waiting CVCL_TRACKING_WAIT_S for it only delays its exit
+    local = sqlite_path(tracking_uri()) is not None
     if isinstance(exc, sqlalchemy.exc.TimeoutError):  # every pooled connection busy
-        return True, "away"
+        return True, None if local else "away"
     if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        if exc.connection_invalidated:  # SQLAlchemy's dialect saw the connection drop
+        if exc.connection_invalidated and not local:  # SQLAlchemy's dialect saw the connection drop
             return True, "away"
         # the driver's error decides; one without a code we know (a bad query, a refused login) is final
         return True, _database_failure(exc.orig)[1] if isinstance(exc.orig, BaseException) else None
