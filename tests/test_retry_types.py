@@ -423,3 +423,15 @@ def test_check_server_sends_the_login_mlflow_would_send(monkeypatch):
         thread.join(timeout=10)
     assert "MLFLOW_TRACKING_USERNAME/PASSWORD (user 'alice') were refused (HTTP 401)" in str(caught.value)
     assert seen and seen[0].get("Authorization", "").startswith("Basic ")
+
+
+@pytest.mark.parametrize("uri, expected", [("sqlite:////tmp/x/mlflow.db", None), ("postgresql://db/mlflow", "away")])
+def test_a_pool_timeout_is_away_only_for_a_database_server(monkeypatch, uri, expected):
+    """A local SQLite file cannot go away: there a pool timeout is a call cut short (SIGTERM), and
+    waiting for it would only hold the stopping stage (tests/test_no_orphans.py)."""
+    import sqlalchemy.exc
+
+    from cvcl.tracking import store
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert store._failure(sqlalchemy.exc.TimeoutError("QueuePool limit reached")) == expected
