@@ -13,7 +13,6 @@ from cvcl.entrypoint import run_stage
 from cvcl.inference.config import infer_config
 from cvcl.inference.predictor import Predictor
 from cvcl.io.atomic import atomic_path, write_json
-from cvcl.models.checkpoint import holds_last
 from cvcl.params import load_params
 from cvcl.tracking.model import log_model
 from cvcl.tracking.run import open_run, stage_status
@@ -33,7 +32,7 @@ def main() -> None:
         info: dict = {"checkpoint": "best_val" if meta.get("best_step") is not None else "last"}
         info["chosen_step"] = meta.get("chosen_step", meta.get("best_step"))
         info["last_step"] = meta.get("last_step", info["chosen_step"])
-        if holds_last(workspace.MODEL):
+        if "last_step" in meta:  # the checkpoint keeps the last iteration's weights too (save_checkpoint)
             last = Predictor.load(workspace.MODEL, cfg, iteration="last")
             folder = out / workspace.PREDICTIONS_LAST.name
             folder.mkdir()

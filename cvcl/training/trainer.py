@@ -61,8 +61,9 @@ class TrainResult:
     the iterations done in all: ``cfg.iterations`` unless a stop condition cut training short.
 
     ``last`` holds the last iteration's weights beside the chosen ones (``{"step", "student",
-    "teacher"}``, state dicts on the CPU) when ``best_val`` chose an earlier step; None when the
-    returned networks are the last iteration's."""
+    "teacher"}``, state dicts copied as the best validation's are; the checkpoint moves them to
+    the CPU) when ``best_val`` chose an earlier step; None when the returned networks are the
+    last iteration's."""
 
     student: VNet
     teacher: VNet | None
@@ -212,15 +213,11 @@ def train(
         if best["step"] != reached - 1:  # the table reports both: keep the last weights before loading the best
             last = {
                 "step": reached - 1,
-                "student": _cpu_copy(student.state_dict()),
-                "teacher": _cpu_copy(teacher.state_dict()) if teacher is not None else None,
+                "student": copy.deepcopy(student.state_dict()),
+                "teacher": copy.deepcopy(teacher.state_dict()) if teacher is not None else None,
             }
         student.load_state_dict(best["student"])
         if teacher is not None and best["teacher"] is not None:
             teacher.load_state_dict(best["teacher"])
         return TrainResult(student, teacher, best["step"], best["dice"], start, reached, last)
     return TrainResult(student, teacher, None, None, start, reached)
-
-
-def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
