@@ -172,8 +172,8 @@ def run_child(args) -> None:
     # the scoring runs as training did: its AMP and memory format (amp_dtype is None on a CPU)
     infer = InferConfig(
         patch=cfg.patch,
-        stride=tuple(params.int_list("infer.stride", length=3)),
-        batch_size=params.int("infer.batch_size"),
+        stride=tuple(params.get("infer.stride")),
+        batch_size=params.get("infer.batch_size"),
         amp=cfg.amp,
     )
     recorder = start_record(args, params, method, split, setup.losses, infer, device)

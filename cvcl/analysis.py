@@ -32,7 +32,7 @@ import pandas as pd
 
 from cvcl import methods, statistics
 from cvcl.methods import Switch
-from cvcl.settings import EXECUTION
+from cvcl.settings import is_execution
 
 METRICS = ("dice", "jaccard", "hd95", "asd")
 PERCENT = ("dice", "jaccard")  # fractions in the runs, % (points) in the tables
@@ -197,7 +197,7 @@ def _varying_params(
     for col in sorted(c for c in raw.columns if c.startswith("params.")):
         key = col[len("params.") :]
         present = raw[col].dropna().astype(str)
-        if key in named or key in EXECUTION or key in skip or present.empty or (only is not None and key not in only):
+        if key in named or is_execution(key) or key in skip or present.empty or (only is not None and key not in only):
             continue
         values = raw[col].astype(str).where(raw[col].notna(), _most_common(present))
         if values.nunique() > 1:

@@ -1,42 +1,44 @@
 """Every parameter of params.yaml: the sections that declare them, and the table made from them.
 
-Each section of params.yaml is one frozen dataclass, kept in the room that reads it (``train``:
-:class:`cvcl.training.config.TrainConfig`, ``loss``: :class:`cvcl.methods.LossConfig`, ...), and
-each of its fields is declared once with :func:`setting`: default, help, range, choices and
-whether it only chooses where a stage runs (``execution``). A field's kind is read from its
-annotation (``int``, ``tuple[int, int, int]``, ``str | None``; :data:`PathText` and
-:data:`Spacing` for the two kinds a type alone cannot tell). Fields made without
-:func:`setting` are not parameters: a stage supplies them (a network's ``in_channels``).
+Each section is one frozen pydantic dataclass (:data:`SECTION`: unknown keys refused, strict
+types, no NaN) in the room that reads it (``train``: :mod:`cvcl.training.config`). A parameter is
+``Field(default=..., ge=..., le=..., description=help)``, the help one line with the unit that
+params.yaml's comment on the key starts with; a list's items are bounded in its annotation;
+choices are a ``Literal`` or ``Annotated[str, Registry("cvcl.methods:names")]`` (imported when
+first used); ``json_schema_extra=EXECUTION_ONLY`` marks a value that chooses where or how fast a
+stage runs. A field without a description is not a parameter (``in_channels``).
 
-:data:`SECTIONS` lists the sections in params.yaml's order and :data:`SETTINGS` is produced from
-them: one :class:`Setting` per dotted key. ``params.yaml`` must agree with it key for key, its
-comments with the help (tested), and a key that is not declared stops the first stage that loads
-the params, with the closest valid name (:func:`check_known`), so a misspelt key, in params.yaml
-or as ``dvc exp run -S +key=...``, can never be ignored in silence.
-
-Sections and the ``choices`` that name another module's registry (``"module:NAME"``, a sequence
-or a function returning one) are named as strings and imported when first used: the rooms import
-this module to declare their sections, so it must not import them, and asking for one setting
-imports only the section that declares it (resolving ``dataset``'s choices loads no
-preprocessing or download machinery). Every section module is light for the same reason: no
-torch, h5py or nibabel when it is imported.
+:data:`SETTINGS` is read from :data:`SECTIONS`, section by section as names are asked for (reading
+``dataset`` loads no download machinery). params.yaml, its comments, the schema files and the
+docs' table are checked against it (:mod:`cvcl.params_schema`); an undeclared key stops the first
+stage that loads the params, with the closest valid name (:func:`check_known`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import types
 import typing
-from collections.abc import Iterable, Iterator, Mapping, Set
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import core_schema
 
 from cvcl.errors import ParamError, closest
 
-# A file-system path or URL (``~`` expanded when read); a spacing in mm, one value or [x, y, z].
-PathText = Annotated[str, "path"]
-Spacing = Annotated[tuple[float, float, float], "spacing"]
+# Strict: "8" is no integer, 1 no boolean (cvcl.params makes lists tuples, 6e3 an integer, first).
+SECTION = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, defer_build=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """What a type's error says is expected, where its JSON Schema cannot tell (type metadata)."""
+
+    text: str
+
 
 # Where each section is declared, in params.yaml's order (``""``: the top-level keys). A section
 # nested in another's dataclass (``preprocess.crop`` in PreprocessConfig) is found through it.
@@ -54,228 +56,149 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("evaluate", "cvcl.evaluation.config:EvaluateConfig"),
 )
 
-_DECLARED = "cvcl.setting"  # the metadata key under which setting() keeps a field's declaration
+
+# A field's json_schema_extra when its value chooses where or how fast a stage runs, not what it
+# computes: a resumed training may change it, and run comparisons ignore it (:func:`is_execution`).
+EXECUTION_ONLY: dict[str, Any] = {"x-execution": True}
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One parameter. ``kind``: int, float, bool, str, choice, ints, floats, choices, path, spacing."""
+@dataclasses.dataclass(frozen=True)
+class Registry:
+    """``Annotated[str, Registry("module:NAME")]``: one of the names a registry lists (a sequence
+    or a function returning one), imported when first used."""
 
-    kind: str
-    default: Any
-    help: str
-    min: float | None = None
-    max: float | None = None
-    min_exclusive: bool = False
-    length: int | None = None
-    choices: tuple[str, ...] | str = ()
-    optional: bool = False
-    execution: bool = False  # where and how fast a stage runs, not what it computes
+    target: str
 
     def allowed(self) -> tuple[str, ...]:
-        if isinstance(self.choices, str):
-            module, name = self.choices.split(":")
-            registry = getattr(importlib.import_module(module), name)
-            return tuple(registry() if callable(registry) else registry)
-        return self.choices
+        module, name = self.target.split(":")
+        found = getattr(importlib.import_module(module), name)
+        return tuple(found() if callable(found) else found)
+
+    def _check(self, value: str) -> str:
+        if value not in self.allowed():
+            raise ValueError("not a registered name")
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        return {**handler(schema), "enum": list(self.allowed())}
 
 
-@dataclass(frozen=True)
-class _Declaration:
-    """What :func:`setting` records of a field; the kind, length and optionality come from the
-    annotation and the default from the field when the section is read (:func:`declared`)."""
-
-    help: str
-    min: float | None
-    max: float | None
-    min_exclusive: bool
-    choices: tuple[str, ...] | str
-    execution: bool
-
-
-def setting(
-    default: Any,
-    help: str,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    min_exclusive: bool = False,
-    choices: tuple[str, ...] | str = (),
-    execution: bool = False,
-) -> Any:
-    """Declare a dataclass field as a parameter of its section.
-
-    ``default`` must be immutable (a tuple for a list; params.yaml shows it as a list);
-    ``help`` is one line with the unit, and params.yaml's comment on the key starts with it;
-    ``min``/``max`` bound a number or every item of a list (``min_exclusive``: ``> min``);
-    ``choices`` are the valid strings, or ``"module:NAME"`` naming a registry; ``execution``:
-    the value chooses where or how fast a stage runs, not what it computes (a resumed training
-    may change it, and run comparisons ignore it).
-    """
-    declaration = _Declaration(help, min, max, min_exclusive, choices, execution)
-    return dataclasses.field(default=default, metadata={_DECLARED: declaration})
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ExperimentConfig:
     """The top-level keys: what one experiment trains, on which data, with which seed."""
 
-    dataset: str = setting("synthetic-la", "which dataset", choices="cvcl.datasets:names")
-    labeled: int = setting(4, "labeled training volumes: the first N of the training list", min=1)
-    seed: int = setting(1, "training seed (weights, sampling, augmentation)", min=0)
-    method: str = setting("cvcl", "the training method", choices="cvcl.methods:names")
+    dataset: Annotated[str, Registry("cvcl.datasets:names")] = Field(
+        default="synthetic-la", description="which dataset"
+    )
+    labeled: int = Field(default=4, ge=1, description="labeled training volumes: the first N of the training list")
+    seed: int = Field(default=1, ge=0, description="training seed (weights, sampling, augmentation)")
+    method: Annotated[str, Registry("cvcl.methods:names")] = Field(default="cvcl", description="the training method")
 
 
-# -- producing the table from the sections ----------------------------------------------------
-_ITEM_KINDS = {int: "ints", float: "floats", str: "choices"}
-_SCALAR_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One parameter: field ``field`` of the section class ``owner``, its default as params.yaml holds
+    it (lists, not tuples), its help (the description) and whether it is :data:`EXECUTION_ONLY`."""
+
+    owner: type
+    field: str
+    default: Any
+    help: str
+    execution: bool
+
+    @property
+    def info(self) -> FieldInfo:
+        return self.owner.__pydantic_fields__[self.field]  # type: ignore[attr-defined]
+
+    def allowed(self) -> tuple[str, ...]:
+        """The valid strings of a choice (or of each item of a list of choices); () if none."""
+        for m in [*self.info.metadata, *_leaves(self.info.annotation)]:
+            if isinstance(m, Registry):
+                return m.allowed()
+            if typing.get_origin(m) is typing.Literal:
+                return typing.get_args(m)
+        return ()
 
 
-def _kind(annotation: Any, where: str) -> tuple[str, int | None, bool]:
-    """``(kind, length, optional)`` of a field annotated ``annotation`` (``where`` names it in errors)."""
-    optional = False
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(rest) < len(typing.get_args(annotation))
-        if len(rest) != 1:
-            raise TypeError(f"{where}: a parameter has one type (or that type | None), not {annotation}")
-        annotation = rest[0]
-    marked = None
-    if typing.get_origin(annotation) is Annotated:
-        annotation, marked = typing.get_args(annotation)[:2]
-    length = None
-    if typing.get_origin(annotation) is tuple:
-        items = typing.get_args(annotation)
-        length = None if items[-1] is Ellipsis else len(items)
-        kind = _ITEM_KINDS.get(items[0])
-    else:
-        kind = _SCALAR_KINDS.get(annotation)
-    if marked is not None:
-        kind, length = marked, None
-    if kind is None:
-        raise TypeError(f"{where}: no parameter kind for {annotation}")
-    return kind, length, optional
+def _leaves(annotation: Any) -> Iterator[Any]:
+    """The annotation and its arguments, depth first (``tuple[Literal['a'], ...] | None``...)."""
+    yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _leaves(arg)
 
 
 def declared(cls: type, prefix: str = "") -> dict[str, Setting]:
-    """The settings the dataclass ``cls`` declares, by dotted name under ``prefix``, in field order.
+    """The settings the section ``cls`` declares, by dotted name under ``prefix``, in field order.
 
-    A field holding a dataclass is a nested section (``preprocess.crop``); a field made without
-    :func:`setting` is not a parameter.
+    A field holding a section is nested (``preprocess.crop``); a field without a description is
+    not a parameter.
     """
-    hints = typing.get_type_hints(cls, include_extras=True)
     found: dict[str, Setting] = {}
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}.{f.name}" if prefix else f.name
-        hint = hints[f.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            found.update(declared(hint, name))
-            continue
-        d = f.metadata.get(_DECLARED)
-        if d is None:
-            continue
-        kind, length, optional = _kind(hint, f"{cls.__qualname__}.{f.name}")
-        if kind == "str" and d.choices:
-            kind = "choice"
-        if kind == "choices" and not d.choices:
-            raise TypeError(f"{cls.__qualname__}.{f.name}: a list of strings needs its choices")
-        default = list(f.default) if isinstance(f.default, tuple) else f.default  # as params.yaml holds it
-        found[name] = Setting(
-            kind, default, d.help, d.min, d.max, d.min_exclusive, length, d.choices, optional, d.execution
-        )
+    for name, info in cls.__pydantic_fields__.items():  # type: ignore[attr-defined]
+        dotted = f"{prefix}.{name}" if prefix else name
+        if hasattr(info.annotation, "__pydantic_fields__"):
+            found.update(declared(info.annotation, dotted))
+        elif info.description is not None:
+            default = list(info.default) if isinstance(info.default, tuple) else info.default
+            execution = info.json_schema_extra == EXECUTION_ONLY
+            found[dotted] = Setting(cls, name, default, info.description, execution)
     return found
-
-
-def _resolve(target: str) -> type:
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _holds(prefix: str, name: str) -> bool:
-    """Whether the section at ``prefix`` may declare the dotted ``name``."""
-    return name.startswith(prefix + ".") if prefix else "." not in name
 
 
 class _Table(Mapping[str, Setting]):
     """:data:`SETTINGS`: read section by section from :data:`SECTIONS` as names are asked for."""
 
-    def __init__(self, sections: tuple[tuple[str, str], ...]) -> None:
-        self._sections = sections
+    def __init__(self) -> None:
         self._read: dict[str, dict[str, Setting]] = {}
 
-    def _section(self, prefix: str, target: str) -> dict[str, Setting]:
+    def section(self, prefix: str) -> dict[str, Setting]:
         if prefix not in self._read:
-            self._read[prefix] = declared(_resolve(target), prefix)
+            self._read[prefix] = declared(section_class(prefix), prefix)
         return self._read[prefix]
 
     def __getitem__(self, name: str) -> Setting:
-        for prefix, target in self._sections:
-            if _holds(prefix, name) and name in (section := self._section(prefix, target)):
+        for prefix, _ in SECTIONS:
+            holds = name.startswith(prefix + ".") if prefix else "." not in name
+            if holds and name in (section := self.section(prefix)):
                 return section[name]
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
-        for prefix, target in self._sections:
-            yield from self._section(prefix, target)
-
-    def __len__(self) -> int:
-        return sum(len(self._section(prefix, target)) for prefix, target in self._sections)
-
-
-class _Execution(Set[str]):
-    """:data:`EXECUTION`: the names whose setting is ``execution``; any other name is not in it."""
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in SETTINGS and SETTINGS[name].execution
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, s in SETTINGS.items() if s.execution)
+        return (name for prefix, _ in SECTIONS for name in self.section(prefix))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
 
-SETTINGS: Mapping[str, Setting] = _Table(SECTIONS)
+SETTINGS: Mapping[str, Setting] = _Table()
 
-# Parameters that choose where and how fast a stage runs: a resumed training may change them,
-# and a comparison of runs does not tell configurations apart by them.
-EXECUTION: Set[str] = _Execution()
+
+def is_execution(name: str) -> bool:
+    """Whether ``name`` is declared :data:`EXECUTION_ONLY` (a resume may change it, comparisons ignore it)."""
+    return name in SETTINGS and SETTINGS[name].execution
 
 
 def section_class(prefix: str) -> type:
     """The dataclass declaring the section at ``prefix`` (``"train"``; ``""``: the top-level keys)."""
-    for p, target in SECTIONS:
-        if p == prefix:
-            return _resolve(target)
-    raise KeyError(prefix)
+    module, name = dict(SECTIONS)[prefix].split(":")
+    found: type = getattr(importlib.import_module(module), name)
+    return found
 
 
 def prefix_of(cls: type) -> str:
     """The dotted prefix ``cls`` is declared under in :data:`SECTIONS` (``""`` for the top level)."""
-    name = f"{cls.__module__}:{cls.__qualname__}"  # by name: finding it imports no other section
-    for prefix, target in SECTIONS:
-        if target == name:
-            return prefix
-    raise KeyError(f"{cls.__qualname__} declares no section of params.yaml")
+    return {target: prefix for prefix, target in SECTIONS}[f"{cls.__module__}:{cls.__qualname__}"]
 
 
 def params_keys(classes: Iterable[type]) -> list[str]:
     """The top-level keys of params.yaml that hold the sections ``classes`` (in that order, each
     once): a top-level section gives its own keys, ``model`` gives ``model``, ``download.synthetic``
     gives ``download``; what :meth:`cvcl.params.Params.flat` takes."""
-    keys: list[str] = []
-    for cls in classes:
-        prefix = prefix_of(cls)
-        for key in list(declared(cls)) if not prefix else [prefix.split(".")[0]]:
-            if key not in keys:
-                keys.append(key)
-    return keys
-
-
-def default(name: str) -> Any:
-    """The declared default of ``name`` (lists as tuples, as the frozen dataclasses hold them)."""
-    value = SETTINGS[name].default
-    return tuple(value) if isinstance(value, list) else value
+    keys = [k for cls in classes for k in (prefix_of(cls).split(".")[:1] if prefix_of(cls) else declared(cls))]
+    return list(dict.fromkeys(keys))
 
 
 def check_known(flat: Mapping[str, Any], source: str = "params.yaml") -> None:

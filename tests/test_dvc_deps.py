@@ -129,13 +129,14 @@ def test_the_registries_a_stage_validates_params_with_are_its_deps():
     """A choice setting names the module listing its valid values ("cvcl.methods:names"): a
     stage reading that setting imports it, and a registry imports every module of its package,
     so each stage declaring the param depends on all of them (their imports at import time)."""
-    from cvcl.settings import SETTINGS
+    from cvcl.settings import SETTINGS, Registry
 
     checked = 0
     for name, setting in SETTINGS.items():
-        if not isinstance(setting.choices, str):
+        registry = next((m.target for m in setting.info.metadata if isinstance(m, Registry)), None)
+        if registry is None:
             continue
-        module = _module_file(setting.choices.split(":")[0])
+        module = _module_file(registry.split(":")[0])
         assert module is not None, f"{name}: choices name a module that does not exist"
         for stage, spec in STAGES.items():
             if _reads(stage, name):

@@ -1,15 +1,12 @@
-"""Every parameter is declared once, in its section's dataclass (cvcl/settings.py lists the
-sections): params.yaml, its comments, the docs' params table and the train stage's tracked params
-agree with the declarations, the typed configs default to them, and an unknown key is refused
-with the closest name.
-
-The rule for params.yaml's comments: every key carries one on its line, and it is the declared
-help, or starts with it and goes on after a non-word character (``# voxels, X Y Z (paper: ...)``);
-lines holding only a comment below a key continue it freely.
+"""Every parameter is declared once, in its section's pydantic dataclass (cvcl/settings.py lists
+the sections): params.yaml, its comments, the schema files, the docs' params table and the train
+stage's tracked params agree with the declarations (cvcl/params_schema.py: drift), the typed
+configs default to them, a refused value is one line saying what is allowed, and an unknown key
+is refused with the closest name.
 """
 
 import dataclasses
-import re
+import shutil
 import subprocess
 import sys
 
@@ -23,14 +20,11 @@ from cvcl.settings import (
     SECTIONS,
     SETTINGS,
     ExperimentConfig,
-    PathText,
-    Spacing,
     check_known,
     declared,
     params_keys,
     prefix_of,
     section_class,
-    setting,
 )
 from tests.conftest import ROOT
 from tests.helpers import run, set_params, stage_workspace
@@ -71,65 +65,74 @@ def test_the_infer_patch_is_the_declared_training_patch():
     assert "infer.patch" not in SETTINGS  # given by the stage, not a key of infer
 
 
-def test_a_kind_is_read_from_the_annotation():
-    @dataclasses.dataclass(frozen=True)
-    class Inner:
-        seed: int = setting(0, "draws", min=0)
+def _toy():
+    """A section declared as the real ones are: bounds, a Literal, a registry, a list, nesting."""
+    from typing import Annotated, Literal
 
-    @dataclasses.dataclass(frozen=True)
+    from pydantic import Field
+    from pydantic.dataclasses import dataclass
+
+    from cvcl.settings import EXECUTION_ONLY, SECTION, Registry
+
+    Side = Annotated[int, Field(ge=16)]
+
+    @dataclass(frozen=True, config=SECTION)
+    class Inner:
+        seed: int = Field(default=0, ge=0, description="draws")
+
+    @dataclass(frozen=True, config=SECTION)
     class Toy:
         given: int = 1  # not a parameter: the stage supplies it
-        rate: float = setting(0.5, "a rate", min=0.0, max=1.0)
-        on: bool = setting(False, "a switch")
-        name: str = setting("a", "a name", choices=("a", "b"))
-        free: str = setting("x", "any text", execution=True)
-        sizes: tuple[int, int, int] = setting((1, 2, 3), "voxels", min=1)
-        some: tuple[float, ...] = setting((0.5,), "numbers")
-        picks: tuple[str, ...] = setting(("a",), "choices", choices=("a", "b"))
-        where: PathText | None = setting(None, "a folder")
-        spacing: Spacing | None = setting(None, "mm")
-        margin: tuple[int, int] | None = setting((1, 2), "voxels")
+        rate: float = Field(default=0.5, ge=0.0, le=1.0, description="a rate")
+        scale: float = Field(default=20.0, gt=0.0, description="a scale")
+        on: bool = Field(default=False, description="a switch")
+        name: Literal["a", "b"] = Field(default="a", description="a name")
+        method: Annotated[str, Registry("cvcl.methods:names")] = Field(default="cvcl", description="a registry's name")
+        free: Annotated[str, Field(min_length=1)] = Field(
+            default="x", description="any text", json_schema_extra=EXECUTION_ONLY
+        )
+        sizes: tuple[Side, Side, Side] = Field(default=(16, 32, 48), description="voxels")
         inner: Inner = dataclasses.field(default_factory=Inner)
 
-    table = declared(Toy, "toy")
+    return Toy
+
+
+def test_a_section_is_a_pydantic_dataclass_read_with_its_declarations():
+    toy = _toy()
+    table = declared(toy, "toy")
     assert list(table) == [
-        "toy.rate",
-        "toy.on",
-        "toy.name",
-        "toy.free",
-        "toy.sizes",
-        "toy.some",
-        "toy.picks",
-        "toy.where",
-        "toy.spacing",
-        "toy.margin",
-        "toy.inner.seed",
-    ]
-    kinds = {name.removeprefix("toy."): (s.kind, s.length, s.optional) for name, s in table.items()}
-    assert kinds == {
-        "rate": ("float", None, False),
-        "on": ("bool", None, False),
-        "name": ("choice", None, False),
-        "free": ("str", None, False),
-        "sizes": ("ints", 3, False),
-        "some": ("floats", None, False),
-        "picks": ("choices", None, False),
-        "where": ("path", None, True),
-        "spacing": ("spacing", None, True),
-        "margin": ("ints", 2, True),
-        "inner.seed": ("int", None, False),
-    }
-    assert table["toy.sizes"].default == [1, 2, 3] and table["toy.free"].execution
-    assert (table["toy.rate"].min, table["toy.rate"].max, table["toy.rate"].help) == (0.0, 1.0, "a rate")
+        "toy.rate", "toy.scale", "toy.on", "toy.name", "toy.method", "toy.free", "toy.sizes", "toy.inner.seed"
+    ]  # fmt: skip
+    assert table["toy.sizes"].default == [16, 32, 48] and table["toy.free"].execution
+    assert not table["toy.rate"].execution and table["toy.rate"].help == "a rate"
+    assert table["toy.name"].allowed() == ("a", "b") and "cvcl" in table["toy.method"].allowed()
+    made = Params({"toy": {"rate": 1, "sizes": [16, 16, 16.0], "inner": {"seed": 3}}}).config(toy, "toy")
+    assert (made.rate, made.sizes, made.inner.seed, made.given) == (1.0, (16, 16, 16), 3, 1)
 
 
-def test_a_list_of_strings_without_choices_is_refused():
-    @dataclasses.dataclass(frozen=True)
-    class Bad:
-        names: tuple[str, ...] = setting(("a",), "names")
-
-    with pytest.raises(TypeError, match="Bad.names: a list of strings needs its choices"):
-        declared(Bad)
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ({"rate": 1.5}, "toy.rate = 1.5: expected a number in [0.0, 1.0]"),
+        ({"rate": float("nan")}, "toy.rate = nan: expected a number in [0.0, 1.0]"),
+        ({"scale": 0}, "toy.scale = 0: expected a number > 0.0"),
+        ({"on": 1}, "toy.on = 1: expected true or false"),
+        ({"name": "c"}, "toy.name = 'c': expected one of a, b"),
+        (
+            {"method": "cvlc"},
+            "toy.method = 'cvlc': expected one of supervised, mean_teacher, ua_mt, cvcl; did you mean cvcl?",
+        ),
+        ({"free": ""}, "toy.free = '': expected a non-empty string"),
+        ({"sizes": [16, 8, 16]}, "toy.sizes = [16, 8, 16]: expected a list of 3 integers >= 16"),
+        ({"sizes": [16, 16]}, "toy.sizes = [16, 16]: expected a list of 3 integers >= 16"),
+        ({"inner": {"seed": "1"}}, "toy.inner.seed = '1': expected an integer >= 0"),
+        ({"rat": 1}, "toy.rat = 1: expected a known parameter: params.yaml has no such key"),
+    ],
+)
+def test_a_refused_value_is_one_line_naming_key_value_and_what_the_declaration_allows(value, expected):
+    with pytest.raises(ParamError) as info:
+        Params({"toy": value}).config(_toy(), "toy")
+    assert str(info.value).startswith(f"params.yaml: {expected}")
 
 
 def test_the_top_level_keys_are_read_as_a_section():
@@ -139,69 +142,34 @@ def test_the_top_level_keys_are_read_as_a_section():
         Params({"labeled": 0}).config(ExperimentConfig, "")
 
 
-def _commented_keys(text: str) -> dict[str, str]:
-    """Each key of a block-style YAML file (dotted names) -> the comment on its line ('' if none)."""
-    found, path = {}, []
-    for line in text.splitlines():
-        match = re.match(r"^( *)([A-Za-z_]\w*):(.*)$", line)
-        if not match:
-            continue
-        indent, key, rest = len(match.group(1)) // 2, match.group(2), match.group(3)
-        value, _, comment = rest.partition("#")
-        path = [*path[:indent], key]
-        if value.strip():
-            found[".".join(path)] = comment.strip()
-    return found
+def test_params_yaml_its_comments_the_schema_files_and_the_docs_table_agree_with_the_declarations():
+    from cvcl.params_schema import docs_table, drift
+
+    assert drift(ROOT) == []
+    assert len(docs_table((ROOT / "docs" / "experiments.md").read_text())) >= 10
 
 
-def test_every_key_of_params_yaml_is_commented_with_its_declared_help():
-    comments = _commented_keys((ROOT / "params.yaml").read_text())
-    assert list(comments) == list(SETTINGS)
-    wrong = [
-        f"{name}: {comments[name]!r} does not start with {s.help!r}"
-        for name, s in SETTINGS.items()
-        if not (
-            comments[name] == s.help
-            or (comments[name].startswith(s.help) and not comments[name][len(s.help)].isalnum())
-        )
-    ]
-    assert not wrong, "\n".join(wrong)
+def test_the_drift_check_finds_each_kind_of_disagreement(tmp_path):
+    from cvcl.params_schema import drift
 
-
-def _spellings(value: object) -> set[str]:
-    """How the docs may show a default: as params.yaml does, lists also as 48x48x32 or 16/16/8,
-    booleans also as on/off."""
-    if isinstance(value, bool):
-        return {"true", "on"} if value else {"false", "off"}
-    if isinstance(value, list):
-        return {sep.join(map(str, value)) for sep in ("x", "/")}
-    return {str(value)}
-
-
-def _docs_table() -> list[tuple[list[str], list[str]]]:
-    """(names, defaults) per row of docs/experiments.md's "The params users change most"."""
-    text = (ROOT / "docs" / "experiments.md").read_text()
-    table = text.split("### The params users change most", 1)[1].split("\n\n", 2)[1]
-    rows = []
-    for line in table.splitlines()[2:]:
-        names_cell, defaults_cell = line.split("|")[1:3]
-        names = re.findall(r"`([^`]+)`", names_cell)
-        rows.append((names, [d.strip().strip("`") for d in defaults_cell.split(",")]))
-    return rows
-
-
-def test_the_docs_params_table_shows_declared_keys_with_their_defaults():
-    rows = _docs_table()
-    assert len(rows) >= 10
-    for names, defaults in rows:
-        assert len(names) == len(defaults), names
-        for name, shown in zip(names, defaults, strict=True):
-            assert name in SETTINGS, f"docs/experiments.md names {name}, which is not declared"
-            value = SETTINGS[name].default
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                assert float(shown) == value, f"docs/experiments.md: {name} = {shown}, declared {value}"
-            else:
-                assert shown in _spellings(value), f"docs/experiments.md: {name} = {shown}, declared {value}"
+    for rel in ("params.yaml", "params.schema.json", "presets", "docs/experiments.md"):
+        src, dst = ROOT / rel, tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
+    assert drift(tmp_path) == []
+    text = (tmp_path / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(
+        text.replace("  vcl_weight: 1.0", "  vcl_weight: 2.0").replace("# mean-teacher softmax MSE", "# MT")
+    )
+    (tmp_path / "docs/experiments.md").write_text(
+        (tmp_path / "docs/experiments.md").read_text().replace("| `labeled` | `4` |", "| `labeled` | `8` |")
+    )
+    (tmp_path / "params.schema.json").write_text("{}\n")
+    found = drift(tmp_path)
+    assert any(p.startswith("params.schema.json: not what the declarations give") for p in found)
+    assert "params.yaml: loss.vcl_weight = 2.0, declared default 1.0" in found
+    assert any(p.startswith("params.yaml: loss.mt_weight: comment 'MT (cvcl") for p in found)
+    assert "docs/experiments.md: labeled = 8, declared 4" in found
 
 
 def test_the_train_stage_tracks_the_keys_dvc_yaml_declares_for_it():
@@ -215,12 +183,14 @@ def test_the_train_stage_tracks_the_keys_dvc_yaml_declares_for_it():
 
 
 def test_every_declared_choice_list_resolves():
-    for name, s in SETTINGS.items():
-        if s.kind in ("choice", "choices"):
-            allowed = s.allowed()
-            assert allowed, name
-            default = s.default if s.kind == "choice" else s.default[0]
-            assert default in allowed, name
+    from cvcl.models.vnet import NORMALIZATIONS
+
+    assert SETTINGS["model.norm"].allowed() == NORMALIZATIONS  # the network's own list (it imports torch)
+    chosen = [name for name, s in SETTINGS.items() if s.allowed()]
+    assert {"dataset", "method", "model.norm", "train.precision", "preprocess.modalities"} <= set(chosen)
+    for name in chosen:
+        default = SETTINGS[name].default
+        assert all(d in SETTINGS[name].allowed() for d in (default if isinstance(default, list) else [default])), name
 
 
 @pytest.mark.parametrize(

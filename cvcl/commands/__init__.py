@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "sweep": "queue the ablation grid as DVC experiments (or run it on Ray with --executor ray)",
     "sweep-ray": "run a grid of experiments on a Ray cluster, one task per point",
     "presets": "print a named preset as `dvc exp run -S` arguments",
+    "params": "params.yaml's JSON Schema (for editors), and the check that it, params.yaml and the docs agree",
     "report": "print the evaluation's metrics table (metrics/metrics.json)",
     "records": "import run records into MLflow, or export an experiment's runs as records",
     "server": "start the team's MLflow tracking server (PostgreSQL, logins)",

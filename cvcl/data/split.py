@@ -16,28 +16,32 @@ missing, ``fallback`` with the reason: then ``protocol`` falls back to a seeded 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import typing
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from cvcl.errors import DataError, ParamError
-from cvcl.settings import setting
+from cvcl.settings import SECTION
 from cvcl.workspace import MANIFEST, read_list, read_manifest, read_protocol
 
-STRATEGIES = ("protocol", "random")
+Strategy = Literal["protocol", "random"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class SplitConfig:
     """How the split is made (``split`` in params.yaml); ``labeled`` is a top-level key."""
 
-    strategy: str = setting("protocol", "protocol: the dataset's train/test lists | random", choices=STRATEGIES)
-    val: int = setting(0, "validation cases held out of the training list", min=0)
-    test_fraction: float = setting(
-        0.2, "the share of cases tested (random strategy only)", min=0.0, max=1.0, min_exclusive=True
+    strategy: Strategy = Field(default="protocol", description="protocol: the dataset's train/test lists | random")
+    val: int = Field(default=0, ge=0, description="validation cases held out of the training list")
+    test_fraction: float = Field(
+        default=0.2, gt=0.0, le=1.0, description="the share of cases tested (random strategy only)"
     )
-    seed: int = setting(0, "the shuffle's seed (random strategy only)", min=0)
+    seed: int = Field(default=0, ge=0, description="the shuffle's seed (random strategy only)")
 
 
 def make_split(

@@ -6,13 +6,18 @@ Kept apart from the metrics (scipy) because every stage reads this declaration t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
-from cvcl.settings import setting
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from cvcl.settings import SECTION
+
+DistanceUnit = Literal["voxel", "mm"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class EvaluateConfig:
     """How the test predictions are scored (``evaluate`` in params.yaml)."""
 
-    distance_unit: str = setting("voxel", "the unit of HD95 and ASD", choices="cvcl.evaluation.summary:DISTANCE_UNITS")
+    distance_unit: DistanceUnit = Field(default="voxel", description="the unit of HD95 and ASD")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from cvcl.evaluation.config import DistanceUnit
 from cvcl.evaluation.metrics import METRICS, case_metrics
 
-DISTANCE_UNITS = ("voxel", "mm")
+DISTANCE_UNITS: tuple[str, ...] = typing.get_args(DistanceUnit)
 
 # A prediction is degenerate when it is empty or labels at least this share of the volume as
 # foreground (the LA atrium fills about 10% of a released crop, a BraTS tumour under 20% of the

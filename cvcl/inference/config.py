@@ -6,17 +6,22 @@ declaration through :mod:`cvcl.settings` when it checks params.yaml's keys.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, field
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from cvcl.errors import ParamError
-from cvcl.settings import default, setting
+from cvcl.settings import EXECUTION_ONLY, SECTION, SETTINGS
 
 if TYPE_CHECKING:
     from cvcl.params import Params
 
+Step = Annotated[int, Field(ge=1)]  # voxels
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=SECTION)
 class InferConfig:
     """``infer`` in params.yaml, and the patch (the training patch, ``train.patch``; not a key of
     ``infer``).
@@ -30,15 +35,19 @@ class InferConfig:
 
     # train.patch's declared default, looked up when an InferConfig is made (the train section is
     # declared in cvcl.training.config, which the infer stage must not import)
-    patch: tuple[int, int, int] = field(default_factory=lambda: default("train.patch"))
-    stride: tuple[int, int, int] = setting((16, 16, 8), "sliding-window step in voxels", min=1)
-    batch_size: int = setting(4, "windows per forward pass", min=1)
-    gaussian: bool = setting(False, "Gaussian importance weighting instead of a uniform mean")
-    tta_flip: bool = setting(False, "average over X/Y flips")
-    largest_component: bool = setting(False, "keep the largest connected component")
-    weights: str = setting("student", "the network that predicts: student | teacher", choices=("student", "teacher"))
-    device: str = setting("auto", "where to predict: auto | cpu | cuda | cuda:N", execution=True)
-    amp: bool = setting(True, "mixed precision (CUDA only)")
+    patch: tuple[int, int, int] = field(default_factory=lambda: tuple(SETTINGS["train.patch"].default))
+    stride: tuple[Step, Step, Step] = Field(default=(16, 16, 8), description="sliding-window step in voxels")
+    batch_size: int = Field(default=4, ge=1, description="windows per forward pass")
+    gaussian: bool = Field(default=False, description="Gaussian importance weighting instead of a uniform mean")
+    tta_flip: bool = Field(default=False, description="average over X/Y flips")
+    largest_component: bool = Field(default=False, description="keep the largest connected component")
+    weights: Literal["student", "teacher"] = Field(
+        default="student", description="the network that predicts: student | teacher"
+    )
+    device: Annotated[str, Field(min_length=1)] = Field(
+        default="auto", description="where to predict: auto | cpu | cuda | cuda:N", json_schema_extra=EXECUTION_ONLY
+    )
+    amp: bool = Field(default=True, description="mixed precision (CUDA only)")
 
     def window_settings(self) -> dict:
         """The settings that decide the prediction (not where it runs): what a logged model keeps."""

@@ -27,10 +27,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as section
 
 from cvcl.registry import discover_members, member
-from cvcl.settings import setting
+from cvcl.settings import SECTION
 
 if TYPE_CHECKING:
     import torch
@@ -103,25 +106,30 @@ SUPERVISED_TERM = Term("loss_sup", "cross-entropy + Dice of the labeled volumes"
 _LEADING, _TRAILING = ("step", "loss"), ("consistency_weight", "lr", "grad_norm", "amp_scale")
 
 
-@dataclass(frozen=True)
+FeatureTap = Literal["center", "d9"]  # loss.prototype_feature: the V-Net output the prototypes pool
+
+
+@section(frozen=True, config=SECTION)
 class LossConfig:
     """Weights and settings of the loss terms (``loss`` in params.yaml): what a method's terms
     read from :attr:`Batch.cfg`, and what the generic objective ramps and scales them with."""
 
-    consistency: float = setting(0.1, "maximum of the consistency ramp w(t)", min=0.0)
-    rampup_epochs: float = setting(40, "R: steps of the ramp's staircase (the reference's epochs)", min=0.0)
-    rampup_length: float = setting(1.0, "share of train.iterations the ramp spans", min=0.0, max=1.0)
-    mt_weight: float = setting(1.0, "mean-teacher softmax MSE", min=0.0)
-    pcl_weight: float = setting(1.0, "class-level prototype consistency", min=0.0)
-    vcl_weight: float = setting(1.0, "voxel-level contrast, in the reference's units: x InfoNCE / 20", min=0.0)
-    teacher_noise: float = setting(0.1, "std of the noise added to the teacher's input", min=0.0)
-    temperature: float = setting(0.1, "VCL InfoNCE temperature", min=0.0, min_exclusive=True)
-    n_anchor: int = setting(100, "VCL anchors per image and class", min=2)
-    proto_scale: float = setting(20.0, "s in softmax(s * cos(z, p))", min=0.0, min_exclusive=True)
-    prototype_feature: str = setting(
-        "center", "the decoder tap prototypes pool: center | d9", choices="cvcl.methods.cvcl:FEATURE_TAPS"
+    consistency: float = Field(default=0.1, ge=0.0, description="maximum of the consistency ramp w(t)")
+    rampup_epochs: float = Field(
+        default=40, ge=0.0, description="R: steps of the ramp's staircase (the reference's epochs)"
     )
-    uamt_passes: int = setting(8, "UA-MT: noisy teacher passes", min=1)
+    rampup_length: float = Field(default=1.0, ge=0.0, le=1.0, description="share of train.iterations the ramp spans")
+    mt_weight: float = Field(default=1.0, ge=0.0, description="mean-teacher softmax MSE")
+    pcl_weight: float = Field(default=1.0, ge=0.0, description="class-level prototype consistency")
+    vcl_weight: float = Field(
+        default=1.0, ge=0.0, description="voxel-level contrast, in the reference's units: x InfoNCE / 20"
+    )
+    teacher_noise: float = Field(default=0.1, ge=0.0, description="std of the noise added to the teacher's input")
+    temperature: float = Field(default=0.1, gt=0.0, description="VCL InfoNCE temperature")
+    n_anchor: int = Field(default=100, ge=2, description="VCL anchors per image and class")
+    proto_scale: float = Field(default=20.0, gt=0.0, description="s in softmax(s * cos(z, p))")
+    prototype_feature: FeatureTap = Field(default="center", description="the decoder tap prototypes pool: center | d9")
+    uamt_passes: int = Field(default=8, ge=1, description="UA-MT: noisy teacher passes")
 
     def as_params(self) -> dict[str, float | int | str]:
         """The settings under their params.yaml names: ``{"loss.pcl_weight": 1.0, ...}`` (what

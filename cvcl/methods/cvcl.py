@@ -15,9 +15,10 @@ VCL; docs/method.md: "Loss terms").
 
 from __future__ import annotations
 
+import typing
 from typing import TYPE_CHECKING, cast
 
-from cvcl.methods import Alias, Batch, Method, Switch, Term
+from cvcl.methods import Alias, Batch, FeatureTap, Method, Switch, Term
 from cvcl.methods.mean_teacher import MT, add_mean_teacher
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from cvcl.losses.prototype import Features
     from cvcl.models.vnet import VNet, VNetOutput
 
-FEATURE_TAPS = ("center", "d9")  # loss.prototype_feature: the V-Net output the prototypes pool
+FEATURE_TAPS: tuple[str, ...] = typing.get_args(FeatureTap)
 
 L2U = Term(
     "loss_pcl_l2u",

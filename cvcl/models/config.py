@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from cvcl.params import Params
-from cvcl.settings import setting
+from cvcl.settings import SECTION
 
 if TYPE_CHECKING:
     from cvcl.models.vnet import VNet
 
 
-@dataclass(frozen=True)
+Norm = Literal["batch", "instance", "none"]
+
+
+@dataclass(frozen=True, config=SECTION)
 class ModelConfig:
     """Network shape (``model`` in params.yaml); saved in the checkpoint to rebuild the net.
 
@@ -21,11 +27,11 @@ class ModelConfig:
 
     in_channels: int = 1
     n_classes: int = 2
-    base_filters: int = setting(8, "f: channels of the first V-Net stage", min=1)
-    dropout: float = setting(0.5, "Dropout3d probability", min=0.0, max=0.95)
-    norm: str = setting("instance", "the V-Net's normalisation", choices="cvcl.models.vnet:NORMALIZATIONS")
-    embed_dim: int = setting(64, "projection head output", min=1)
-    embed_hidden: int = setting(64, "projection head hidden width", min=1)
+    base_filters: int = Field(default=8, ge=1, description="f: channels of the first V-Net stage")
+    dropout: float = Field(default=0.5, ge=0.0, le=0.95, description="Dropout3d probability")
+    norm: Norm = Field(default="instance", description="the V-Net's normalisation")
+    embed_dim: int = Field(default=64, ge=1, description="projection head output")
+    embed_hidden: int = Field(default=64, ge=1, description="projection head hidden width")
 
     def as_dict(self) -> dict:
         return asdict(self)

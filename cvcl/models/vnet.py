@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from cvcl.errors import ParamError
 
-NORMALIZATIONS = ("batch", "instance", "none")
+NORMALIZATIONS = ("batch", "instance", "none")  # model.norm's Literal (cvcl.models.config.Norm; tested)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from typing import Annotated, Any
 
-from cvcl.errors import ParamError
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic.dataclasses import dataclass
+
 from cvcl.params import Params
-from cvcl.settings import Spacing, setting
+from cvcl.settings import SECTION, Expected
+from cvcl.sources.layouts import Modality
 
 
-@dataclass(frozen=True)
+def _one_or_three(value: Any) -> Any:
+    return (value,) * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _ordered(value: tuple[int, int]) -> tuple[int, int]:
+    if value[0] >= value[1]:
+        raise ValueError("min < max")
+    return value
+
+
+def _distinct(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("each once")
+    return value
+
+
+Mm = Annotated[float, Field(gt=0, le=100)]
+_MM = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}
+# a spacing in mm: one value for every axis, or [x, y, z]
+Spacing = Annotated[
+    tuple[Mm, Mm, Mm],
+    BeforeValidator(_one_or_three),
+    WithJsonSchema({"anyOf": [_MM, {"type": "array", "items": _MM, "minItems": 3, "maxItems": 3}]}),
+    Expected("null, a spacing in mm (0 < s <= 100) or three of them [x, y, z]"),
+]
+Voxels = Annotated[int, Field(ge=0)]
+# margins drawn from [min, max), in voxels
+Margin = Annotated[tuple[Voxels, Voxels], AfterValidator(_ordered), Expected("[min, max) with 0 <= min < max (voxels)")]
+Size = Annotated[int, Field(ge=1)]
+Modalities = Annotated[
+    tuple[Modality, ...], Field(min_length=1, json_schema_extra={"uniqueItems": True}), AfterValidator(_distinct)
+]
+
+
+@dataclass(frozen=True, config=SECTION)
 class CropConfig:
     """UA-MT's crop around the atrium (``la-nrrd``; ``preprocess.crop``), in voxels.
 
@@ -20,57 +58,29 @@ class CropConfig:
     crop does not depend on which other cases are present.
     """
 
-    margin_inplane: tuple[int, int] = setting(
-        (10, 20), "random margin per side along X and Y, drawn from [min, max)", min=0
+    margin_inplane: Margin = Field(
+        default=(10, 20), description="random margin per side along X and Y, drawn from [min, max)"
     )
-    margin_through: tuple[int, int] | None = setting((5, 10), "along Z; null keeps every slice", min=0)
-    min_size: tuple[int, int, int] = setting(
-        (112, 112, 80), "grow the box to at least this size where the scan allows", min=1
+    margin_through: Margin | None = Field(default=(5, 10), description="along Z; null keeps every slice")
+    min_size: tuple[Size, Size, Size] = Field(
+        default=(112, 112, 80), description="grow the box to at least this size where the scan allows"
     )
-    seed: int = setting(0, "crop draws (with the case id)", min=0)
+    seed: int = Field(default=0, ge=0, description="crop draws (with the case id)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class PreprocessConfig:
     """Settings of every converter (``preprocess`` in params.yaml); each reads only its own."""
 
-    modalities: tuple[str, ...] = setting(
-        ("flair",),
-        "brats2019, synthetic-brats: image channels in this order",
-        choices="cvcl.sources.layouts:BRATS_MODALITIES",
+    modalities: Modalities = Field(
+        default=("flair",), description="brats2019, synthetic-brats: image channels in this order"
     )
-    resample: Spacing | None = setting(None, "target spacing in mm, one value or [x, y, z] (null: the source's)")
+    resample: Spacing | None = Field(
+        default=None, description="target spacing in mm, one value or [x, y, z] (null: the source's)"
+    )
     crop: CropConfig = field(default_factory=CropConfig)
-
-
-def _margin(
-    params: Params, name: str, default: tuple[int, int] | None, *, optional: bool = False
-) -> tuple[int, int] | None:
-    value = params.raw(name, default=default)
-    expected = "[min, max) with 0 <= min < max (voxels)" + (" or null" if optional else "")
-    if value is None and optional:
-        return None
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        or not 0 <= value[0] < value[1]
-    ):
-        raise ParamError(name, value, expected)
-    return int(value[0]), int(value[1])
 
 
 def preprocess_config(params: Params) -> PreprocessConfig:
     """Read and check ``preprocess.*`` (defaults where the section or a key is absent)."""
-    p = "preprocess"
-    d = PreprocessConfig()
-    modalities = params.get(f"{p}.modalities")
-    inplane = _margin(params, f"{p}.crop.margin_inplane", d.crop.margin_inplane)
-    assert inplane is not None  # not optional: _margin returns a margin or raises
-    crop = CropConfig(
-        margin_inplane=inplane,
-        margin_through=_margin(params, f"{p}.crop.margin_through", d.crop.margin_through, optional=True),
-        min_size=tuple(params.get(f"{p}.crop.min_size")),
-        seed=params.get(f"{p}.crop.seed"),
-    )
-    return PreprocessConfig(modalities=tuple(modalities), resample=params.get(f"{p}.resample"), crop=crop)
+    return params.config(PreprocessConfig, "preprocess")

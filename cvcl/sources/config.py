@@ -10,24 +10,36 @@ sources check the paths when they use them (:func:`cvcl.datasets.la.source.confi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from cvcl.settings import PathText, setting
+from pydantic import AfterValidator, Field
+from pydantic.dataclasses import dataclass as section
+
+from cvcl.settings import SECTION
 
 if TYPE_CHECKING:
     from cvcl.params import Params
 
 
-@dataclass(frozen=True)
+def _expand(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser())
+
+
+# A file-system path or URL, as text; ``~`` expanded (a relative path stays relative).
+PathText = Annotated[str, Field(min_length=1), AfterValidator(_expand)]
+
+
+@section(frozen=True, config=SECTION)
 class DownloadConfig:
     """``download.mirror`` and ``download.local_path`` in params.yaml (paths or URLs as text)."""
 
-    mirror: PathText | None = setting(
-        None, "la: null = the public URL; or a folder / http(s) URL base with the release's layout"
+    mirror: PathText | None = Field(
+        default=None, description="la: null = the public URL; or a folder / http(s) URL base with the release's layout"
     )
-    local_path: PathText | None = setting(
-        None, "la-nrrd | brats2019 | nifti: folder or archive (.zip, .tar.gz) of your copy"
+    local_path: PathText | None = Field(
+        default=None, description="la-nrrd | brats2019 | nifti: folder or archive (.zip, .tar.gz) of your copy"
     )
 
 
@@ -37,7 +49,7 @@ class SourceSettings:
     dataset's own section (its :attr:`~cvcl.datasets.spec.Dataset.settings` class, read from
     params.yaml; None for a dataset without one)."""
 
-    download: DownloadConfig = DownloadConfig()
+    download: DownloadConfig = field(default_factory=DownloadConfig)
     generator: Any = None  # the dataset's settings class, or None
 
 

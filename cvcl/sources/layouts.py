@@ -16,8 +16,10 @@ preprocess stage (which converts them), so both agree on what a case is.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cvcl.errors import DataError
 
@@ -26,7 +28,8 @@ LA_H5 = "mri_norm2.h5"
 LA_SPACING_MM = 0.625  # the challenge's isotropic voxel size; the h5 release carries no geometry
 LA_NRRD_IMAGE, LA_NRRD_LABEL = "lgemri.nrrd", "laendo.nrrd"
 
-BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
+Modality = Literal["flair", "t1", "t1ce", "t2"]  # preprocess.modalities
+BRATS_MODALITIES: tuple[str, ...] = typing.get_args(Modality)
 BRATS_SEG = "seg"
 BRATS_LABELS = (0, 1, 2, 4)  # background, necrotic/non-enhancing core, oedema, enhancing tumour
 _BRATS_FILE = re.compile(r"^(?P<case>.+)_(?P<kind>flair|t1|t1ce|t2|seg)\.nii(\.gz)?$")

@@ -3,50 +3,69 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as section
 
 from cvcl.errors import ParamError
 from cvcl.methods import LossConfig
 from cvcl.models.config import ModelConfig, model_config
 from cvcl.params import Params
-from cvcl.settings import EXECUTION, ExperimentConfig, params_keys, setting
+from cvcl.settings import EXECUTION_ONLY, SECTION, ExperimentConfig, is_execution, params_keys
+
+PatchSide = Annotated[int, Field(ge=16)]  # voxels
 
 
-@dataclass(frozen=True)
+@section(frozen=True, config=SECTION)
 class TrainConfig:
     """Optimisation and where it runs (``train`` in params.yaml)."""
 
-    iterations: int = setting(1000, "training iterations", min=1)
-    batch_size: int = setting(4, "labeled + unlabeled volumes per step", min=1)
-    labeled_bs: int = setting(2, "labeled volumes per step", min=1)
-    patch: tuple[int, int, int] = setting((48, 48, 32), "training patch in voxels, each divisible by 16", min=16)
-    optimizer: str = setting("sgd", "the optimizer", choices=("sgd", "adam"))
-    lr: float = setting(0.01, "learning rate", min=0.0, min_exclusive=True)
-    momentum: float = setting(0.9, "SGD momentum (Adam: beta1)", min=0.0, max=1.0)
-    weight_decay: float = setting(0.0001, "weight decay", min=0.0)
-    lr_schedule: str = setting("poly", "the learning-rate decay: poly | step (UA-MT's)", choices=("poly", "step"))
-    lr_power: float = setting(0.9, "poly decay exponent", min=0.0)
-    lr_step: int = setting(2500, "step decay: multiply the lr by lr_gamma every N iterations", min=1)
-    lr_gamma: float = setting(0.1, "step decay factor", min=0.0, max=1.0)
-    ema_decay: float = setting(0.99, "teacher EMA decay", min=0.0, max=1.0)
-    workers: int = setting(0, "DataLoader worker processes", min=0, execution=True)
-    threads: int = setting(0, "torch CPU threads (0: torch's default)", min=0, execution=True)
-    device: str = setting("auto", "where to train: auto | cpu | cuda | cuda:N", execution=True)
-    amp: bool = setting(True, "mixed precision (CUDA only)")
-    precision: str = setting(
-        "float32",
-        "float32, or bf16: bfloat16 autocast (and channels_last_3d) on CPUs with AVX512_BF16/AMX or CUDA",
-        choices=("float32", "bf16"),
+    iterations: int = Field(default=1000, ge=1, description="training iterations")
+    batch_size: int = Field(default=4, ge=1, description="labeled + unlabeled volumes per step")
+    labeled_bs: int = Field(default=2, ge=1, description="labeled volumes per step")
+    patch: tuple[PatchSide, PatchSide, PatchSide] = Field(
+        default=(48, 48, 32), description="training patch in voxels, each divisible by 16"
     )
-    channels_last: bool = setting(True, "channels_last_3d memory format (CUDA only)")
-    val_every: int = setting(0, "validate every N iterations on the val split (0: never)", min=0)
-    checkpoint: str = setting("last", "the weights kept: last | best_val", choices=("last", "best_val"))
-    val_weights: str = setting(
-        "student", "the network the validation scores: student | teacher", choices=("student", "teacher")
+    optimizer: Literal["sgd", "adam"] = Field(default="sgd", description="the optimizer")
+    lr: float = Field(default=0.01, gt=0.0, description="learning rate")
+    momentum: float = Field(default=0.9, ge=0.0, le=1.0, description="SGD momentum (Adam: beta1)")
+    weight_decay: float = Field(default=0.0001, ge=0.0, description="weight decay")
+    lr_schedule: Literal["poly", "step"] = Field(
+        default="poly", description="the learning-rate decay: poly | step (UA-MT's)"
     )
-    split_bn: bool = setting(False, "the student forwards labeled and unlabeled halves separately")
-    checkpoint_every: int = setting(100, "save the training state every N iterations (0: never)", min=0, execution=True)
-    deterministic: bool = setting(False, "CUDA: reproducible kernels, no cuDNN autotuning", execution=True)
+    lr_power: float = Field(default=0.9, ge=0.0, description="poly decay exponent")
+    lr_step: int = Field(default=2500, ge=1, description="step decay: multiply the lr by lr_gamma every N iterations")
+    lr_gamma: float = Field(default=0.1, ge=0.0, le=1.0, description="step decay factor")
+    ema_decay: float = Field(default=0.99, ge=0.0, le=1.0, description="teacher EMA decay")
+    workers: int = Field(default=0, ge=0, description="DataLoader worker processes", json_schema_extra=EXECUTION_ONLY)
+    threads: int = Field(
+        default=0, ge=0, description="torch CPU threads (0: torch's default)", json_schema_extra=EXECUTION_ONLY
+    )
+    device: Annotated[str, Field(min_length=1)] = Field(
+        default="auto", description="where to train: auto | cpu | cuda | cuda:N", json_schema_extra=EXECUTION_ONLY
+    )
+    amp: bool = Field(default=True, description="mixed precision (CUDA only)")
+    precision: Literal["float32", "bf16"] = Field(
+        default="float32",
+        description="float32, or bf16: bfloat16 autocast (and channels_last_3d) on CPUs with AVX512_BF16/AMX or CUDA",
+    )
+    channels_last: bool = Field(default=True, description="channels_last_3d memory format (CUDA only)")
+    val_every: int = Field(default=0, ge=0, description="validate every N iterations on the val split (0: never)")
+    checkpoint: Literal["last", "best_val"] = Field(default="last", description="the weights kept: last | best_val")
+    val_weights: Literal["student", "teacher"] = Field(
+        default="student", description="the network the validation scores: student | teacher"
+    )
+    split_bn: bool = Field(default=False, description="the student forwards labeled and unlabeled halves separately")
+    checkpoint_every: int = Field(
+        default=100,
+        ge=0,
+        description="save the training state every N iterations (0: never)",
+        json_schema_extra=EXECUTION_ONLY,
+    )
+    deterministic: bool = Field(
+        default=False, description="CUDA: reproducible kernels, no cuDNN autotuning", json_schema_extra=EXECUTION_ONLY
+    )
 
 
 def train_config(params: Params) -> TrainConfig:
@@ -89,7 +108,7 @@ class TrainingSettings:
     def identity(self) -> dict[str, Any]:
         """The tracked params but the execution ones: a change in where or how fast training
         runs is no reason to start afresh, so these decide which checkpoint resumes."""
-        return {k: v for k, v in self.tracked.items() if k not in EXECUTION}
+        return {k: v for k, v in self.tracked.items() if not is_execution(k)}
 
 
 def training_settings(params: Params) -> TrainingSettings:

@@ -8,22 +8,25 @@ loads no generator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from cvcl.datasets.brats2019 import DATASET as BRATS2019
 from cvcl.datasets.lazy import generated
-from cvcl.settings import setting
+from cvcl.settings import SECTION
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class SyntheticBraTSConfig:
     """The generator's settings (``download.synthetic_brats`` in params.yaml)."""
 
-    n_train: int = setting(20, "training volumes", min=2)
-    n_val: int = setting(2, "validation volumes", min=0)
-    n_test: int = setting(6, "test volumes", min=1)
-    spacing: float = setting(3.0, "mm, isotropic", min=1.0, max=8.0)  # 2 mm: the template's own grid
-    seed: int = setting(2019, "data seed", min=0)
+    n_train: int = Field(default=20, ge=2, description="training volumes")
+    n_val: int = Field(default=2, ge=0, description="validation volumes")
+    n_test: int = Field(default=6, ge=1, description="test volumes")
+    spacing: float = Field(default=3.0, ge=1.0, le=8.0, description="mm, isotropic")  # 2 mm: the template's own grid
+    seed: int = Field(default=2019, ge=0, description="data seed")
 
 
 DATASET = replace(

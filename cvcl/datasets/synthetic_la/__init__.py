@@ -7,22 +7,28 @@ settings are declared here, with the dataset, so that reading them loads no gene
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from cvcl.datasets.lazy import converter, generated
 from cvcl.datasets.spec import Dataset
-from cvcl.settings import setting
+from cvcl.settings import SECTION
+
+Side = Annotated[int, Field(ge=16)]  # voxels
+Mm = Annotated[float, Field(gt=0)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class SyntheticLAConfig:
     """The generator's settings (``download.synthetic`` in params.yaml)."""
 
-    n_train: int = setting(40, "training volumes", min=2)
-    n_test: int = setting(10, "test volumes", min=1)
-    shape: tuple[int, int, int] = setting((80, 72, 48), "voxels, X Y Z", min=16)
-    spacing: tuple[float, float, float] = setting((1.25, 1.25, 1.25), "mm, X Y Z", min=0, min_exclusive=True)
-    seed: int = setting(2026, "data seed", min=0)
+    n_train: int = Field(default=40, ge=2, description="training volumes")
+    n_test: int = Field(default=10, ge=1, description="test volumes")
+    shape: tuple[Side, Side, Side] = Field(default=(80, 72, 48), description="voxels, X Y Z")
+    spacing: tuple[Mm, Mm, Mm] = Field(default=(1.25, 1.25, 1.25), description="mm, X Y Z")
+    seed: int = Field(default=2026, ge=0, description="data seed")
 
 
 DATASET = Dataset(
