@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED := 1
 help:
 	@echo "make repro   set up .venv and run the pipeline (dvc repro) on params.yaml"
 	@echo "make test    set up .venv and run the test suite (slow end-to-end tests included)"
-	@echo "make lint    ruff (rules and formatting) on the repository, mypy on cvcl/ and stages/ (pyproject.toml)"
+	@echo "make lint    ruff (rules and formatting) on the repository, mypy on cvcl/ and stages/ (pyproject.toml), cvcl params check"
 	@echo "make ui      serve the MLflow UI for mlflow.db on http://127.0.0.1:5000"
 	@echo "make exp [PRESET=paper-la] [ARGS='-S labeled=16']   one experiment (no activated .venv needed)"
 	@echo "make sweep [JOBS=2]   queue the ablation grid (3 seeds) and start JOBS workers"
@@ -66,6 +66,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/cvcl params check
 
 # MLflow's usage telemetry off (its documented switch; docs/tracking.md says how to turn it on)
 ui: setup
