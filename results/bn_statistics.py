@@ -1,5 +1,5 @@
 """Is a batch-norm network's validation Dice lost to its running statistics? Scores one checkpoint
-on the validation cases three ways and prints one JSON line::
+on the validation cases four ways and prints one JSON line::
 
     python results/bn_statistics.py --checkpoint models/model.pt --processed data/processed \\
         --split data/splits/split.json [--crops labeled|all] [--batches 50]
@@ -9,8 +9,10 @@ on the validation cases three ways and prints one JSON line::
 - ``re_estimated``: the same weights, with the statistics recomputed as a plain average over
   ``--batches`` batches of random training crops (the training patch, 4 crops per batch, from the
   labeled cases or from all training cases), dropout off ("precise BN");
-- ``batch``: every window normalised by its own statistics (BatchNorm in train mode, dropout
-  off), which needs no running statistics at all.
+- ``batch``: every batch of two windows normalised by its own statistics (BatchNorm in train
+  mode, dropout off), which needs no running statistics at all;
+- ``window``: every window normalised by its own statistics, what ``model.bn_statistics:
+  window`` does at inference (:class:`cvcl.models.vnet.BatchNorm`).
 
 If ``re_estimated`` is far above ``running``, the weights are fine and the running averages are
 what fails at small batches (docs/results-la.md, issue 27). Validation cases only: nothing here
@@ -32,6 +34,7 @@ from cvcl.inference.config import InferConfig
 from cvcl.inference.predictor import Predictor
 from cvcl.io.volume import read_case
 from cvcl.models.checkpoint import load_model
+from cvcl.models.vnet import BatchNorm
 from cvcl.workspace import case_file, read_split
 
 BN = (torch.nn.BatchNorm3d,)
@@ -51,6 +54,12 @@ def _score(network: torch.nn.Module, cases: list[ScoringCase], patch: Sequence[i
     _mode(network, bn_train)
     predictor = Predictor(network, cfg, torch.device("cpu"), torch.contiguous_format)
     return float(np.mean([row["dice"] for row in score_rows(predictor, cases)]))
+
+
+def _window(network: torch.nn.Module, on: bool) -> None:
+    for module in network.modules():
+        if isinstance(module, BatchNorm):
+            module.window_statistics = on
 
 
 @torch.no_grad()
@@ -92,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"checkpoint": str(args.checkpoint), "iteration": args.iteration, "norm": meta["model_config"]["norm"]}
     result["running"] = _score(network, cases, args.patch, bn_train=False)
     result["batch"] = _score(network, cases, args.patch, bn_train=True)
+    _window(network, True)
+    result["window"] = _score(network, cases, args.patch, bn_train=False)
+    _window(network, False)
     re_estimate(network, images, args.patch, args.batches)
     result["re_estimated"] = _score(network, cases, args.patch, bn_train=False)
     result.update(crops=args.crops, batches=args.batches, val_cases=len(cases))

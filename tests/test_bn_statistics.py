@@ -46,7 +46,7 @@ def test_running_is_the_pipelines_validation_and_the_script_prints_all_three(tmp
     printed = json.loads(capsys.readouterr().out)
     assert printed["running"] == pipeline
     assert printed["norm"] == "batch" and printed["val_cases"] == 1
-    assert all(0.0 <= printed[k] <= 1.0 for k in ("running", "batch", "re_estimated"))
+    assert all(0.0 <= printed[k] <= 1.0 for k in ("running", "batch", "window", "re_estimated"))
 
 
 def test_re_estimated_statistics_are_the_plain_average_over_the_drawn_batches():

@@ -32,6 +32,9 @@ class ModelConfig:
     norm: Norm = Field(default="instance", description="the V-Net's normalisation")
     embed_dim: int = Field(default=64, ge=1, description="projection head output")
     embed_hidden: int = Field(default=64, ge=1, description="projection head hidden width")
+    bn_statistics: Literal["running", "window"] = Field(
+        default="running", description="batch norm at inference: running averages | each window's own statistics"
+    )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,4 +56,5 @@ def build_model(cfg: ModelConfig, with_projection: bool = True) -> VNet:
         cfg.norm,
         cfg.embed_dim if with_projection else 0,
         cfg.embed_hidden,
+        cfg.bn_statistics,
     )

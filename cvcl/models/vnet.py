@@ -22,9 +22,28 @@ from cvcl.errors import ParamError
 NORMALIZATIONS = ("batch", "instance", "none")  # model.norm's Literal (cvcl.models.config.Norm; tested)
 
 
+class BatchNorm(nn.BatchNorm3d):
+    """BatchNorm3d whose eval mode can normalise each window by its own statistics.
+
+    ``window_statistics`` off (the default): exactly ``nn.BatchNorm3d``, the running averages in
+    eval mode, as the reference evaluates. On: in eval mode each sample is normalised over its
+    own voxels (with the learnt scale and shift; the running averages neither used nor changed),
+    so a window's prediction does not depend on the windows batched with it. At LA-mini's size a
+    network trained on batches of two crops depends on batch statistics, and the running averages
+    stand in for them badly (docs/results-la.md, "It is the running statistics").
+    """
+
+    window_statistics: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.window_statistics:
+            return super().forward(x)
+        return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
-        return nn.BatchNorm3d(channels)
+        return BatchNorm(channels)
     if kind == "instance":
         return nn.InstanceNorm3d(channels, affine=True)
     return nn.Identity()
@@ -95,6 +114,8 @@ class VNet(nn.Module):
         norm: ``"batch"`` (the paper), ``"instance"`` or ``"none"``.
         embed_dim: channels of the projection head's embedding (0: no head).
         embed_hidden: the projection head's hidden width (None: ``base_filters``).
+        bn_statistics: batch norm in eval mode: ``running`` averages, or each ``window``'s own
+            statistics (:class:`BatchNorm`).
     """
 
     def __init__(
@@ -106,10 +127,13 @@ class VNet(nn.Module):
         norm: str = "batch",
         embed_dim: int = 64,
         embed_hidden: int | None = None,
+        bn_statistics: str = "running",
     ) -> None:
         super().__init__()
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
+        if bn_statistics not in ("running", "window"):
+            raise ValueError(f"bn_statistics must be running or window, got {bn_statistics!r}")
         f = base_filters
         self.base_filters = f
         self.enc = nn.ModuleList(
@@ -134,6 +158,9 @@ class VNet(nn.Module):
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv3d(f, n_classes, 1)
         self.projection = ProjectionHead(f, embed_dim, embed_hidden) if embed_dim > 0 else None
+        for module in self.modules():
+            if isinstance(module, BatchNorm):
+                module.window_statistics = bn_statistics == "window"
 
     def forward(self, x: torch.Tensor) -> VNetOutput:
         skips = []
