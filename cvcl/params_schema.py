@@ -82,8 +82,9 @@ def _order(node: dict[str, Any], at: str) -> dict[str, Any]:
     return {**node, "properties": ordered}
 
 
-def preset_schema() -> dict[str, Any]:
-    """The JSON Schema of a preset: the same keys, dotted (``train.lr: 0.03``)."""
+def preset_schema(nested: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON Schema of a preset: the same keys as ``nested`` (params.yaml's schema, made when
+    not given), dotted (``train.lr: 0.03``)."""
     flat: dict[str, Any] = {}
 
     def walk(node: dict[str, Any], at: str) -> None:
@@ -93,7 +94,7 @@ def preset_schema() -> dict[str, Any]:
             else:
                 flat[f"{at}{key}"] = value
 
-    walk(params_schema(), "")
+    walk(nested if nested is not None else params_schema(), "")
     return {
         "$schema": DIALECT,
         "title": "CVCL preset (presets/<name>.yaml): dotted params.yaml keys",
@@ -107,12 +108,18 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def schemas() -> dict[str, dict[str, Any]]:
+    """Both schema files' contents by their path in the repository (the sections read once)."""
+    nested = params_schema()
+    return {PARAMS_SCHEMA: nested, PRESET_SCHEMA: preset_schema(nested)}
+
+
 def write(root: Path) -> list[Path]:
     """Rewrite the two schema files under the repository ``root``; the paths written."""
     from cvcl.io.atomic import write_text
 
     written = []
-    for rel, schema in ((PARAMS_SCHEMA, params_schema()), (PRESET_SCHEMA, preset_schema())):
+    for rel, schema in schemas().items():
         write_text(root / rel, render(schema))
         written.append(root / rel)
     return written
@@ -121,11 +128,12 @@ def write(root: Path) -> list[Path]:
 def drift(root: Path) -> list[str]:
     """Where the schema files, params.yaml or the docs' table disagree with the declarations."""
     problems = []
-    for rel, schema in ((PARAMS_SCHEMA, params_schema()), (PRESET_SCHEMA, preset_schema())):
+    made = schemas()
+    for rel, schema in made.items():
         path = root / rel
         if not path.is_file() or path.read_text() != render(schema):
             problems.append(f"{rel}: not what the declarations give; run: cvcl params schema --write")
-    flat = preset_schema()["properties"]
+    flat = made[PRESET_SCHEMA]["properties"]
     problems += _params_yaml_drift((root / "params.yaml").read_text(), flat)
     line = f"# yaml-language-server: $schema={Path(PRESET_SCHEMA).name}\n"
     for preset in sorted((root / "presets").glob("*.yaml")):

@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvcl.evaluation.scoring import ScoringCase, score_rows
-from cvcl.inference.config import InferConfig
-from cvcl.inference.predictor import Predictor
+from cvcl.evaluation.scoring import ScoringCase
 from cvcl.io.volume import read_case
 from cvcl.models.checkpoint import load_model
 from cvcl.models.vnet import BatchNorm
+from cvcl.training.validation import mean_dice, validation_cases, validation_window
 from cvcl.workspace import case_file, read_split
 
 BN = (torch.nn.BatchNorm3d,)
@@ -49,11 +48,10 @@ def _mode(network: torch.nn.Module, bn_train: bool) -> None:
 
 
 def _score(network: torch.nn.Module, cases: list[ScoringCase], patch: Sequence[int], bn_train: bool) -> float:
-    x, y, z = patch
-    cfg = InferConfig(patch=(x, y, z), stride=(x // 2, y // 2, z // 2), batch_size=2, amp=False)
+    """Mean validation Dice as the pipeline validates (:mod:`cvcl.training.validation`), with the
+    BatchNorm layers in train mode when ``bn_train``."""
     _mode(network, bn_train)
-    predictor = Predictor(network, cfg, torch.device("cpu"), torch.contiguous_format)
-    return float(np.mean([row["dice"] for row in score_rows(predictor, cases)]))
+    return mean_dice(network, cases, validation_window(patch), torch.device("cpu"))
 
 
 def _window(network: torch.nn.Module, on: bool) -> None:
@@ -95,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     network, meta = load_model(args.checkpoint, iteration=args.iteration)
     split = read_split(args.split)
-    cases = [ScoringCase.on_grid(read_case(case_file(c, args.processed)), "network") for c in split["val"]]
+    cases = validation_cases(args.processed, split["val"])
     ids = split["labeled"] + (split["unlabeled"] if args.crops == "all" else [])
     images = [read_case(case_file(c, args.processed)).image for c in ids]
     result = {"checkpoint": str(args.checkpoint), "iteration": args.iteration, "norm": meta["model_config"]["norm"]}

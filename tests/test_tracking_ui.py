@@ -196,3 +196,11 @@ def test_the_ui_state_the_page_writes_is_the_one_the_pinned_mlflow_bundle_reads(
         assert text in bundle, text
     assert 'this.xaxis={key:"",type:"METRIC"}' in bundle and '"PARAM"===e[t].type' in bundle
     assert "this.metricSectionId=" in bundle and "this.runsCountToCompare=" in bundle
+
+
+def test_the_training_curve_charts_are_the_supervised_loss_every_methods_terms_and_val_dice():
+    from cvcl import methods
+
+    terms = {term.name for name in methods.names() for term in methods.get(name).terms}
+    assert set(ui.CURVE_METRICS) == {methods.SUPERVISED_TERM.name, *terms, "val_dice"}
+    assert len(ui.CURVE_METRICS) == len(set(ui.CURVE_METRICS))

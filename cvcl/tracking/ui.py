@@ -58,6 +58,9 @@ _ALWAYS_SHOWN = {"attributes.`Run Name`", "runDateAndNestInfo", "duration"}
 
 # The training curves: the supervised loss, each method's unsupervised terms (cvcl.methods' Term
 # names), the validation Dice. Charts of metrics a run set lacks are hidden (hideEmptyCharts).
+# Written out, not read from the registry: infer and evaluate import this module, and reading
+# the methods would make them depend on every method's code (tests/test_tracking_ui.py keeps
+# the two in step).
 CURVE_METRICS = (
     "loss_sup",
     "loss_mt",
