@@ -20,7 +20,10 @@ import pandas as pd
 CURVE_KNOBS = (
     "train.lr",
     "train.lr_schedule",
+    "train.iterations",
+    "train.labeled_bs",
     "model.norm",
+    "model.bn_statistics",
     "loss.consistency",
     "loss.rampup_length",
 )
