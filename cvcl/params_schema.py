@@ -182,6 +182,8 @@ def _params_yaml_drift(text: str, flat: dict[str, Any]) -> list[str]:
 def _spellings(value: object) -> set[str]:
     """How the docs may show a default: as YAML does, lists also as 48x48x32 or 16/16/8, booleans
     also as on/off."""
+    if value is None:
+        return {"null"}
     if isinstance(value, bool):
         return {"true", "on"} if value else {"false", "off"}
     if isinstance(value, list):

@@ -1,6 +1,7 @@
 """The composed objective of each method on a tiny network."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -161,3 +162,26 @@ def test_the_reference_loss_is_the_infonce_over_twenty():
     ours = supervised_infonce(emb, classes, torch.ones(4, dtype=torch.bool), temperature=0.1)
     assert REFERENCE_SCALE == 1 / 20
     torch.testing.assert_close(0.6 * reference_contrast(emb, classes), 0.6 * REFERENCE_SCALE * ours)
+
+
+def test_student_noise_perturbs_the_unlabeled_half_only_and_is_off_by_default():
+    # loss.student_noise: the labeled half's loss is untouched (split_bn keeps its statistics
+    # apart), the unlabeled half sees noise, so the consistency term changes; 0 draws nothing
+    student, teacher = nets()
+    images, labels = batch(2, 2)
+    quiet = LossConfig(rampup_length=0.0, teacher_noise=0.0)  # the student's noise the only draw
+    clean = Objective("mean_teacher", quiet, 100, split_bn=True)
+    noisy = Objective("mean_teacher", replace(quiet, student_noise=0.5), 100, split_bn=True)
+    student.eval(), teacher.eval()  # dropout off: any difference is the noise's
+    torch.manual_seed(7)
+    _, a = clean(student, teacher, images, labels, 2, step=5)
+    after_clean = torch.rand(())
+    torch.manual_seed(7)
+    _, b = clean(student, teacher, images, labels, 2, step=5)
+    torch.manual_seed(7)
+    _, c = noisy(student, teacher, images, labels, 2, step=5)
+    after_noisy = torch.rand(())
+    assert torch.equal(a["loss_mt"], b["loss_mt"])
+    assert torch.isclose(a["loss_sup"], c["loss_sup"], atol=1e-6)
+    assert not torch.isclose(a["loss_mt"], c["loss_mt"], atol=1e-7)
+    assert after_clean != after_noisy  # the noise is one more draw from the stream; none by default

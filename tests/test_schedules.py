@@ -85,3 +85,37 @@ def test_ema_update_is_the_weighted_average_and_copies_buffers():
     for t, s, b in zip(teacher.parameters(), student.parameters(), before, strict=True):
         torch.testing.assert_close(t, 0.5 * b + 0.5 * s)
     assert torch.all(teacher.enc[0][1].running_mean == 3.0)
+
+
+def test_a_delayed_ramp_is_zero_then_the_same_ramp_shifted():
+    # loss.rampup_start: exactly 0 before S (the undelayed ramp's first step is exp(-5) > 0), then
+    # the ramp of L iterations starting at S, reaching the maximum at S + L
+    cfg = LossConfig(consistency=1.0, rampup_epochs=40, rampup_length=0.5, rampup_start=0.25)
+    objective = Objective("mean_teacher", cfg, 1200)
+    assert (objective.ramp_start, objective.ramp_iterations, objective.ramp_end) == (300, 600.0, 900.0)
+    weights = [consistency_weight(t, 1.0, 40, objective.ramp_iterations, objective.ramp_start) for t in range(1200)]
+    assert weights[:300] == [0.0] * 300
+    assert weights[300:900] == [consistency_weight(t, 1.0, 40, 600) for t in range(600)]
+    assert weights[299] == 0.0 < weights[300] == pytest.approx(math.exp(-5))
+    assert max(weights[:899]) < 1.0 == weights[900] == weights[-1]
+    # the default start is today's ramp, value for value
+    plain = Objective("mean_teacher", LossConfig(consistency=1.0, rampup_length=0.5), 1200)
+    assert plain.ramp_start == 0 and plain.ramp_end == 600.0
+
+
+def test_the_late_ema_decay_starts_where_the_ramp_ends_and_is_off_by_default():
+    from cvcl.models.config import ModelConfig
+    from cvcl.training.config import TrainConfig
+    from cvcl.training.step import TrainStep
+
+    losses = LossConfig(rampup_length=0.4, rampup_start=0.1)  # the ramp holds its maximum from 500
+    model = ModelConfig(base_filters=2, embed_dim=4)
+    late = TrainStep(
+        Objective("mean_teacher", losses, 1000),
+        model,
+        TrainConfig(iterations=1000, ema_decay_late=0.999),
+        torch.device("cpu"),
+    )
+    assert [late.ema_decay(t) for t in (0, 499, 500, 999)] == [0.99, 0.99, 0.999, 0.999]
+    plain = TrainStep(Objective("mean_teacher", losses, 1000), model, TrainConfig(iterations=1000), torch.device("cpu"))
+    assert {plain.ema_decay(t) for t in range(1000)} == {0.99}

@@ -119,12 +119,18 @@ class LossConfig:
         default=40, ge=0.0, description="R: steps of the ramp's staircase (the reference's epochs)"
     )
     rampup_length: float = Field(default=1.0, ge=0.0, le=1.0, description="share of train.iterations the ramp spans")
+    rampup_start: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="share of train.iterations with w(t) = 0 before the ramp begins"
+    )
     mt_weight: float = Field(default=1.0, ge=0.0, description="mean-teacher softmax MSE")
     pcl_weight: float = Field(default=1.0, ge=0.0, description="class-level prototype consistency")
     vcl_weight: float = Field(
         default=1.0, ge=0.0, description="voxel-level contrast, in the reference's units: x InfoNCE / 20"
     )
     teacher_noise: float = Field(default=0.1, ge=0.0, description="std of the noise added to the teacher's input")
+    student_noise: float = Field(
+        default=0.0, ge=0.0, description="std of the noise added to the student's unlabeled input (0: none)"
+    )
     temperature: float = Field(default=0.1, gt=0.0, description="VCL InfoNCE temperature")
     n_anchor: int = Field(default=100, ge=2, description="VCL anchors per image and class")
     proto_scale: float = Field(default=20.0, gt=0.0, description="s in softmax(s * cos(z, p))")

@@ -38,6 +38,9 @@ class TrainConfig:
     lr_step: int = Field(default=2500, ge=1, description="step decay: multiply the lr by lr_gamma every N iterations")
     lr_gamma: float = Field(default=0.1, ge=0.0, le=1.0, description="step decay factor")
     ema_decay: float = Field(default=0.99, ge=0.0, le=1.0, description="teacher EMA decay")
+    ema_decay_late: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="teacher EMA decay once the consistency ramp is at its maximum"
+    )
     workers: int = Field(default=0, ge=0, description="DataLoader worker processes", json_schema_extra=EXECUTION_ONLY)
     threads: int = Field(
         default=0, ge=0, description="torch CPU threads (0: torch's default)", json_schema_extra=EXECUTION_ONLY

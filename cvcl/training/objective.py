@@ -55,6 +55,17 @@ class Objective:
         return self.cfg.rampup_length * self.total
 
     @property
+    def ramp_start(self) -> int:
+        """The first iteration with ``w(t) > 0``: ``loss.rampup_start`` of the run."""
+        return round(self.cfg.rampup_start * self.total)
+
+    @property
+    def ramp_end(self) -> float:
+        """The iteration from which ``w(t)`` holds its maximum (the teacher's late EMA decay
+        starts there, ``train.ema_decay_late``)."""
+        return self.ramp_start + self.ramp_iterations
+
+    @property
     def needs_teacher(self) -> bool:
         return self.spec.semi_supervised
 
@@ -63,6 +74,10 @@ class Objective:
         return self.spec.needs_projection(self._values)
 
     def _student(self, student: nn.Module, images: torch.Tensor, n_labeled: int) -> VNetOutput:
+        if self.cfg.student_noise > 0 and 0 < n_labeled < images.shape[0]:
+            # the unlabeled half only: the labeled half trains as in the supervised baseline
+            noisy = teacher_input_noise(images[n_labeled:], self.cfg.student_noise)
+            images = torch.cat([images[:n_labeled], noisy])
         if not self.split_bn or not 0 < n_labeled < images.shape[0]:
             return student(images)
         halves = (student(images[:n_labeled]), student(images[n_labeled:]))
@@ -86,7 +101,7 @@ class Objective:
             return sup, terms
         assert teacher is not None, f"{self.method} needs a teacher"
 
-        w = consistency_weight(step, cfg.consistency, cfg.rampup_epochs, self.ramp_iterations)
+        w = consistency_weight(step, cfg.consistency, cfg.rampup_epochs, self.ramp_iterations, self.ramp_start)
         terms["consistency_weight"] = torch.tensor(w, device=logits.device)
         with torch.no_grad():
             t_out = teacher(teacher_input_noise(images[n_labeled:], cfg.teacher_noise))

@@ -85,7 +85,7 @@ class TrainStep:
         self.scaler.step(self.optimizer)  # skipped by the scaler when a gradient is inf/NaN
         self.scaler.update()
         if self.teacher is not None:
-            update_ema(self.teacher, self.student, self.cfg.ema_decay, step)
+            update_ema(self.teacher, self.student, self.ema_decay(step), step)
         values: dict[str, torch.Tensor | float] = {
             "loss": total.detach().float(),
             **{k: v.detach().float() for k, v in terms.items()},
@@ -95,6 +95,14 @@ class TrainStep:
             values["amp_scale"] = scale
         values["lr"] = lr
         return values
+
+    def ema_decay(self, step: int) -> float:
+        """The teacher's EMA decay at ``step``: ``train.ema_decay``, then ``train.ema_decay_late``
+        (where set) from the end of the consistency ramp, as the Mean Teacher paper's 0.99 during
+        the ramp-up and 0.999 after: a teacher that averages over more steps once the student
+        is trained on the full consistency weight."""
+        late = self.cfg.ema_decay_late
+        return self.cfg.ema_decay if late is None or step < self.objective.ramp_end else late
 
     def state_dict(self) -> dict:
         """Everything the next iteration depends on, except the random generators."""
