@@ -32,7 +32,7 @@ import torch
 from cvcl.evaluation.scoring import ScoringCase
 from cvcl.io.volume import read_case
 from cvcl.models.checkpoint import load_model
-from cvcl.models.vnet import BatchNorm
+from cvcl.models.vnet import set_bn_statistics
 from cvcl.training.validation import mean_dice, validation_cases, validation_window
 from cvcl.workspace import case_file, read_split
 
@@ -52,12 +52,6 @@ def _score(network: torch.nn.Module, cases: list[ScoringCase], patch: Sequence[i
     BatchNorm layers in train mode when ``bn_train``."""
     _mode(network, bn_train)
     return mean_dice(network, cases, validation_window(patch), torch.device("cpu"))
-
-
-def _window(network: torch.nn.Module, on: bool) -> None:
-    for module in network.modules():
-        if isinstance(module, BatchNorm):
-            module.window_statistics = on
 
 
 @torch.no_grad()
@@ -99,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"checkpoint": str(args.checkpoint), "iteration": args.iteration, "norm": meta["model_config"]["norm"]}
     result["running"] = _score(network, cases, args.patch, bn_train=False)
     result["batch"] = _score(network, cases, args.patch, bn_train=True)
-    _window(network, True)
+    set_bn_statistics(network, "window")
     result["window"] = _score(network, cases, args.patch, bn_train=False)
-    _window(network, False)
+    set_bn_statistics(network, "running")
     re_estimate(network, images, args.patch, args.batches)
     result["re_estimated"] = _score(network, cases, args.patch, bn_train=False)
     result.update(crops=args.crops, batches=args.batches, val_cases=len(cases))

@@ -58,7 +58,7 @@ def test_the_projection_head_has_a_declared_hidden_width():
 
 
 def _bn_pair(bn_statistics):
-    """A batch-norm V-Net whose running statistics moved, and a plain nn.BatchNorm3d twin state."""
+    """A batch-norm V-Net in eval mode whose running statistics moved away from their start."""
     torch.manual_seed(0)
     net = VNet(base_filters=2, embed_dim=0, norm="batch", dropout=0.0, bn_statistics=bn_statistics).train()
     with torch.no_grad():

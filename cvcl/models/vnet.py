@@ -41,6 +41,16 @@ class BatchNorm(nn.BatchNorm3d):
         return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
+BN_STATISTICS = ("running", "window")  # model.bn_statistics's Literal (cvcl.models.config)
+
+
+def set_bn_statistics(network: nn.Module, mode: str) -> None:
+    """Switch every :class:`BatchNorm` of ``network`` to ``mode`` (:data:`BN_STATISTICS`) at inference."""
+    for module in network.modules():
+        if isinstance(module, BatchNorm):
+            module.window_statistics = mode == "window"
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return BatchNorm(channels)
@@ -132,8 +142,8 @@ class VNet(nn.Module):
         super().__init__()
         if norm not in NORMALIZATIONS:
             raise ValueError(f"norm must be one of {NORMALIZATIONS}, got {norm!r}")
-        if bn_statistics not in ("running", "window"):
-            raise ValueError(f"bn_statistics must be running or window, got {bn_statistics!r}")
+        if bn_statistics not in BN_STATISTICS:
+            raise ValueError(f"bn_statistics must be one of {BN_STATISTICS}, got {bn_statistics!r}")
         f = base_filters
         self.base_filters = f
         self.enc = nn.ModuleList(
@@ -158,9 +168,7 @@ class VNet(nn.Module):
         self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv3d(f, n_classes, 1)
         self.projection = ProjectionHead(f, embed_dim, embed_hidden) if embed_dim > 0 else None
-        for module in self.modules():
-            if isinstance(module, BatchNorm):
-                module.window_statistics = bn_statistics == "window"
+        set_bn_statistics(self, bn_statistics)
 
     def forward(self, x: torch.Tensor) -> VNetOutput:
         skips = []
