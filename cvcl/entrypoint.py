@@ -10,9 +10,11 @@ process is gone, instead of leaving an orphan.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,11 +22,23 @@ from cvcl.errors import CvclError
 
 EXIT_USER_ERROR = 2
 
+_terminating: int | None = None  # the signal that asked this process to end, once one has
+
 
 def _terminate(signum: int, frame) -> None:
     # `dvc queue kill` and schedulers send SIGTERM: raise, so that open MLflow runs are
     # marked FAILED and temporary outputs removed on the way out, instead of dying mid-write
+    global _terminating
+    _terminating = signum
     raise SystemExit(128 + signum)
+
+
+def raise_if_terminating() -> None:
+    """Raise the SystemExit of an earlier SIGTERM again. Long loops call it once per step: a
+    handler that ran inside a finaliser (``__del__``, a weakref callback) had its exception
+    printed and dropped by Python, and the work would go on to the end."""
+    if _terminating is not None:
+        raise SystemExit(128 + _terminating)
 
 
 def parent_pid(pid: int) -> int:
@@ -51,18 +65,38 @@ def _dvc_ancestor() -> int | None:
     return None
 
 
+def process_ended(pid: int) -> Callable[[float], bool]:
+    """A test ``ended(timeout_s)`` of whether process ``pid`` has ended, waiting up to
+    ``timeout_s``. Through a pidfd where the kernel has them: it turns readable when the process
+    exits, zombie or not, and never speaks for a later process given the same pid (pids wrap at
+    32768 on many machines). Otherwise (or when ``pid`` is already gone), ``/proc``."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is None:
+
+        def gone(timeout_s: float) -> bool:
+            time.sleep(timeout_s)
+            return not Path(f"/proc/{pid}").exists()
+
+        return gone
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return lambda timeout_s: bool(poller.poll(int(timeout_s * 1000)))
+
+
 def _exit_with(parent: int, period_s: float = 1.0) -> None:
     """Send this process SIGTERM once ``parent`` is gone: DVC runs a stage through ``sh -c``,
     and killing ``dvc repro`` leaves the shell and the stage running, an orphan that would later
     mark its run FINISHED. SIGTERM takes the stage's ordinary way out (run FAILED, temporary
     outputs removed)."""
+    ended = process_ended(parent)
 
     def watch() -> None:
-        stop = threading.Event()
-        while not stop.wait(period_s):
-            if not Path(f"/proc/{parent}").exists():
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+        while not ended(period_s):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="dvc-parent-watch", daemon=True).start()
 

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from cvcl.entrypoint import raise_if_terminating
 from cvcl.errors import DataError
 from cvcl.evaluation.summary import case_row
 from cvcl.io.volume import Case, Grid, from_original_grid, read_nifti
@@ -101,6 +102,7 @@ def predict_and_score(
     Raises :class:`cvcl.errors.DataError` when a reference and its prediction differ in shape.
     """
     for item in tqdm(cases, desc=desc, unit=unit, total=total, disable=not progress):
+        raise_if_terminating()
         prediction = segmenter.segment(item.case, item.grid)
         row = None
         if item.reference is not None:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from cvcl import workspace
 from cvcl.device import amp_dtype, configure_backend, memory_format, select_device
+from cvcl.entrypoint import raise_if_terminating
 from cvcl.inference.config import InferConfig
 from cvcl.inference.sliding_window import sliding_window_probs
 from cvcl.io.resample import resize_probabilities
@@ -143,5 +144,6 @@ class Predictor:
         published tables' units.
         """
         for case_id in tqdm(case_ids, desc="infer", unit="case", disable=not progress):
+            raise_if_terminating()
             case = read_case(workspace.case_file(case_id, processed))
             write_nifti(out / f"{case_id}.nii.gz", self.segment(case, "original"), original_affine(case.geometry))

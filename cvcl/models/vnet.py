@@ -59,6 +59,30 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that computes in float32 under CPU bfloat16 autocast when its input is
+    smaller than the kernel along a spatial axis (the deepest V-Net stage of a small patch).
+
+    PyTorch 2.13's oneDNN bfloat16 kernels give a 3x3x3 padded convolution on a map two voxels
+    deep a weight gradient that changes from call to call on the same input and is now and then
+    inf or NaN (measured on a Zen 4 CPU with AVX512_BF16: 13 distinct gradients in 60 identical
+    calls at 4x64x2x2x2; none at 3 voxels or more, none in float32). One such step puts inf into
+    the weights, and bfloat16 has no gradient scaler to skip it. Maps this small cost nothing in
+    float32. The parameters and the float32 path are those of ``nn.Conv3d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and any(s < k for s, k in zip(x.shape[2:], self.kernel_size, strict=True))
+        ):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class ConvStage(nn.Sequential):
     """``n`` times (3x3x3 conv, padding 1 -> norm -> ReLU)."""
 
@@ -66,7 +90,7 @@ class ConvStage(nn.Sequential):
         layers: list[nn.Module] = []
         for i in range(n):
             layers += [
-                nn.Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1),
+                Conv3d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1),
                 _norm(norm, out_ch),
                 nn.ReLU(inplace=True),
             ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from cvcl.entrypoint import raise_if_terminating
 from cvcl.errors import DataError
 from cvcl.io.atomic import atomic_path, write_json
 from cvcl.preprocessing.config import PreprocessConfig
@@ -59,6 +60,7 @@ def preprocess(
     with atomic_path(out_dir, directory=True) as tmp, _naming_originals(raw_dir):
         cases = convert(raw_dir, dataset.name, config)
         for case, source in tqdm(cases, desc=f"preprocess {dataset.name}", unit="case", disable=not progress):
+            raise_if_terminating()
             if config.resample is not None:
                 case = resample_case(case, config.resample)
             write_case(case_file(case.case_id, tmp), case)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from cvcl.data.dataset import PatchDataset
 from cvcl.data.sampler import TwoStreamBatchSampler
 from cvcl.device import configure_backend
+from cvcl.entrypoint import raise_if_terminating
 from cvcl.models.config import ModelConfig
 from cvcl.models.vnet import VNet
 from cvcl.training.config import TrainConfig
@@ -172,6 +173,7 @@ def train(
 
     reached = start
     for step, batch in enumerate(bar, start=start):
+        raise_if_terminating()
         pending.append((step, trainer(batch["image"], batch["label"], step)))
         reached = step + 1
         last_step = reached == cfg.iterations
