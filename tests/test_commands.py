@@ -147,6 +147,9 @@ def test_execute_runs_the_shipped_notebook_on_an_imported_store(tmp_path, mlflow
     text = "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "5 finished runs in 'cvcl-la'" in text
     assert "±" in text and "mean_diff" in text
+    # the chosen model's table and the last iteration's (these runs kept their last weights: equal)
+    summaries = ["±" in "".join(o.get("data", {}).get("text/plain", "")) for o in outputs]
+    assert sum(summaries) == 2
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
     assert not list(out.parent.glob(".*tmp*"))  # written in one rename
     shipped = json.loads((ROOT / "notebooks" / "ablations.ipynb").read_text())
