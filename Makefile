@@ -56,7 +56,7 @@ repro: setup
 # two workers, each taking whole test files (module fixtures start once): the servers', queues'
 # and DVC's waits of one file overlap the other's work; the suite's budget is 15 min on 2 cores
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
