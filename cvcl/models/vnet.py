@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cvcl.errors import ParamError
+from cvcl.losses.precision import full_precision
 
 NORMALIZATIONS = ("batch", "instance", "none")  # model.norm's Literal (cvcl.models.config.Norm; tested)
 
@@ -78,7 +79,7 @@ class Conv3d(nn.Conv3d):
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
             and any(s < k for s, k in zip(x.shape[2:], self.kernel_size, strict=True))
         ):
-            with torch.autocast("cpu", enabled=False):
+            with full_precision(x.device):
                 return super().forward(x.float())
         return super().forward(x)
 
