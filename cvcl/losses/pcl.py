@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.precision import widen
+from cvcl.precision import widen
 from cvcl.losses.prototype import Features, class_prototypes, prototype_margin, prototype_scores, voxel_rows
 from cvcl.models.labels import class_argmax
 

@@ -29,7 +29,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.precision import full_precision, widen
+from cvcl.precision import full_precision, widen
 from cvcl.losses.upsampled import UpsampledFeatures
 
 # Features on the label grid, or coarse features held coarse (cvcl/losses/upsampled.py): every

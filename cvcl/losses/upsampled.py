@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cvcl.losses.precision import widen
+from cvcl.precision import widen
 
 
 def upsample_to(features: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

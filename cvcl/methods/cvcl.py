@@ -61,7 +61,7 @@ class Cvcl(Method):
     def add_terms(self, batch: Batch) -> None:
         from torch.profiler import record_function  # torch: the declaration imports without it
 
-        from cvcl.losses.precision import full_precision
+        from cvcl.precision import full_precision
 
         add_mean_teacher(batch)
         if not (batch.uses(L2U) or batch.uses(VCL_L)):
@@ -111,7 +111,7 @@ def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...], images
     The coarse ``center`` features stay coarse (:class:`UpsampledFeatures`: the prototype terms
     are computed exactly without upsampling them); features already on the grid are widened to
     float32 (channels-last) as they are."""
-    from cvcl.losses.precision import widen
+    from cvcl.precision import widen
     from cvcl.losses.upsampled import UpsampledFeatures, coarse_enough, upsample_to
 
     features = (out.center if tap == "center" else out.d9)[images]
@@ -127,7 +127,7 @@ def _contrast(batch: Batch, reference: torch.Tensor, prediction: torch.Tensor) -
     The anchors of all volumes are drawn and gathered from the whole ``d9`` at once, then split:
     gathering from each half's slice would make the backward build two zero-filled gradients of
     the whole ``d9`` (as large as the decoder's last feature map) and add them."""
-    from cvcl.losses.precision import widen
+    from cvcl.precision import widen
     from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
 
     anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)

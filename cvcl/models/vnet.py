@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cvcl.errors import ParamError
-from cvcl.losses.precision import full_precision
+from cvcl.precision import full_precision
 
 NORMALIZATIONS = ("batch", "instance", "none")  # model.norm's Literal (cvcl.models.config.Norm; tested)
 

@@ -1,6 +1,7 @@
-"""The precision of the prototype terms: float32 whatever autocast does (float16 overflows
-there: cvcl/losses/prototype.py, docs/method.md "The collapse on real LA under AMP"), float64
-kept for the exactness tests."""
+"""Where autocast is turned off: the prototype terms stay float32 whatever autocast does (float16
+overflows there: cvcl/losses/prototype.py, docs/method.md "The collapse on real LA under AMP"),
+the V-Net's convolutions on maps smaller than their kernel stay float32 under CPU bf16
+(cvcl/models/vnet.py), and float64 is kept for the exactness tests."""
 
 from __future__ import annotations
 
