@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cvcl.precision import widen
 from cvcl.losses.prototype import Features, class_prototypes, prototype_margin, prototype_scores, voxel_rows
 from cvcl.models.labels import class_argmax
+from cvcl.precision import widen
 
 
 @dataclass

@@ -29,8 +29,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from cvcl.precision import full_precision, widen
 from cvcl.losses.upsampled import UpsampledFeatures
+from cvcl.precision import full_precision, widen
 
 # Features on the label grid, or coarse features held coarse (cvcl/losses/upsampled.py): every
 # function here gives the same result for ``UpsampledFeatures(z, size)`` as for the upsampled ``z``.

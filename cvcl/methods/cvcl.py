@@ -111,8 +111,8 @@ def _prototype_features(out: VNetOutput, tap: str, size: tuple[int, ...], images
     The coarse ``center`` features stay coarse (:class:`UpsampledFeatures`: the prototype terms
     are computed exactly without upsampling them); features already on the grid are widened to
     float32 (channels-last) as they are."""
-    from cvcl.precision import widen
     from cvcl.losses.upsampled import UpsampledFeatures, coarse_enough, upsample_to
+    from cvcl.precision import widen
 
     features = (out.center if tap == "center" else out.d9)[images]
     if coarse_enough(features, size):
@@ -127,8 +127,8 @@ def _contrast(batch: Batch, reference: torch.Tensor, prediction: torch.Tensor) -
     The anchors of all volumes are drawn and gathered from the whole ``d9`` at once, then split:
     gathering from each half's slice would make the backward build two zero-filled gradients of
     the whole ``d9`` (as large as the decoder's last feature map) and add them."""
-    from cvcl.precision import widen
     from cvcl.losses.vcl import gather_features, sample_anchors, supervised_infonce
+    from cvcl.precision import widen
 
     anchors = sample_anchors(reference, prediction, batch.n_classes, batch.cfg.n_anchor)
     features, classes, valid = gather_features(batch.out.d9, anchors)  # (M, f), image-major
