@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ids = split["labeled"] + (split["unlabeled"] if args.crops == "all" else [])
     images = [read_case(case_file(c, args.processed)).image for c in ids]
     result = {"checkpoint": str(args.checkpoint), "iteration": args.iteration, "norm": meta["model_config"]["norm"]}
+    # a checkpoint trained with model.bn_statistics: window loads in window mode: set each way explicitly
+    set_bn_statistics(network, "running")
     result["running"] = _score(network, cases, args.patch, bn_train=False)
     result["batch"] = _score(network, cases, args.patch, bn_train=True)
     set_bn_statistics(network, "window")

@@ -61,3 +61,20 @@ def test_re_estimated_statistics_are_the_plain_average_over_the_drawn_batches():
     stem = next(m for m in before.modules() if isinstance(m, torch.nn.BatchNorm3d))
     assert not torch.allclose(first.running_mean, stem.running_mean)
     assert torch.isfinite(first.running_var).all() and (first.running_var > 0).all()
+
+
+def test_running_means_running_even_for_a_checkpoint_saved_with_window_statistics(tmp_path, capsys):
+    processed = write_box_cases(tmp_path / "processed", shape=(48, 48, 24), n=4)
+    (tmp_path / "split.json").write_text(
+        json.dumps({"labeled": ["c0", "c1"], "unlabeled": ["c2"], "val": ["c3"], "test": []})
+    )
+    net = _trained_a_little()
+    window_cfg = ModelConfig(**{**CFG.as_dict(), "bn_statistics": "window"})
+    save_checkpoint(tmp_path / "model.pt", net, None, window_cfg, {"method": "supervised"})
+    running = make_validator(processed, ["c3"], PATCH, torch.device("cpu"))(net.eval())
+
+    argv = ["--checkpoint", str(tmp_path / "model.pt"), "--processed", str(processed)]
+    argv += ["--split", str(tmp_path / "split.json"), "--patch", "32", "32", "16", "--batches", "3"]
+    assert bn_statistics.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["running"] == running
