@@ -322,7 +322,9 @@ def test_the_command_line_exits_2_on_a_missing_model(tmp_path, command):
         env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: runs:/0123456789abcdef/model: cannot be read")
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: runs:/0123456789abcdef/model: cannot be read"), (
+        proc.stderr
+    )
     assert not (tmp_path / "o").exists()
 
 
