@@ -50,14 +50,13 @@ def foreground_crop(volume: Volume, patch: Sequence[int], rng: np.random.Generat
 
 def batch_normalised(network: torch.nn.Module) -> None:
     """Eval mode (dropout off) with every BatchNorm normalising over the batch it is given and
-    its running statistics frozen (momentum 0)."""
+    its running statistics frozen (momentum 0). In train mode the V-Net's BatchNorm normalises by
+    the batch whatever its ``window_statistics``, which act at inference only."""
     network.eval()
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm3d):
             module.train(True)
             module.momentum = 0.0
-            if hasattr(module, "window_statistics"):
-                module.window_statistics = False
 
 
 def _dice(prediction: np.ndarray, label: np.ndarray) -> float:
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         volumes = []
         for case_id in split[name]:
             case = read_case(case_file(case_id, args.processed))
-            volumes.append((case.image, np.asarray(case.label)))
+            volumes.append((case.image, case.label))
         for k in args.sizes:
             result[f"{name}_k{k}"] = round(coupled_dice(network, volumes, k, args.patch, args.draws), 2)
     print(json.dumps(result))

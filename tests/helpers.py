@@ -113,3 +113,19 @@ def write_box_cases(folder: Path, shape=(32, 32, 16), n: int = 4, seed: int = 0)
         image = (label + 0.3 * rng.standard_normal(shape)).astype(np.float32)[None]
         write_case(folder / f"c{i}.h5", Case(f"c{i}", image, label, Geometry.from_spacing((1, 1, 1))))
     return folder
+
+
+def bn_vnet_trained_a_little(cfg, patch=(32, 32, 16)):
+    """A batch-norm V-Net (``cfg``: a ``ModelConfig`` with ``norm="batch"``), without its projection
+    head, whose running statistics moved away from their initial values: three train-mode passes
+    over N(1, 2) batches of two ``patch``-sized volumes, seed 0."""
+    import torch
+
+    from cvcl.models.config import build_model
+
+    torch.manual_seed(0)
+    net = build_model(cfg, with_projection=False).train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(2, 1, *patch) * 2 + 1)
+    return net

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from cvcl.models.checkpoint import save_checkpoint
-from cvcl.models.config import ModelConfig, build_model
+from cvcl.models.config import ModelConfig
 from cvcl.models.vnet import set_bn_statistics
 from tests.conftest import ROOT
-from tests.helpers import write_box_cases
+from tests.helpers import bn_vnet_trained_a_little, write_box_cases
 
 spec = importlib.util.spec_from_file_location("batch_coupling", ROOT / "results" / "batch_coupling.py")
 batch_coupling = importlib.util.module_from_spec(spec)
@@ -23,12 +23,7 @@ PATCH = (32, 32, 16)
 
 
 def _net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    net = build_model(CFG, with_projection=False).train()
-    with torch.no_grad():  # running statistics away from their initial values
-        for _ in range(3):
-            net(torch.randn(2, 1, *PATCH) * 2 + 1)
-    return net
+    return bn_vnet_trained_a_little(CFG, PATCH)
 
 
 def test_a_batch_of_one_is_normalised_as_window_statistics_do_and_running_statistics_stay():

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from cvcl.models.checkpoint import save_checkpoint
-from cvcl.models.config import ModelConfig, build_model
+from cvcl.models.config import ModelConfig
 from cvcl.training.validation import make_validator
 from tests.conftest import ROOT
-from tests.helpers import write_box_cases
+from tests.helpers import bn_vnet_trained_a_little, write_box_cases
 
 spec = importlib.util.spec_from_file_location("bn_statistics", ROOT / "results" / "bn_statistics.py")
 bn_statistics = importlib.util.module_from_spec(spec)
@@ -22,13 +22,7 @@ PATCH = (32, 32, 16)
 
 
 def _trained_a_little() -> torch.nn.Module:
-    """A batch-norm V-Net whose running statistics moved away from their initial values."""
-    torch.manual_seed(0)
-    net = build_model(CFG, with_projection=False).train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(torch.randn(2, 1, *PATCH) * 2 + 1)
-    return net
+    return bn_vnet_trained_a_little(CFG, PATCH)
 
 
 def test_running_is_the_pipelines_validation_and_the_script_prints_all_three(tmp_path, capsys):

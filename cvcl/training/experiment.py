@@ -122,9 +122,10 @@ def training_setup(settings: TrainingSettings, split: dict, processed: Path) -> 
     dataset = PatchDataset(processed, split["labeled"], split["unlabeled"] if semi else [], cfg.patch)
     model_cfg = dataclasses.replace(settings.model, in_channels=dataset.in_channels)
     check_patch(cfg, dataset, model_cfg)
-    if fixed_batch_statistics(model_cfg, cfg, len(split["labeled"]), semi):
+    n_labeled = len(split["labeled"])
+    if fixed_batch_statistics(model_cfg, cfg, n_labeled, semi):
         print(
-            f"train: note: every batch normalises all {len(split['labeled'])} labeled volumes together under batch "
+            f"train: note: every batch normalises all {n_labeled} labeled volumes together under batch "
             f"norm (train.labeled_bs = {cfg.labeled_bs}): the network can learn that fixed batch and fail on scans "
             "normalised alone (docs/results-la.md, 'The joint tuning'); a train.labeled_bs below labeled avoids it",
             flush=True,
